@@ -1,0 +1,56 @@
+#pragma once
+/// \file communicator.hpp
+/// RAII owner of a duplicated MPI communicator with the few collectives rbsde uses.
+/// Every MPI return code is checked and turned into an Error.
+#include <mpi.h>
+
+#include <cstdint>
+
+namespace rbsde {
+
+class Communicator {
+ public:
+  /// Duplicates `comm` (MPI_Comm_dup); the duplicate is freed on destruction.
+  explicit Communicator(MPI_Comm comm);
+  ~Communicator();
+  Communicator(const Communicator&) = delete;
+  Communicator& operator=(const Communicator&) = delete;
+
+  MPI_Comm get() const { return comm_; }
+  int rank() const { return rank_; }
+  int size() const { return size_; }
+  bool is_root() const { return rank_ == 0; }
+
+  /// In-place sum over ranks.
+  void allreduce_sum(float* data, int64_t count) const;
+  void allreduce_sum(double* data, int64_t count) const;
+  /// In-place maximum over ranks.
+  void allreduce_max(double* data, int64_t count) const;
+  /// Exclusive prefix sum: the sum of `value` over the ranks below this one (0 on rank 0).
+  int64_t exscan_sum(int64_t value) const;
+  /// Broadcast from rank 0.
+  void broadcast(float* data, int64_t count) const;
+  void barrier() const;
+  /// Number of gradient all-reduces performed (allreduce_sum on float data) since creation.
+  int64_t float_allreduce_count() const { return float_allreduces_; }
+
+ private:
+  MPI_Comm comm_ = MPI_COMM_NULL;
+  int rank_ = 0;
+  int size_ = 1;
+  mutable int64_t float_allreduces_ = 0;
+};
+
+/// The contiguous range [begin, end) of global path indices that `rank` of `size` owns;
+/// the first (total mod size) ranks get one path more.
+struct PathRange {
+  int64_t begin = 0;
+  int64_t end = 0;
+  int64_t count() const { return end - begin; }
+};
+PathRange path_range(int64_t total, int rank, int size);
+
+/// Throws Error("MPI call failed in <where>: <MPI error string>") unless code == MPI_SUCCESS.
+void check_mpi(int code, const char* where);
+
+}  // namespace rbsde

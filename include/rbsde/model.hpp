@@ -1,0 +1,60 @@
+#pragma once
+/// \file model.hpp
+/// The deep-BSDE networks (method.md §4):
+///   Z_θ(s, x) = √b(s)·(−x) + MLP([x, time features(s)])
+///   Y₀(x)     = log N(x; 0, I) + c_θ + r_θ(x)      (r_θ optional)
+/// The MLP's last layer starts at zero, so the untrained model is the stationary OU process.
+#include <torch/torch.h>
+
+#include <string>
+
+#include "rbsde/config.hpp"
+#include "rbsde/output_file.hpp"
+#include "rbsde/schedule.hpp"
+
+namespace rbsde {
+
+class BsdeModelImpl : public torch::nn::Module {
+ public:
+  BsdeModelImpl(int64_t dim, const NetworkConfig& network, const NoiseSchedule& schedule);
+
+  int64_t dim() const { return dim_; }
+  /// Network input [x, τ, sin(kπτ), cos(kπτ)] for points x [B, d] (float32) at times s [B].
+  torch::Tensor features(const torch::Tensor& s, const torch::Tensor& x) const;
+  /// Z_θ(s, x) for x [B, d] float32 and s [B] float32 (any grad mode).
+  torch::Tensor z(const torch::Tensor& s, const torch::Tensor& x);
+  /// Z_θ(s, x) at one time s for all rows of x.
+  torch::Tensor z(double s, const torch::Tensor& x);
+  /// log N(x; 0, I) in x's dtype: [B].
+  static torch::Tensor log_reference(const torch::Tensor& x);
+  /// r_θ(x₀) [B], or zeros when the residual network is off.
+  torch::Tensor y0_residual(const torch::Tensor& x0);
+  bool has_y0_residual() const { return !residual_.is_empty(); }
+
+  /// c_θ, the network's estimate of log 𝒵 (a buffer set by the optimal-constant rule,
+  /// not a parameter of the optimiser).
+  double constant() const { return constant_.item<double>(); }
+  void set_constant(double c);
+
+  /// All trainable parameters in a fixed order (the order of the fused gradient buffer).
+  std::vector<torch::Tensor> trainable() { return parameters(); }
+
+ private:
+  int64_t dim_;
+  int64_t time_features_;
+  NoiseSchedule schedule_;
+  torch::nn::Sequential mlp_{nullptr};
+  torch::nn::Sequential residual_{nullptr};
+  torch::Tensor constant_;  // [1] float64 buffer
+};
+TORCH_MODULE(BsdeModel);
+
+/// Saves parameters, c_θ and the training history; the archive also records the network
+/// shape so load_model can give a clear error on a mismatch.
+void save_model(const std::string& path, BsdeModel& model, const NetworkConfig& network,
+                const TrainingHistory& history);
+/// Loads what save_model wrote into `model` (built from the same network settings) and
+/// returns the stored training history. Throws Error naming the file on any mismatch.
+TrainingHistory load_model(const std::string& path, BsdeModel& model, const NetworkConfig& network);
+
+}  // namespace rbsde

@@ -1,0 +1,32 @@
+#pragma once
+/// \file noise.hpp
+/// Counter-based Gaussian noise (Philox4x32-10 with Box–Muller), keyed by
+/// (seed, stream, epoch, global path index, step): the noise of a path does not depend on
+/// how paths are split over ranks or threads (method.md §7).
+#include <cstdint>
+
+namespace rbsde {
+
+/// What a noise draw is for; different streams never share a counter.
+enum class NoiseStream : uint32_t { kTraining = 1, kSampling = 2 };
+
+/// The step index that keys the initial point X₀ (steps 0 … N−1 key the increments ξ_n).
+inline constexpr uint32_t kInitialStep = 0xFFFFFFFFu;
+
+struct NoiseKey {
+  uint64_t seed = 0;
+  NoiseStream stream = NoiseStream::kTraining;
+  uint32_t epoch = 0;  ///< training iteration, or 0 when sampling
+};
+
+/// Fills out[i * dim + j] for i < rows with standard normals of global path first_path + i,
+/// coordinate j, at `step`. OpenMP-parallel over rows.
+void fill_normal(float* out, int64_t rows, int64_t dim, const NoiseKey& key, int64_t first_path,
+                 uint32_t step);
+void fill_normal(double* out, int64_t rows, int64_t dim, const NoiseKey& key, int64_t first_path,
+                 uint32_t step);
+
+/// One Philox4x32-10 block: 4 uniform 32-bit words for a 128-bit counter and 64-bit key.
+void philox4x32(const uint32_t counter[4], const uint32_t key[2], uint32_t out[4]);
+
+}  // namespace rbsde

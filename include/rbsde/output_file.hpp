@@ -1,0 +1,75 @@
+#pragma once
+/// \file output_file.hpp
+/// The run's HDF5 file, written collectively with MPI-IO. It is created as `<path>.tmp` and
+/// renamed to `<path>` by commit(); an uncommitted file is removed, so no partial output
+/// file that looks complete is ever left behind.
+#include <hdf5.h>
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "rbsde/communicator.hpp"
+
+namespace rbsde {
+
+/// Per-iteration training record, identical on every rank.
+struct TrainingHistory {
+  std::vector<double> loss;    ///< variance of the terminal residual Y_N − log π̃_γ(X_N)
+  std::vector<double> log_z;   ///< the network's estimate c_θ after the iteration
+  std::vector<double> time;    ///< wall seconds since training began
+  std::vector<double> gamma;   ///< annealing exponent γ used in the iteration
+};
+
+/// Evidence and weight diagnostics of a sample (method.md §5), identical on every rank.
+struct Estimates {
+  int64_t count = 0;
+  double log_z_is = 0.0;         ///< logsumexp(log w) − log M
+  double log_z_is_stderr = 0.0;  ///< delta-method standard error √(1/ESS − 1/M)
+  double log_z_network = 0.0;    ///< c_θ + mean r_θ(X₀)
+  double elbo = 0.0;             ///< mean(log w)
+  double elbo_stderr = 0.0;
+  double ess = 0.0;              ///< (Σw)² / Σw²
+  double ess_fraction = 0.0;     ///< ESS / M
+};
+
+class OutputFile {
+ public:
+  /// Collective: creates `<path>.tmp` (parent directories too) on all ranks of `comm`.
+  OutputFile(const std::string& path, const Communicator& comm);
+  ~OutputFile();
+  OutputFile(const OutputFile&) = delete;
+  OutputFile& operator=(const OutputFile&) = delete;
+
+  /// Collective: root attributes `config` (resolved YAML) and `version`.
+  void write_metadata(const std::string& resolved_yaml, const std::string& version);
+  /// Collective: /training/{loss,log_z,time,gamma}.
+  void write_training(const TrainingHistory& history);
+  /// Collective: creates /samples (float32 [count, dim]) and /log_weights (float64 [count]),
+  /// chunked.
+  void create_samples(int64_t count, int64_t dim);
+  /// Collective: every rank writes its `rows` rows at global row `offset` (rows may be 0).
+  void write_samples(int64_t offset, int64_t rows, const float* samples, const double* log_weights);
+  /// Collective: attributes of the group /estimates.
+  void write_estimates(const Estimates& estimates);
+  /// Collective: closes the file and renames it to its final path.
+  void commit();
+
+  /// Whether HDF5 reported both transfers of the last write_samples() call (samples and log
+  /// weights) as collective MPI-IO (H5Pget_mpio_actual_io_mode); tests check it.
+  bool last_write_collective() const { return last_write_collective_; }
+
+ private:
+  std::string path_;
+  std::string tmp_path_;
+  const Communicator& comm_;
+  hid_t file_ = -1;
+  hid_t samples_ = -1;
+  hid_t log_weights_ = -1;
+  int64_t count_ = 0;
+  int64_t dim_ = 0;
+  bool committed_ = false;
+  bool last_write_collective_ = false;
+};
+
+}  // namespace rbsde

@@ -1,0 +1,45 @@
+#pragma once
+/// \file schedule.hpp
+/// Noise schedules of the variance-preserving SDE and the reverse-time grid (method.md §2, §4).
+#include <cstdint>
+#include <vector>
+
+namespace rbsde {
+
+struct SdeConfig;
+
+/// β(t) on [0, T]: constant, or linear from beta_min at t = 0 to beta_max at t = T.
+struct NoiseSchedule {
+  enum class Kind { kConstant, kLinear };
+  Kind kind = Kind::kConstant;
+  double beta_min = 2.0;  ///< β for kConstant
+  double beta_max = 2.0;
+  double horizon = 4.0;   ///< T
+
+  static NoiseSchedule from_config(const SdeConfig& config);
+
+  double beta(double t) const;
+  /// ∫₀ᵗ β.
+  double integral(double t) const;
+  /// α(t) = exp(−½ ∫₀ᵗ β): X_t | X_0 ~ N(α X_0, σ² I).
+  double alpha(double t) const;
+  /// σ²(t) = 1 − α(t)².
+  double sigma2(double t) const;
+  /// Reverse-time coefficient b(s) = β(T − s).
+  double b(double s) const { return beta(horizon - s); }
+};
+
+/// The uniform grid s_n = n T / N of the reverse SDE with per-step coefficients.
+struct TimeGrid {
+  int64_t steps = 0;            ///< N
+  std::vector<double> s;        ///< s_0 … s_N
+  std::vector<double> h;        ///< h_n = s_{n+1} − s_n
+  std::vector<double> b;        ///< b_n = b(s_n)
+  /// a_n = exp(−½ ∫_{s_n}^{s_{n+1}} b): the exact noising transition over step n runs
+  /// backwards as k_n(x_n | x_{n+1}) = N(a_n x_{n+1}, (1 − a_n²) I) (method.md §5).
+  std::vector<double> a;
+
+  TimeGrid(const NoiseSchedule& schedule, int64_t steps);
+};
+
+}  // namespace rbsde

@@ -1,0 +1,61 @@
+#pragma once
+/// \file trainer.hpp
+/// Deep-BSDE training with paths sharded over the ranks of a communicator (method.md §4, §7).
+#include <torch/torch.h>
+
+#include <functional>
+#include <memory>
+
+#include "rbsde/communicator.hpp"
+#include "rbsde/config.hpp"
+#include "rbsde/model.hpp"
+#include "rbsde/output_file.hpp"
+#include "rbsde/schedule.hpp"
+#include "rbsde/target.hpp"
+
+namespace rbsde {
+
+/// What one training iteration measured, identical on every rank.
+struct StepResult {
+  double loss = 0.0;           ///< variance of the residual r = Y_N − log π̃_γ(X_N)
+  double mean_residual = 0.0;  ///< mean r before the constant update
+  double gamma = 1.0;
+};
+
+class Trainer {
+ public:
+  Trainer(const Target& target, BsdeModel model, const SdeConfig& sde, const TrainConfig& train,
+          const Communicator& comm);
+
+  /// Runs train.iterations steps; rank 0 prints progress at train.log_every.
+  TrainingHistory train();
+  /// One iteration (0-based): simulate this rank's paths, one fused gradient all-reduce,
+  /// clip, Adam step, optimal-constant update.
+  StepResult step(int64_t iteration);
+  /// γ of the annealed terminal condition log π̃_γ = γ log π̃ + (1 − γ) log N(0, I).
+  double gamma(int64_t iteration) const;
+  /// Learning rate of an iteration.
+  double learning_rate(int64_t iteration) const;
+
+ private:
+  StepResult step_detached(int64_t iteration, double gamma);
+  StepResult step_coupled(int64_t iteration, double gamma);
+  /// Sums the gradients of all ranks with one MPI_Allreduce on a flat buffer.
+  void allreduce_gradients();
+  /// Sum over ranks of (Σr, Σr², local paths): mean residual and its variance.
+  std::pair<double, double> residual_moments(const torch::Tensor& residual) const;
+  torch::Tensor terminal(const torch::Tensor& x, double gamma) const;
+
+  const Target& target_;
+  BsdeModel model_;
+  TrainConfig train_;
+  NoiseSchedule schedule_;
+  TimeGrid grid_;
+  const Communicator& comm_;
+  PathRange paths_;
+  std::unique_ptr<torch::optim::Adam> optimizer_;
+  std::vector<torch::Tensor> parameters_;
+  torch::Tensor gradient_buffer_;  // flat float32, one slot per parameter element
+};
+
+}  // namespace rbsde

@@ -1,0 +1,316 @@
+#include "rbsde/app.hpp"
+
+#include <omp.h>
+
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <optional>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "rbsde/communicator.hpp"
+#include "rbsde/config.hpp"
+#include "rbsde/error.hpp"
+#include "rbsde/model.hpp"
+#include "rbsde/output_file.hpp"
+#include "rbsde/sampler.hpp"
+#include "rbsde/schedule.hpp"
+#include "rbsde/target.hpp"
+#include "rbsde/trainer.hpp"
+#include "rbsde/version.hpp"
+
+namespace rbsde {
+
+namespace {
+
+constexpr const char* kUsage =
+    "usage: rbsde COMMAND CONFIG.yaml [--set key=value ...]\n"
+    "\n"
+    "Reverse-BSDE Monte Carlo: trains deep-BSDE networks for the reverse diffusion of an\n"
+    "unnormalised target, then draws samples with importance weights and estimates log Z.\n"
+    "\n"
+    "commands:\n"
+    "  run      train, then sample; writes output.path (HDF5) and the network next to it (.pt)\n"
+    "  train    train only; writes the network parameters and training history (.pt)\n"
+    "  sample   load saved network parameters (sample.model, default output.path with .pt)\n"
+    "           and sample; writes output.path\n"
+    "\n"
+    "options:\n"
+    "  --set key=value   override a configuration key, e.g. --set train.iterations=200\n"
+    "                    (value in YAML syntax: --set target.mean=[1,2]); may repeat\n"
+    "  -h, --help        this text\n"
+    "  --version         program version\n"
+    "\n"
+    "Run under MPI with mpirun/srun; threads per rank come from parallel.threads,\n"
+    "SLURM_CPUS_PER_TASK or OMP_NUM_THREADS. See README.md and configs/.\n";
+
+struct Arguments {
+  std::string command;
+  std::string config_path;
+  std::vector<std::string> overrides;
+};
+
+using Clock = std::chrono::steady_clock;
+
+double seconds_since(Clock::time_point start) {
+  return std::chrono::duration<double>(Clock::now() - start).count();
+}
+
+Arguments parse_arguments(int argc, char** argv) {
+  Arguments args;
+  for (int i = 1; i < argc; ++i) {
+    const std::string arg = argv[i];
+    if (arg == "--set") {
+      if (i + 1 >= argc) throw Error("--set needs a key=value argument");
+      args.overrides.emplace_back(argv[++i]);
+    } else if (arg.rfind("--set=", 0) == 0) {
+      args.overrides.push_back(arg.substr(6));
+    } else if (!arg.empty() && arg[0] == '-') {
+      throw Error("unknown option '" + arg + "' (see rbsde --help)");
+    } else if (args.command.empty()) {
+      args.command = arg;
+    } else if (args.config_path.empty()) {
+      args.config_path = arg;
+    } else {
+      throw Error("unexpected argument '" + arg + "' (see rbsde --help)");
+    }
+  }
+  if (args.command != "run" && args.command != "train" && args.command != "sample") {
+    throw Error(args.command.empty() ? "no command given (run, train or sample; see rbsde --help)"
+                                     : "unknown command '" + args.command +
+                                           "' (accepted: run, train, sample)");
+  }
+  if (args.config_path.empty()) throw Error("no configuration file given (rbsde " + args.command + " CONFIG.yaml)");
+  return args;
+}
+
+/// Threads per rank: parallel.threads, else SLURM_CPUS_PER_TASK, else OMP_NUM_THREADS, else
+/// the node's cores shared evenly among the ranks on the node.
+int choose_threads(const Config& config, MPI_Comm comm, std::string& source) {
+  if (config.parallel.threads > 0) {
+    source = "parallel.threads";
+    return static_cast<int>(config.parallel.threads);
+  }
+  for (const char* name : {"SLURM_CPUS_PER_TASK", "OMP_NUM_THREADS"}) {
+    if (const char* value = std::getenv(name)) {
+      const int n = std::atoi(value);
+      if (n > 0) {
+        source = name;
+        return n;
+      }
+    }
+  }
+  MPI_Comm node;
+  check_mpi(MPI_Comm_split_type(comm, MPI_COMM_TYPE_SHARED, 0, MPI_INFO_NULL, &node),
+            "MPI_Comm_split_type");
+  int ranks_on_node = 1;
+  MPI_Comm_size(node, &ranks_on_node);
+  MPI_Comm_free(&node);
+  source = "cores per rank on this node";
+  const int cores = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  return std::max(1, cores / ranks_on_node);
+}
+
+/// Everything a run needs, built identically on every rank.
+struct Problem {
+  Config config;
+  std::unique_ptr<Target> target;
+  BsdeModel model{nullptr};
+  NoiseSchedule schedule;
+};
+
+Problem build_problem(const Arguments& args) {
+  Problem p;
+  p.config = load_config(args.config_path, args.overrides);
+  p.target = make_target(p.config.target);
+  p.schedule = NoiseSchedule::from_config(p.config.sde);
+  torch::manual_seed(p.config.train.seed);  // rank 0's initialisation is broadcast anyway
+  p.model = BsdeModel(p.target->dim(), p.config.network, p.schedule);
+  if (args.command == "sample" && !std::filesystem::exists(p.config.model_path())) {
+    throw Error("network parameters '" + p.config.model_path() +
+                "' not found: run `rbsde train` with this configuration first, or set sample.model");
+  }
+  return p;
+}
+
+/// Collective: true when every rank succeeded; otherwise the lowest failing rank prints its
+/// message and every rank learns of the failure (no rank waits in a later collective).
+bool agree_on_success(const Communicator& comm, const std::string& error) {
+  int first_failure = error.empty() ? comm.size() : comm.rank();
+  check_mpi(MPI_Allreduce(MPI_IN_PLACE, &first_failure, 1, MPI_INT, MPI_MIN, comm.get()),
+            "MPI_Allreduce(setup status)");
+  if (first_failure == comm.rank()) std::fprintf(stderr, "rbsde: error: %s\n", error.c_str());
+  return first_failure == comm.size();
+}
+
+void print_estimates(const Estimates& e, const Target& target) {
+  std::printf("log Z (importance sampling) = %.4f +- %.4f  (M = %lld)\n", e.log_z_is,
+              e.log_z_is_stderr, static_cast<long long>(e.count));
+  if (const auto truth = target.log_z()) {
+    std::printf("log Z (exact)               = %.4f  (error %+.4f)\n", *truth, e.log_z_is - *truth);
+  }
+  std::printf("log Z (network c)           = %.4f\n", e.log_z_network);
+  std::printf("ELBO                        = %.4f +- %.4f\n", e.elbo, e.elbo_stderr);
+  std::printf("ESS                         = %.1f  (ESS/M = %.4f)\n", e.ess, e.ess_fraction);
+}
+
+Estimates sample_into(OutputFile& out, Problem& p, const Communicator& comm) {
+  const auto& sample = p.config.sample;
+  const int64_t d = p.target->dim();
+  const TimeGrid grid(p.schedule, p.config.sde.steps);
+  const PathRange mine = path_range(sample.count, comm.rank(), comm.size());
+  const int64_t largest_share = (sample.count + comm.size() - 1) / comm.size();
+  const int64_t rounds = (largest_share + sample.batch - 1) / sample.batch;
+  out.create_samples(sample.count, d);
+  EvidenceAccumulator evidence;
+  for (int64_t round = 0; round < rounds; ++round) {
+    const int64_t first = mine.begin + round * sample.batch;
+    const int64_t rows = std::max<int64_t>(0, std::min(sample.batch, mine.end - first));
+    if (rows == 0) {
+      out.write_samples(0, 0, nullptr, nullptr);
+      continue;
+    }
+    const SampleBatch batch = simulate_paths(*p.target, p.model, grid, sample.seed, first, rows);
+    const auto samples = batch.samples.to(torch::kFloat32).contiguous();
+    const auto log_weights = batch.log_weights.contiguous();
+    out.write_samples(first, rows, samples.data_ptr<float>(), log_weights.data_ptr<double>());
+    evidence.add(batch.log_weights, batch.y0_offset);
+    if (comm.is_root() && rounds > 1) {
+      std::printf("sample batch %lld/%lld\n", static_cast<long long>(round + 1),
+                  static_cast<long long>(rounds));
+      std::fflush(stdout);
+    }
+  }
+  return evidence.reduce(comm);
+}
+
+void run_phases(const Arguments& args, Problem& p, const Communicator& comm, OutputFile* out,
+                Clock::time_point start, double setup_seconds, int threads);
+
+int execute(const Arguments& args, const Communicator& comm) {
+  const auto start = Clock::now();
+  std::string setup_error;
+  std::optional<Problem> problem;
+  try {
+    problem.emplace(build_problem(args));
+  } catch (const std::exception& e) {
+    setup_error = e.what();
+  }
+  if (!agree_on_success(comm, setup_error)) return 1;
+  Problem& p = *problem;
+
+  std::string thread_source;
+  const int threads = choose_threads(p.config, comm.get(), thread_source);
+  torch::set_num_threads(threads);
+  omp_set_num_threads(threads);
+  const double setup_seconds = seconds_since(start);
+  if (comm.is_root()) {
+    std::printf("rbsde %s: %s %s  target %s (d = %lld)  ranks %d  threads/rank %d (%s)\n",
+                kVersion, args.command.c_str(), args.config_path.c_str(), p.target->name().c_str(),
+                static_cast<long long>(p.target->dim()), comm.size(), threads,
+                thread_source.c_str());
+    std::fflush(stdout);
+  }
+
+  // The output file exists (as <path>.tmp) from the start, so an unwritable path fails now,
+  // not after training; it only takes its final name once complete. It is declared outside
+  // the try block so that, on a failure, the job is aborted before its collective close.
+  std::unique_ptr<OutputFile> out;
+  try {
+    if (args.command != "train") out = std::make_unique<OutputFile>(p.config.output.path, comm);
+    run_phases(args, p, comm, out.get(), start, setup_seconds, threads);
+  } catch (const std::exception& e) {
+    if (comm.size() > 1) {  // the error may strike some ranks only: none may be left waiting
+      std::fprintf(stderr, "rbsde: error on rank %d: %s\n", comm.rank(), e.what());
+      std::fflush(stderr);
+      MPI_Abort(comm.get(), 1);
+    }
+    throw;
+  }
+  return 0;
+}
+
+void run_phases(const Arguments& args, Problem& p, const Communicator& comm, OutputFile* out,
+                Clock::time_point start, double setup_seconds, int threads) {
+
+  TrainingHistory history;
+  double train_seconds = 0.0;
+  if (args.command == "sample") {
+    history = load_model(p.config.model_path(), p.model, p.config.network);
+  } else {
+    const auto train_start = Clock::now();
+    Trainer trainer(*p.target, p.model, p.config.sde, p.config.train, comm);
+    history = trainer.train();
+    train_seconds = seconds_since(train_start);
+    if (comm.is_root()) save_model(p.config.model_path(), p.model, p.config.network, history);
+    comm.barrier();
+  }
+
+  double sample_seconds = 0.0;
+  std::optional<Estimates> estimates;
+  if (out) {
+    const auto sample_start = Clock::now();
+    out->write_metadata(p.config.resolved_yaml, kVersion);
+    out->write_training(history);
+    estimates = sample_into(*out, p, comm);
+    out->write_estimates(*estimates);
+    out->commit();
+    sample_seconds = seconds_since(sample_start);
+  }
+
+  if (comm.is_root()) {
+    if (estimates) {
+      print_estimates(*estimates, *p.target);
+      std::printf("wrote %s\n", p.config.output.path.c_str());
+    }
+    if (args.command != "sample") std::printf("wrote %s\n", p.config.model_path().c_str());
+    const auto truth = p.target->log_z();
+    std::printf(
+        "rbsde-summary command=%s target=%s dim=%lld ranks=%d threads=%d log_z_is=%.6f "
+        "log_z_is_stderr=%.6f log_z_true=%s ess_fraction=%.6f setup_s=%.2f train_s=%.2f "
+        "sample_s=%.2f total_s=%.2f\n",
+        args.command.c_str(), p.target->name().c_str(), static_cast<long long>(p.target->dim()),
+        comm.size(), threads, estimates ? estimates->log_z_is : NAN,
+        estimates ? estimates->log_z_is_stderr : NAN,
+        truth ? std::to_string(*truth).c_str() : "unknown",
+        estimates ? estimates->ess_fraction : NAN, setup_seconds, train_seconds, sample_seconds,
+        seconds_since(start));
+  }
+}
+
+}  // namespace
+
+int run_app(int argc, char** argv, MPI_Comm world) {
+  int rank = 0;
+  MPI_Comm_rank(world, &rank);
+  for (int i = 1; i < argc; ++i) {
+    const std::string arg = argv[i];
+    if (arg == "-h" || arg == "--help") {
+      if (rank == 0) std::fputs(kUsage, stdout);
+      return 0;
+    }
+    if (arg == "--version") {
+      if (rank == 0) std::printf("rbsde %s\n", kVersion);
+      return 0;
+    }
+  }
+  Arguments args;
+  try {
+    args = parse_arguments(argc, argv);
+  } catch (const Error& e) {  // identical on every rank: report once, all exit
+    if (rank == 0) std::fprintf(stderr, "rbsde: error: %s\n", e.what());
+    return 2;
+  }
+  try {
+    Communicator comm(world);
+    return execute(args, comm);
+  } catch (const std::exception& e) {  // one rank: execute() aborts multi-rank failures
+    std::fprintf(stderr, "rbsde: error: %s\n", e.what());
+    return 1;
+  }
+}
+
+}  // namespace rbsde

@@ -1,0 +1,11 @@
+// rbsde: Reverse-BSDE Monte Carlo sampler. Thin driver: MPI set-up and tear-down only.
+#include <mpi.h>
+
+#include "rbsde/app.hpp"
+
+int main(int argc, char** argv) {
+  MPI_Init(&argc, &argv);
+  const int status = rbsde::run_app(argc, argv, MPI_COMM_WORLD);
+  MPI_Finalize();
+  return status;
+}

@@ -1,0 +1,368 @@
+#include "rbsde/output_file.hpp"
+
+#include <algorithm>
+#include <filesystem>
+#include <string>
+#include <system_error>
+#include <utility>
+
+#include "rbsde/error.hpp"
+
+namespace rbsde {
+namespace {
+
+/// Target size of one chunk of /samples or /log_weights.
+constexpr hsize_t kChunkBytes = hsize_t{1} << 20;
+
+/// The most specific message on HDF5's error stack (its automatic printing is turned off).
+std::string hdf5_error_detail() {
+  std::string detail;
+  // H5E_WALK_UPWARD starts at the innermost error, the one that says what actually went wrong.
+  auto innermost = [](unsigned n, const H5E_error2_t* error, void* data) -> herr_t {
+    if (n == 0 && error->desc != nullptr) *static_cast<std::string*>(data) = error->desc;
+    return 0;
+  };
+  H5Ewalk2(H5E_DEFAULT, H5E_WALK_UPWARD, innermost, &detail);
+  return detail;
+}
+
+/// Returns `value` (an hid_t or herr_t) unless it is negative, the HDF5 C API's failure value.
+template <typename T>
+T checked(T value, const std::string& operation, const std::string& file) {
+  if (value >= 0) return value;
+  const std::string detail = hdf5_error_detail();
+  throw Error("HDF5 output file '" + file + "': " + operation + " failed" +
+              (detail.empty() ? std::string() : " (" + detail + ")") +
+              "; check that the file system has space and supports MPI-IO (a parallel file "
+              "system or a local disk), or choose another output path");
+}
+
+/// Owner of a short-lived HDF5 identifier (property list, dataspace, type, group, attribute).
+class Handle {
+ public:
+  using Close = herr_t (*)(hid_t);
+  Handle(hid_t id, Close close) : id_(id), close_(close) {}
+  ~Handle() {
+    if (id_ >= 0) close_(id_);
+  }
+  Handle(const Handle&) = delete;
+  Handle& operator=(const Handle&) = delete;
+  hid_t get() const { return id_; }
+
+ private:
+  hid_t id_;
+  Close close_;
+};
+
+void require_open(hid_t file, const char* method, const std::string& path) {
+  if (file < 0) {
+    throw Error(std::string("OutputFile::") + method + " called after commit() for '" + path +
+                "': write every part before committing");
+  }
+}
+
+/// A transfer property list that makes H5Dwrite collective over all ranks of the file.
+hid_t collective_transfer(const std::string& file) {
+  const hid_t dxpl = checked(H5Pcreate(H5P_DATASET_XFER), "H5Pcreate(dataset transfer)", file);
+  if (H5Pset_dxpl_mpio(dxpl, H5FD_MPIO_COLLECTIVE) < 0) {
+    H5Pclose(dxpl);
+    checked(-1, "H5Pset_dxpl_mpio(collective)", file);
+  }
+  return dxpl;
+}
+
+void write_string_attribute(hid_t object, const char* name, const std::string& value,
+                            const std::string& file) {
+  const std::string what = std::string("writing string attribute '") + name + "'";
+  // Variable length: no 64 KiB object-header limit for a long resolved configuration, and
+  // h5py reads it back as str.
+  Handle type(checked(H5Tcopy(H5T_C_S1), what, file), H5Tclose);
+  checked(H5Tset_size(type.get(), H5T_VARIABLE), what, file);
+  checked(H5Tset_cset(type.get(), H5T_CSET_UTF8), what, file);
+  Handle space(checked(H5Screate(H5S_SCALAR), what, file), H5Sclose);
+  Handle attribute(
+      checked(H5Acreate2(object, name, type.get(), space.get(), H5P_DEFAULT, H5P_DEFAULT), what,
+              file),
+      H5Aclose);
+  const char* data = value.c_str();
+  checked(H5Awrite(attribute.get(), type.get(), &data), what, file);
+}
+
+template <typename T>
+void write_scalar_attribute(hid_t object, const char* name, hid_t file_type, hid_t memory_type,
+                            T value, const std::string& file) {
+  const std::string what = std::string("writing attribute '") + name + "'";
+  Handle space(checked(H5Screate(H5S_SCALAR), what, file), H5Sclose);
+  Handle attribute(
+      checked(H5Acreate2(object, name, file_type, space.get(), H5P_DEFAULT, H5P_DEFAULT), what,
+              file),
+      H5Aclose);
+  checked(H5Awrite(attribute.get(), memory_type, &value), what, file);
+}
+
+/// A 1-D float64 dataset holding `values`, identical on every rank: rank 0 writes it, the other
+/// ranks join the collective transfer with empty selections.
+void write_vector(hid_t group, const char* name, const std::vector<double>& values, bool is_root,
+                  const std::string& file) {
+  const std::string what = std::string("writing dataset /training/") + name;
+  const hsize_t length = values.size();
+  Handle file_space(checked(H5Screate_simple(1, &length, nullptr), what, file), H5Sclose);
+  Handle dataset(checked(H5Dcreate2(group, name, H5T_IEEE_F64LE, file_space.get(), H5P_DEFAULT,
+                                    H5P_DEFAULT, H5P_DEFAULT),
+                         what, file),
+                 H5Dclose);
+  if (length == 0) return;  // an empty record: nothing to transfer (alike on every rank)
+  Handle memory_space(checked(H5Screate_simple(1, &length, nullptr), what, file), H5Sclose);
+  if (!is_root) {
+    checked(H5Sselect_none(memory_space.get()), what, file);
+    checked(H5Sselect_none(file_space.get()), what, file);
+  }
+  Handle dxpl(collective_transfer(file), H5Pclose);
+  checked(H5Dwrite(dataset.get(), H5T_NATIVE_DOUBLE, memory_space.get(), file_space.get(),
+                   dxpl.get(), values.data()),
+          what, file);
+}
+
+/// Creation properties of a chunked dataset with `rows` rows per chunk.
+hid_t chunked_creation(int rank, const hsize_t* chunk, const std::string& what,
+                       const std::string& file) {
+  const hid_t dcpl = checked(H5Pcreate(H5P_DATASET_CREATE), what, file);
+  // Every row is written before commit(), so filling the (early-allocated, in parallel HDF5)
+  // chunks with a fill value first would only double the I/O.
+  if (H5Pset_chunk(dcpl, rank, chunk) < 0 || H5Pset_fill_time(dcpl, H5D_FILL_TIME_NEVER) < 0) {
+    H5Pclose(dcpl);
+    checked(-1, what, file);
+  }
+  return dcpl;
+}
+
+/// True when HDF5 reports that the last transfer with `dxpl` was collective MPI-IO. A
+/// collective call whose chunks were all written independently (H5D_MPIO_CHUNK_INDEPENDENT)
+/// does not count.
+bool was_collective(hid_t dxpl, const std::string& file) {
+  H5D_mpio_actual_io_mode_t mode = H5D_MPIO_NO_COLLECTIVE;
+  checked(H5Pget_mpio_actual_io_mode(dxpl, &mode), "H5Pget_mpio_actual_io_mode", file);
+  return mode != H5D_MPIO_NO_COLLECTIVE && mode != H5D_MPIO_CHUNK_INDEPENDENT;
+}
+
+}  // namespace
+
+OutputFile::OutputFile(const std::string& path, const Communicator& comm)
+    : path_(path), tmp_path_(path + ".tmp"), comm_(comm) {
+  // We report HDF5 failures ourselves, once, as an Error with the innermost HDF5 message.
+  H5Eset_auto2(H5E_DEFAULT, nullptr, nullptr);
+
+  // Rank 0 creates the parent directories; all ranks learn the outcome, so all throw alike.
+  double failed = 0.0;
+  std::string reason;
+  const std::filesystem::path parent = std::filesystem::path(path_).parent_path();
+  if (comm_.is_root() && !parent.empty()) {
+    std::error_code error;
+    std::filesystem::create_directories(parent, error);
+    if (error) {
+      failed = 1.0;
+      reason = ": " + error.message();
+    }
+  }
+  comm_.allreduce_max(&failed, 1);
+  if (failed != 0.0) {
+    throw Error("cannot create the directory '" + parent.string() + "' for the output file '" +
+                path_ + "'" + (reason.empty() ? " (on rank 0)" : reason) +
+                "; choose an output path in a writable location");
+  }
+
+  Handle fapl(checked(H5Pcreate(H5P_FILE_ACCESS), "H5Pcreate(file access)", tmp_path_), H5Pclose);
+  checked(H5Pset_fapl_mpio(fapl.get(), comm_.get(), MPI_INFO_NULL), "H5Pset_fapl_mpio", tmp_path_);
+  // Metadata reads and writes collective too: one rank reads and broadcasts, instead of every
+  // rank hitting the file system with small requests.
+  checked(H5Pset_all_coll_metadata_ops(fapl.get(), true), "H5Pset_all_coll_metadata_ops",
+          tmp_path_);
+  checked(H5Pset_coll_metadata_write(fapl.get(), true), "H5Pset_coll_metadata_write", tmp_path_);
+  file_ = H5Fcreate(tmp_path_.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, fapl.get());
+  if (file_ < 0) {
+    const std::string detail = hdf5_error_detail();
+    throw Error("cannot create the HDF5 output file '" + tmp_path_ + "' (for '" + path_ + "')" +
+                (detail.empty() ? std::string() : ": " + detail) +
+                "; check that its directory is writable and on a file system with MPI-IO "
+                "support, or choose another output path");
+  }
+}
+
+OutputFile::~OutputFile() {
+  // Never throws. The closes are collective, as the constructor was: every rank destroys its
+  // OutputFile, also when a failure (detected alike on all ranks) unwinds the stack.
+  if (samples_ >= 0) H5Dclose(samples_);
+  if (log_weights_ >= 0) H5Dclose(log_weights_);
+  if (file_ >= 0) H5Fclose(file_);
+  if (!committed_ && comm_.is_root()) {
+    std::error_code ignored;  // the file may not exist if creation itself failed
+    std::filesystem::remove(tmp_path_, ignored);
+  }
+}
+
+void OutputFile::write_metadata(const std::string& resolved_yaml, const std::string& version) {
+  require_open(file_, "write_metadata", path_);
+  write_string_attribute(file_, "config", resolved_yaml, tmp_path_);
+  write_string_attribute(file_, "version", version, tmp_path_);
+}
+
+void OutputFile::write_training(const TrainingHistory& history) {
+  require_open(file_, "write_training", path_);
+  Handle group(checked(H5Gcreate2(file_, "training", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT),
+                       "creating group /training", tmp_path_),
+               H5Gclose);
+  write_vector(group.get(), "loss", history.loss, comm_.is_root(), tmp_path_);
+  write_vector(group.get(), "log_z", history.log_z, comm_.is_root(), tmp_path_);
+  write_vector(group.get(), "time", history.time, comm_.is_root(), tmp_path_);
+  write_vector(group.get(), "gamma", history.gamma, comm_.is_root(), tmp_path_);
+}
+
+void OutputFile::create_samples(int64_t count, int64_t dim) {
+  require_open(file_, "create_samples", path_);
+  if (count < 1 || dim < 1 || samples_ >= 0) {
+    throw Error("OutputFile::create_samples(count=" + std::to_string(count) +
+                ", dim=" + std::to_string(dim) + ") for '" + path_ +
+                "': needs count >= 1 and dim >= 1, once per file");
+  }
+  const hsize_t rows = static_cast<hsize_t>(count);
+  const hsize_t columns = static_cast<hsize_t>(dim);
+
+  const hsize_t sample_dims[2] = {rows, columns};
+  const hsize_t sample_chunk[2] = {
+      std::clamp<hsize_t>(kChunkBytes / (columns * sizeof(float)), 1, rows), columns};
+  Handle sample_space(checked(H5Screate_simple(2, sample_dims, nullptr), "creating /samples",
+                              tmp_path_),
+                      H5Sclose);
+  Handle sample_dcpl(chunked_creation(2, sample_chunk, "creating /samples", tmp_path_), H5Pclose);
+  samples_ = checked(H5Dcreate2(file_, "samples", H5T_IEEE_F32LE, sample_space.get(), H5P_DEFAULT,
+                                sample_dcpl.get(), H5P_DEFAULT),
+                     "creating /samples", tmp_path_);
+
+  const hsize_t weight_chunk = std::clamp<hsize_t>(kChunkBytes / sizeof(double), 1, rows);
+  Handle weight_space(checked(H5Screate_simple(1, &rows, nullptr), "creating /log_weights",
+                              tmp_path_),
+                      H5Sclose);
+  Handle weight_dcpl(chunked_creation(1, &weight_chunk, "creating /log_weights", tmp_path_),
+                     H5Pclose);
+  log_weights_ = checked(H5Dcreate2(file_, "log_weights", H5T_IEEE_F64LE, weight_space.get(),
+                                    H5P_DEFAULT, weight_dcpl.get(), H5P_DEFAULT),
+                         "creating /log_weights", tmp_path_);
+  count_ = count;
+  dim_ = dim;
+}
+
+void OutputFile::write_samples(int64_t offset, int64_t rows, const float* samples,
+                               const double* log_weights) {
+  require_open(file_, "write_samples", path_);
+  if (samples_ < 0 || offset < 0 || rows < 0 || offset + rows > count_) {
+    throw Error("OutputFile::write_samples(offset=" + std::to_string(offset) +
+                ", rows=" + std::to_string(rows) + ") for '" + path_ +
+                "': call create_samples first and keep the rows within [0, " +
+                std::to_string(count_) + ")");
+  }
+  const hsize_t start[2] = {static_cast<hsize_t>(offset), 0};
+  const hsize_t extent[2] = {static_cast<hsize_t>(rows), static_cast<hsize_t>(dim_)};
+  // A rank without rows still joins both collective transfers, with empty selections (and a
+  // non-null buffer, which H5Dwrite wants even then).
+  const float no_samples = 0.0f;
+  const double no_weights = 0.0;
+  if (rows == 0) {
+    samples = &no_samples;
+    log_weights = &no_weights;
+  }
+  Handle dxpl(collective_transfer(tmp_path_), H5Pclose);
+
+  {
+    const std::string what = "writing rows of /samples";
+    Handle file_space(checked(H5Dget_space(samples_), what, tmp_path_), H5Sclose);
+    Handle memory_space(checked(H5Screate_simple(2, extent, nullptr), what, tmp_path_), H5Sclose);
+    if (rows > 0) {
+      checked(H5Sselect_hyperslab(file_space.get(), H5S_SELECT_SET, start, nullptr, extent,
+                                  nullptr),
+              what, tmp_path_);
+    } else {
+      checked(H5Sselect_none(file_space.get()), what, tmp_path_);
+      checked(H5Sselect_none(memory_space.get()), what, tmp_path_);
+    }
+    checked(H5Dwrite(samples_, H5T_NATIVE_FLOAT, memory_space.get(), file_space.get(), dxpl.get(),
+                     samples),
+            what, tmp_path_);
+  }
+  const bool samples_collective = was_collective(dxpl.get(), tmp_path_);
+
+  {
+    const std::string what = "writing rows of /log_weights";
+    Handle file_space(checked(H5Dget_space(log_weights_), what, tmp_path_), H5Sclose);
+    Handle memory_space(checked(H5Screate_simple(1, &extent[0], nullptr), what, tmp_path_),
+                        H5Sclose);
+    if (rows > 0) {
+      checked(H5Sselect_hyperslab(file_space.get(), H5S_SELECT_SET, &start[0], nullptr,
+                                  &extent[0], nullptr),
+              what, tmp_path_);
+    } else {
+      checked(H5Sselect_none(file_space.get()), what, tmp_path_);
+      checked(H5Sselect_none(memory_space.get()), what, tmp_path_);
+    }
+    checked(H5Dwrite(log_weights_, H5T_NATIVE_DOUBLE, memory_space.get(), file_space.get(),
+                     dxpl.get(), log_weights),
+            what, tmp_path_);
+  }
+  last_write_collective_ = samples_collective && was_collective(dxpl.get(), tmp_path_);
+}
+
+void OutputFile::write_estimates(const Estimates& estimates) {
+  require_open(file_, "write_estimates", path_);
+  Handle group(checked(H5Gcreate2(file_, "estimates", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT),
+                       "creating group /estimates", tmp_path_),
+               H5Gclose);
+  const std::pair<const char*, double> values[] = {
+      {"log_z_is", estimates.log_z_is},
+      {"log_z_is_stderr", estimates.log_z_is_stderr},
+      {"log_z_network", estimates.log_z_network},
+      {"elbo", estimates.elbo},
+      {"elbo_stderr", estimates.elbo_stderr},
+      {"ess", estimates.ess},
+      {"ess_fraction", estimates.ess_fraction},
+  };
+  for (const auto& [name, value] : values) {
+    write_scalar_attribute(group.get(), name, H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, value, tmp_path_);
+  }
+  write_scalar_attribute(group.get(), "count", H5T_STD_I64LE, H5T_NATIVE_INT64, estimates.count,
+                         tmp_path_);
+}
+
+void OutputFile::commit() {
+  require_open(file_, "commit", path_);
+  // Each handle is forgotten before its close is checked: a failed close is not retried by the
+  // destructor.
+  for (hid_t* dataset : {&samples_, &log_weights_}) {
+    const hid_t id = *dataset;
+    *dataset = -1;
+    if (id >= 0) checked(H5Dclose(id), "closing a dataset", tmp_path_);
+  }
+  const hid_t file = file_;
+  file_ = -1;
+  checked(H5Fclose(file), "closing the file", tmp_path_);
+
+  // Rank 0 renames; the reduction of its outcome is also the barrier after which every rank
+  // may rely on the final file.
+  double failed = 0.0;
+  std::string reason;
+  if (comm_.is_root()) {
+    std::error_code error;
+    std::filesystem::rename(tmp_path_, path_, error);
+    if (error) {
+      failed = 1.0;
+      reason = ": " + error.message();
+    }
+  }
+  comm_.allreduce_max(&failed, 1);
+  if (failed != 0.0) {
+    throw Error("cannot rename the finished output file '" + tmp_path_ + "' to '" + path_ + "'" +
+                (reason.empty() ? " (on rank 0)" : reason) +
+                "; check that the destination is writable and not a directory");
+  }
+  committed_ = true;
+}
+
+}  // namespace rbsde
