@@ -16,6 +16,7 @@
 #include "rbsde/error.hpp"
 #include "rbsde/model.hpp"
 #include "rbsde/output_file.hpp"
+#include "rbsde/runtime.hpp"
 #include "rbsde/sampler.hpp"
 #include "rbsde/schedule.hpp"
 #include "rbsde/target.hpp"
@@ -284,6 +285,7 @@ void run_phases(const Arguments& args, Problem& p, const Communicator& comm, Out
 }  // namespace
 
 int run_app(int argc, char** argv, MPI_Comm world) {
+  keep_freed_memory();
   int rank = 0;
   MPI_Comm_rank(world, &rank);
   for (int i = 1; i < argc; ++i) {

@@ -22,22 +22,20 @@ torch::nn::AnyModule make_activation(const std::string& name) {
               "' (accepted: silu, tanh, relu, gelu)");
 }
 
-/// MLP in → width (× depth hidden layers) → out, last layer zero so it starts as the zero map.
-torch::nn::Sequential make_mlp(int64_t in, int64_t width, int64_t depth, int64_t out,
-                               const std::string& activation) {
-  torch::nn::Sequential mlp;
-  int64_t fan_in = in;
-  for (int64_t layer = 0; layer < depth; ++layer) {
-    mlp->push_back(torch::nn::Linear(fan_in, width));
-    mlp->push_back(make_activation(activation));
-    fan_in = width;
+/// From the first layer's output: activation, (depth − 1) hidden layers, and an output
+/// layer that starts at zero so the untrained Z is the stationary OU drift.
+void append_hidden(torch::nn::Sequential& hidden, int64_t width, int64_t depth, int64_t out,
+                   const std::string& activation) {
+  hidden->push_back(make_activation(activation));
+  for (int64_t layer = 1; layer < depth; ++layer) {
+    hidden->push_back(torch::nn::Linear(width, width));
+    hidden->push_back(make_activation(activation));
   }
-  torch::nn::Linear last(fan_in, out);
+  torch::nn::Linear last(width, out);
   torch::NoGradGuard no_grad;
   last->weight.zero_();
   last->bias.zero_();
-  mlp->push_back(last);
-  return mlp;
+  hidden->push_back(last);
 }
 
 }  // namespace
@@ -45,38 +43,48 @@ torch::nn::Sequential make_mlp(int64_t in, int64_t width, int64_t depth, int64_t
 BsdeModelImpl::BsdeModelImpl(int64_t dim, const NetworkConfig& network,
                              const NoiseSchedule& schedule)
     : dim_(dim), time_features_(network.time_features), schedule_(schedule) {
-  const int64_t in = dim + 1 + 2 * time_features_;
-  mlp_ = register_module("z", make_mlp(in, network.width, network.depth, dim, network.activation));
+  const int64_t n_time = 1 + 2 * time_features_;
+  // One Linear(d + n_time → width) split in two; both parts get PyTorch's default
+  // initialisation for the fan-in of the whole layer.
+  input_x_ = register_module("input_x", torch::nn::Linear(
+                                            torch::nn::LinearOptions(dim, network.width).bias(false)));
+  input_t_ = register_module("input_t", torch::nn::Linear(n_time, network.width));
+  {
+    torch::NoGradGuard no_grad;
+    const double bound = 1.0 / std::sqrt(static_cast<double>(dim + n_time));
+    input_x_->weight.uniform_(-bound, bound);
+    input_t_->weight.uniform_(-bound, bound);
+    input_t_->bias.uniform_(-bound, bound);
+  }
+  hidden_ = register_module("hidden", torch::nn::Sequential());
+  append_hidden(hidden_, network.width, network.depth, dim, network.activation);
   if (network.y0_residual) {
     // A small network: the Gaussian reference already carries Y₀'s main part.
-    residual_ = register_module(
-        "y0_residual", make_mlp(dim, std::max<int64_t>(network.width / 2, 8), 1, 1,
-                                network.activation));
+    const int64_t width = std::max<int64_t>(network.width / 2, 8);
+    residual_ = register_module("y0_residual", torch::nn::Sequential(torch::nn::Linear(dim, width)));
+    append_hidden(residual_, width, /*depth=*/1, /*out=*/1, network.activation);
   }
   constant_ = register_buffer("constant", torch::zeros({1}, torch::kFloat64));
 }
 
-torch::Tensor BsdeModelImpl::features(const torch::Tensor& s, const torch::Tensor& x) const {
-  const auto tau = (s / schedule_.horizon).unsqueeze(1);  // [B, 1]
-  std::vector<torch::Tensor> parts{x, tau};
-  if (time_features_ > 0) {
-    const auto k = torch::arange(1, time_features_ + 1, x.options()) * kPi;  // [F]
-    const auto phase = tau * k;                                             // [B, F]
-    parts.push_back(torch::sin(phase));
-    parts.push_back(torch::cos(phase));
-  }
-  return torch::cat(parts, 1);
+torch::Tensor BsdeModelImpl::time_features(const torch::Tensor& s) const {
+  const auto tau = (s / schedule_.horizon).unsqueeze(1);  // [K, 1]
+  if (time_features_ == 0) return tau;
+  const auto k = torch::arange(1, time_features_ + 1, s.options()) * kPi;  // [F]
+  const auto phase = tau * k;                                             // [K, F]
+  return torch::cat({tau, torch::sin(phase), torch::cos(phase)}, 1);
 }
 
 torch::Tensor BsdeModelImpl::z(const torch::Tensor& s, const torch::Tensor& x) {
   // b(s) = β(T − s) is affine in s for both schedules, so it is evaluated on the tensor.
   const double T = schedule_.horizon;
   const auto beta = schedule_.beta_min + (schedule_.beta_max - schedule_.beta_min) * (T - s) / T;
-  return mlp_->forward(features(s, x)) - torch::sqrt(beta).unsqueeze(1) * x;
+  const auto first = input_x_->forward(x) + input_t_->forward(time_features(s)).unsqueeze(1);
+  return hidden_->forward(first) - torch::sqrt(beta).view({-1, 1, 1}) * x;
 }
 
 torch::Tensor BsdeModelImpl::z(double s, const torch::Tensor& x) {
-  return z(torch::full({x.size(0)}, s, x.options()), x);
+  return z(torch::full({1}, s, x.options()), x.unsqueeze(0)).squeeze(0);
 }
 
 torch::Tensor BsdeModelImpl::log_reference(const torch::Tensor& x) {
@@ -85,7 +93,7 @@ torch::Tensor BsdeModelImpl::log_reference(const torch::Tensor& x) {
 }
 
 torch::Tensor BsdeModelImpl::y0_residual(const torch::Tensor& x0) {
-  if (!has_y0_residual()) return torch::zeros({x0.size(0)}, x0.options());
+  if (residual_.is_empty()) return torch::zeros({x0.size(0)}, x0.options());
   return residual_->forward(x0).squeeze(1);
 }
 

@@ -71,6 +71,12 @@ Trainer::Trainer(const Target& target, BsdeModel model, const SdeConfig& sde,
   int64_t total = 0;
   for (const auto& p : parameters_) total += p.numel();
   gradient_buffer_ = torch::zeros({total}, torch::kFloat32);
+  if (train_.detach_paths) {
+    x_path_ = torch::empty({grid_.steps + 1, paths_.count(), model_->dim()}, torch::kFloat32);
+    xi_ = torch::empty({grid_.steps, paths_.count(), model_->dim()}, torch::kFloat32);
+  }
+  s_ = torch::tensor(std::vector<double>(grid_.s.begin(), grid_.s.end() - 1)).to(torch::kFloat32);
+  sqrt_h_ = torch::tensor(grid_.h).sqrt().to(torch::kFloat32);
 
   // Every rank starts from rank 0's parameters, whatever its local initialisation.
   torch::NoGradGuard no_grad;
@@ -162,8 +168,8 @@ StepResult Trainer::step_detached(int64_t iteration, double gamma) {
   const NoiseKey key{train_.seed, NoiseStream::kTraining, static_cast<uint32_t>(iteration)};
 
   // Pass 1: simulate without a graph, keeping X_n and ξ_n for the gradient pass.
-  auto x_path = torch::empty({n_steps + 1, m, d}, torch::kFloat32);
-  auto xi = torch::empty({n_steps, m, d}, torch::kFloat32);
+  auto& x_path = x_path_;
+  auto& xi = xi_;
   auto y = torch::zeros({m}, torch::kFloat64);
   fill_normal(x_path[0].data_ptr<float>(), m, d, key, paths_.begin, kInitialStep);
   {
@@ -193,16 +199,11 @@ StepResult Trainer::step_detached(int64_t iteration, double gamma) {
                           .to(torch::kFloat32)
                           .view({1, m, 1});
   const int64_t steps_per_chunk = std::max<int64_t>(1, kRowsPerChunk / std::max<int64_t>(m, 1));
-  const auto s = torch::tensor(std::vector<double>(grid_.s.begin(), grid_.s.end() - 1))
-                     .to(torch::kFloat32);
-  const auto sqrt_h = torch::tensor(grid_.h).sqrt().to(torch::kFloat32);
   for (int64_t n0 = 0; n0 < n_steps; n0 += steps_per_chunk) {
     const int64_t n1 = std::min(n_steps, n0 + steps_per_chunk);
-    const auto x = x_path.slice(0, n0, n1).reshape({-1, d});
-    const auto s_rows = s.slice(0, n0, n1).repeat_interleave(m);
-    const auto delta_b = xi.slice(0, n0, n1) * sqrt_h.slice(0, n0, n1).view({-1, 1, 1});
-    const auto z = model_->z(s_rows, x);
-    (z * (delta_b * weight).reshape({-1, d})).sum().backward();
+    const auto delta_b = xi.slice(0, n0, n1) * sqrt_h_.slice(0, n0, n1).view({-1, 1, 1});
+    const auto z = model_->z(s_.slice(0, n0, n1), x_path.slice(0, n0, n1));
+    (z * (delta_b * weight)).sum().backward();
   }
   if (model_->has_y0_residual()) {
     (model_->y0_residual(x0) * weight.view({m})).sum().backward();

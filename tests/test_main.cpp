@@ -3,8 +3,11 @@
 #include <gtest/gtest.h>
 #include <mpi.h>
 
+#include "rbsde/runtime.hpp"
+
 int main(int argc, char** argv) {
   MPI_Init(&argc, &argv);
+  rbsde::keep_freed_memory();
   ::testing::InitGoogleTest(&argc, argv);
   int rank = 0;
   MPI_Comm_rank(MPI_COMM_WORLD, &rank);

@@ -19,11 +19,13 @@ class BsdeModelImpl : public torch::nn::Module {
   BsdeModelImpl(int64_t dim, const NetworkConfig& network, const NoiseSchedule& schedule);
 
   int64_t dim() const { return dim_; }
-  /// Network input [x, τ, sin(kπτ), cos(kπτ)] for points x [B, d] (float32) at times s [B].
-  torch::Tensor features(const torch::Tensor& s, const torch::Tensor& x) const;
-  /// Z_θ(s, x) for x [B, d] float32 and s [B] float32 (any grad mode).
+  /// Time features [τ, sin(kπτ), cos(kπτ)], τ = s/T, for times s [K] (float32): [K, 1 + 2F].
+  torch::Tensor time_features(const torch::Tensor& s) const;
+  /// Z_θ(s_k, x_{k,i}) for K times s [K] and points x [K, B, d] (float32): [K, B, d].
+  /// The first layer is split into an x-part and a time-part, so the time features are
+  /// computed once per time and broadcast over the B points.
   torch::Tensor z(const torch::Tensor& s, const torch::Tensor& x);
-  /// Z_θ(s, x) at one time s for all rows of x.
+  /// Z_θ(s, x) at one time s for all rows of x [B, d].
   torch::Tensor z(double s, const torch::Tensor& x);
   /// log N(x; 0, I) in x's dtype: [B].
   static torch::Tensor log_reference(const torch::Tensor& x);
@@ -43,7 +45,9 @@ class BsdeModelImpl : public torch::nn::Module {
   int64_t dim_;
   int64_t time_features_;
   NoiseSchedule schedule_;
-  torch::nn::Sequential mlp_{nullptr};
+  torch::nn::Linear input_x_{nullptr};  // first layer, x-part (no bias)
+  torch::nn::Linear input_t_{nullptr};  // first layer, time-part (with the bias)
+  torch::nn::Sequential hidden_{nullptr};  // activation, further layers, zero output layer
   torch::nn::Sequential residual_{nullptr};
   torch::Tensor constant_;  // [1] float64 buffer
 };
