@@ -37,6 +37,16 @@ inline TrainedRun train_run(const std::string& yaml) {
   return run;
 }
 
+/// The same problem with a freshly initialised network (the stationary OU drift).
+inline TrainedRun untrained_copy(const TrainedRun& run) {
+  TrainedRun copy;
+  copy.config = run.config;
+  copy.target = make_target(run.config.target);
+  copy.schedule = run.schedule;
+  copy.model = BsdeModel(copy.target->dim(), copy.config.network, copy.schedule);
+  return copy;
+}
+
 /// All `count` sample paths on this process (the tests run on one rank).
 inline SampleBatch sample_run(TrainedRun& run, int64_t count) {
   const TimeGrid grid(run.schedule, run.config.sde.steps);

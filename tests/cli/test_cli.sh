@@ -1,0 +1,115 @@
+#!/usr/bin/env bash
+# Command-line behaviour of rbsde: help and version, bad input (a clear message naming the key
+# or file, a non-zero exit, no output file), run/train/sample round trips on 1 and 2 ranks.
+# Usage: test_cli.sh RBSDE_BINARY SOURCE_DIR
+set -uo pipefail
+rbsde=$1
+source_dir=$2
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMP_NUM_THREADS=1
+failures=0
+passes=0
+
+fail() { echo "FAIL: $*"; failures=$((failures + 1)); }
+pass() { passes=$((passes + 1)); }
+
+# A small, fast configuration.
+cat > "$work/small.yaml" <<YAML
+target: {name: gaussian, dim: 2, mean: [1, -1], covariance: 0.5}
+sde: {steps: 10}
+network: {width: 16, depth: 1}
+train: {iterations: 20, paths: 64}
+sample: {count: 500, batch: 200}
+output: {path: $work/out/small.h5}
+YAML
+
+# expect_error NAME EXPECTED_SUBSTRING COMMAND...: non-zero exit, the message on stderr,
+# and neither the output file nor its temporary left behind.
+expect_error() {
+  local name=$1 expected=$2
+  shift 2
+  rm -rf "$work/out"
+  local stderr_text status
+  stderr_text=$("$@" 2>&1 >/dev/null)
+  status=$?
+  if [[ $status -eq 0 ]]; then fail "$name: exit status 0"; return; fi
+  if [[ $stderr_text != *"$expected"* ]]; then
+    fail "$name: message does not name '$expected': $stderr_text"; return
+  fi
+  if compgen -G "$work/out/*.h5*" >/dev/null; then fail "$name: left an output file"; return; fi
+  pass
+}
+
+# Help and version.
+"$rbsde" --help | grep -q "rbsde COMMAND CONFIG.yaml" && pass || fail "--help"
+"$rbsde" --version | grep -Eq "^rbsde [0-9]+\.[0-9]+\.[0-9]+$" && pass || fail "--version"
+
+# Bad command lines and configurations.
+expect_error "no command" "no command" "$rbsde"
+expect_error "unknown command" "unknown command 'fly'" "$rbsde" fly "$work/small.yaml"
+expect_error "unknown option" "--frobnicate" "$rbsde" run "$work/small.yaml" --frobnicate
+expect_error "missing config file" "$work/missing.yaml" "$rbsde" run "$work/missing.yaml"
+expect_error "unknown key" "train.iteratons" "$rbsde" run "$work/small.yaml" --set train.iteratons=5
+printf 'target: {name: gaussian, dim: 2}\ntrain: {itrations: 3}\noutput: {path: %s}\n' \
+  "$work/out/x.h5" > "$work/typo.yaml"
+expect_error "unknown key in file" "train.itrations" "$rbsde" run "$work/typo.yaml"
+expect_error "wrong type" "train.paths" "$rbsde" run "$work/small.yaml" --set train.paths=many
+expect_error "dimension mismatch" "target.mean" "$rbsde" run "$work/small.yaml" --set "target.mean=[1,2,3]"
+expect_error "non-positive steps" "sde.steps" "$rbsde" run "$work/small.yaml" --set sde.steps=0
+expect_error "bad override" "key=value" "$rbsde" run "$work/small.yaml" --set train.paths
+expect_error "missing model file" "$work/nowhere.pt" \
+  "$rbsde" sample "$work/small.yaml" --set sample.model="$work/nowhere.pt"
+expect_error "unwritable output" "/proc/rbsde/out.h5" \
+  "$rbsde" run "$work/small.yaml" --set output.path=/proc/rbsde/out.h5
+expect_error "bad config on 2 ranks" "train.iteratons" \
+  timeout 60 mpirun -np 2 --oversubscribe "$rbsde" run "$work/small.yaml" --set train.iteratons=5
+
+# run, then sample from the saved network with another seed.
+rm -rf "$work/out"
+if "$rbsde" run "$work/small.yaml" > "$work/run.log" 2>&1 && [[ -f $work/out/small.h5 && -f $work/out/small.pt ]] \
+  && grep -q "^rbsde-summary command=run" "$work/run.log" && grep -q "log Z (exact)" "$work/run.log"; then
+  pass
+else
+  fail "run: $(cat "$work/run.log")"
+fi
+if "$rbsde" sample "$work/small.yaml" --set sample.seed=9 --set sample.model="$work/out/small.pt" \
+  --set output.path="$work/out/resampled.h5" \
+  > "$work/sample.log" 2>&1 && [[ -f $work/out/resampled.h5 ]]; then
+  pass
+else
+  fail "sample: $(cat "$work/sample.log")"
+fi
+# A saved network trained with other settings is refused by name.
+out=$("$rbsde" sample "$work/small.yaml" --set network.width=32 --set sample.model="$work/out/small.pt" \
+  --set output.path="$work/out/x.h5" 2>&1)
+[[ $? -ne 0 && $out == *"small.pt"* && $out == *"network.width"* ]] && pass || fail "mismatched model: $out"
+
+# The same run on 2 ranks: one file with the right shapes.
+if timeout 120 mpirun -np 2 --oversubscribe "$rbsde" run "$work/small.yaml" \
+  --set output.path="$work/out/np2.h5" > "$work/np2.log" 2>&1; then
+  pass
+else
+  fail "run on 2 ranks: $(cat "$work/np2.log")"
+fi
+
+check_file() {
+  /usr/bin/python3 - "$@" <<'PY'
+import sys, h5py
+path, count, dim, iterations = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+with h5py.File(path, "r") as f:
+    assert f["samples"].shape == (count, dim) and f["samples"].dtype == "float32", f["samples"]
+    assert f["log_weights"].shape == (count,) and f["log_weights"].dtype == "float64"
+    for name in ("loss", "log_z", "time"):
+        assert f["training"][name].shape == (iterations,), name
+    for name in ("log_z_is", "log_z_is_stderr", "log_z_network", "elbo", "ess", "ess_fraction"):
+        assert name in f["estimates"].attrs, name
+    assert "target:" in f.attrs["config"] and f.attrs["version"]
+PY
+}
+for f in small np2; do
+  check_file "$work/out/$f.h5" 500 2 20 && pass || fail "layout of $f.h5"
+done
+
+echo "cli: $passes passed, $failures failed"
+[[ $failures -eq 0 ]]
