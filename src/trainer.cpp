@@ -145,10 +145,14 @@ void Trainer::allreduce_gradients() {
   }
 }
 
-StepResult Trainer::step(int64_t iteration) {
+StepResult Trainer::compute_gradients(int64_t iteration) {
   const double g = gamma(iteration);
   for (auto& p : parameters_) p.mutable_grad() = torch::Tensor();
-  StepResult result = train_.detach_paths ? step_detached(iteration, g) : step_coupled(iteration, g);
+  return train_.detach_paths ? step_detached(iteration, g) : step_coupled(iteration, g);
+}
+
+StepResult Trainer::step(int64_t iteration) {
+  StepResult result = compute_gradients(iteration);
   allreduce_gradients();
   if (train_.grad_clip > 0.0) torch::nn::utils::clip_grad_norm_(parameters_, train_.grad_clip);
   for (auto& group : optimizer_->param_groups()) {
@@ -157,7 +161,6 @@ StepResult Trainer::step(int64_t iteration) {
   optimizer_->step();
   // Optimal constant: c absorbs the mean residual, the loss is the residual's variance.
   model_->set_constant(model_->constant() - result.mean_residual);
-  result.gamma = g;
   return result;
 }
 

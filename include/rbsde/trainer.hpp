@@ -29,9 +29,12 @@ class Trainer {
 
   /// Runs train.iterations steps; rank 0 prints progress at train.log_every.
   TrainingHistory train();
-  /// One iteration (0-based): simulate this rank's paths, one fused gradient all-reduce,
-  /// clip, Adam step, optimal-constant update.
+  /// One iteration (0-based): compute_gradients, one fused gradient all-reduce, clip, Adam
+  /// step, optimal-constant update.
   StepResult step(int64_t iteration);
+  /// Simulates this rank's paths of an iteration and leaves this rank's share of ∇L in the
+  /// parameters' .grad() (before the all-reduce).
+  StepResult compute_gradients(int64_t iteration);
   /// γ of the annealed terminal condition log π̃_γ = γ log π̃ + (1 − γ) log N(0, I).
   double gamma(int64_t iteration) const;
   /// Learning rate of an iteration.

@@ -1,0 +1,191 @@
+// The training gradient against plain autograd, and the model's basic properties.
+#include <gtest/gtest.h>
+
+#include <filesystem>
+
+#include "rbsde/communicator.hpp"
+#include "rbsde/config.hpp"
+#include "rbsde/error.hpp"
+#include "rbsde/model.hpp"
+#include "rbsde/noise.hpp"
+#include "rbsde/schedule.hpp"
+#include "rbsde/target.hpp"
+#include "rbsde/trainer.hpp"
+
+namespace rbsde {
+namespace {
+
+const char* kSmall = R"(
+target: {name: gaussian, dim: 3, mean: [1, -0.5, 0.2], covariance: [0.5, 1.5, 0.8]}
+sde: {steps: 25}
+network: {width: 8, depth: 2, y0_residual: true}
+train: {paths: 16, anneal_gamma0: 0.3, anneal_fraction: 0.5, iterations: 10}
+)";
+
+/// A model with random parameters everywhere (also the zero-initialised output layers).
+BsdeModel random_model(const Config& config, const NoiseSchedule& schedule) {
+  torch::manual_seed(3);
+  BsdeModel model(config.target.dim, config.network, schedule);
+  torch::NoGradGuard no_grad;
+  for (auto& p : model->parameters()) p.copy_(0.2 * torch::randn_like(p));
+  model->set_constant(1.7);
+  return model;
+}
+
+double mean_of_last(const std::vector<double>& values, size_t count) {
+  double sum = 0.0;
+  for (size_t i = values.size() - count; i < values.size(); ++i) sum += values[i];
+  return sum / static_cast<double>(count);
+}
+
+std::vector<torch::Tensor> gradients(BsdeModel& model) {
+  std::vector<torch::Tensor> grads;
+  for (auto& p : model->parameters()) grads.push_back(p.grad().clone());
+  return grads;
+}
+
+// The trainer's detached gradient (one simulation without a graph, then a batched pass with
+// ∂Y_N/∂Z_n = ΔB_n) equals autograd through the Y recursion with the off-policy driver
+// Y += (u·Z − ½|Z|² − ½ b d) h + Z·ΔB, u = Z detached, X detached (method.md §4).
+TEST(Trainer, DetachedGradientEqualsAutogradThroughTheRecursion) {
+  const Config config = parse_config(kSmall);
+  const auto target = make_target(config.target);
+  const auto schedule = NoiseSchedule::from_config(config.sde);
+  const TimeGrid grid(schedule, config.sde.steps);
+  Communicator comm(MPI_COMM_WORLD);
+  const int64_t iteration = 2;  // γ < 1: the annealed terminal condition is exercised too
+
+  auto fast_model = random_model(config, schedule);
+  Trainer trainer(*target, fast_model, config.sde, config.train, comm);
+  const double gamma = trainer.gamma(iteration);
+  ASSERT_LT(gamma, 1.0);
+  const StepResult result = trainer.compute_gradients(iteration);
+  const auto fast = gradients(fast_model);
+
+  auto model = random_model(config, schedule);
+  const int64_t m = config.train.paths, d = config.target.dim;
+  const NoiseKey key{config.train.seed, NoiseStream::kTraining, static_cast<uint32_t>(iteration)};
+  auto x = torch::empty({m, d});
+  fill_normal(x.data_ptr<float>(), m, d, key, 0, kInitialStep);
+  auto y = (BsdeModelImpl::log_reference(x) + model->constant() + model->y0_residual(x))
+               .to(torch::kFloat64);
+  for (int64_t n = 0; n < grid.steps; ++n) {
+    const double b = grid.b[n], h = grid.h[n];
+    auto xi = torch::empty({m, d});
+    fill_normal(xi.data_ptr<float>(), m, d, key, 0, static_cast<uint32_t>(n));
+    const auto z = model->z(grid.s[n], x);
+    const auto u = z.detach();
+    y = y + ((u * z).sum(1) - 0.5 * z.pow(2).sum(1) - 0.5 * b * d) * h +
+        std::sqrt(h) * (z * xi).sum(1);
+    x = x + (0.5 * b * x + std::sqrt(b) * u) * h + std::sqrt(b * h) * xi;
+  }
+  const auto terminal = gamma * target->log_prob(x) + (1 - gamma) * BsdeModelImpl::log_reference(x);
+  const auto residual = y - terminal.to(torch::kFloat64);
+  const auto loss = (residual - residual.mean()).pow(2).mean();
+  loss.backward();
+  // Agreement to float32 rounding: the two sum the same terms in different orders.
+  EXPECT_NEAR(result.loss, loss.item<double>(), 1e-5 * loss.item<double>());
+  EXPECT_NEAR(result.mean_residual, residual.mean().item<double>(),
+              1e-6 * std::abs(residual.mean().item<double>()));
+  const auto slow = gradients(model);
+  ASSERT_EQ(fast.size(), slow.size());
+  // (The residual network's output bias shifts every Y₀ alike: its gradient is exactly zero.)
+  double scale = 0.0;
+  for (const auto& g : slow) scale = std::max(scale, g.abs().max().item<double>());
+  ASSERT_GT(scale, 0.0);
+  for (size_t i = 0; i < fast.size(); ++i) {
+    EXPECT_LT((fast[i] - slow[i]).abs().max().item<double>(), 1e-5 * scale) << "parameter " << i;
+  }
+}
+
+TEST(Trainer, StepMovesTheConstantToTheMeanResidualAndLowersTheLoss) {
+  Config config = parse_config(kSmall);
+  config.train.anneal_gamma0 = 1.0;
+  config.train.iterations = 100;
+  config.train.paths = 256;
+  const auto target = make_target(config.target);
+  const auto schedule = NoiseSchedule::from_config(config.sde);
+  torch::manual_seed(1);
+  BsdeModel model(config.target.dim, config.network, schedule);
+  Communicator comm(MPI_COMM_WORLD);
+  Trainer trainer(*target, model, config.sde, config.train, comm);
+  const double c0 = model->constant();
+  const StepResult first = trainer.step(0);
+  EXPECT_NEAR(model->constant(), c0 - first.mean_residual, 1e-12);
+  const auto history = trainer.train();
+  ASSERT_EQ(history.loss.size(), 100u);
+  EXPECT_LT(mean_of_last(history.loss, 10), 0.7 * history.loss.front());
+}
+
+TEST(Trainer, CoupledModeTrains) {
+  Config config = parse_config(kSmall);
+  config.train.detach_paths = false;
+  config.train.anneal_gamma0 = 1.0;
+  config.train.iterations = 100;
+  config.train.paths = 256;
+  const auto target = make_target(config.target);
+  const auto schedule = NoiseSchedule::from_config(config.sde);
+  torch::manual_seed(1);
+  BsdeModel model(config.target.dim, config.network, schedule);
+  Communicator comm(MPI_COMM_WORLD);
+  Trainer trainer(*target, model, config.sde, config.train, comm);
+  const auto history = trainer.train();
+  EXPECT_LT(mean_of_last(history.loss, 10), 0.7 * history.loss.front());
+  for (auto& p : model->parameters()) EXPECT_TRUE(torch::isfinite(p).all().item<bool>());
+}
+
+TEST(Model, UntrainedDriftIsTheStationaryOrnsteinUhlenbeck) {
+  SdeConfig sde;
+  sde.schedule = "linear";
+  const auto schedule = NoiseSchedule::from_config(sde);
+  BsdeModel model(4, NetworkConfig{}, schedule);
+  torch::NoGradGuard no_grad;
+  const auto x = torch::randn({5, 4});
+  for (double s : {0.0, 1.3, 3.9}) {
+    EXPECT_TRUE(torch::allclose(model->z(s, x), -std::sqrt(schedule.b(s)) * x, 1e-6, 1e-6));
+  }
+  // The batched form agrees with one time at a time.
+  const auto s = torch::tensor({0.5f, 2.0f});
+  const auto xs = torch::randn({2, 3, 4});
+  const auto batched = model->z(s, xs);
+  EXPECT_TRUE(torch::allclose(batched[1], model->z(2.0, xs[1]), 1e-6, 1e-6));
+}
+
+TEST(Model, SaveAndLoadRoundTripAndRefuseOtherShapes) {
+  const Config config = parse_config(kSmall);
+  const auto schedule = NoiseSchedule::from_config(config.sde);
+  auto model = random_model(config, schedule);
+  TrainingHistory history;
+  history.loss = {3.0, 2.0};
+  history.log_z = {0.1, 0.2};
+  history.time = {0.5, 1.0};
+  history.gamma = {0.3, 1.0};
+  const auto path = (std::filesystem::temp_directory_path() /
+                     ("rbsde_model_" + std::to_string(::getpid()) + ".pt")).string();
+  save_model(path, model, config.network, history);
+
+  BsdeModel loaded(config.target.dim, config.network, schedule);
+  const auto restored = load_model(path, loaded, config.network);
+  EXPECT_EQ(restored.loss, history.loss);
+  EXPECT_EQ(restored.gamma, history.gamma);
+  EXPECT_DOUBLE_EQ(loaded->constant(), 1.7);
+  const auto x = torch::randn({4, 3});
+  torch::NoGradGuard no_grad;
+  EXPECT_TRUE(torch::equal(loaded->z(1.0, x), model->z(1.0, x)));
+  EXPECT_TRUE(torch::equal(loaded->y0_residual(x), model->y0_residual(x)));
+
+  NetworkConfig wider = config.network;
+  wider.width = 16;
+  BsdeModel other(config.target.dim, wider, schedule);
+  try {
+    load_model(path, other, wider);
+    ADD_FAILURE() << "a network of another width was loaded";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find(path), std::string::npos) << e.what();
+  }
+  std::filesystem::remove(path);
+  EXPECT_THROW(load_model(path, loaded, config.network), Error);
+}
+
+}  // namespace
+}  // namespace rbsde
