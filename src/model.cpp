@@ -13,36 +13,55 @@ namespace {
 
 constexpr double kPi = 3.14159265358979323846;
 
-torch::nn::AnyModule make_activation(const std::string& name) {
-  if (name == "silu") return torch::nn::AnyModule(torch::nn::SiLU());
-  if (name == "tanh") return torch::nn::AnyModule(torch::nn::Tanh());
-  if (name == "relu") return torch::nn::AnyModule(torch::nn::ReLU());
-  if (name == "gelu") return torch::nn::AnyModule(torch::nn::GELU());
-  throw Error("network.activation: unknown activation '" + name +
-              "' (accepted: silu, tanh, relu, gelu)");
+void check_activation(const std::string& name) {
+  if (name != "silu" && name != "tanh" && name != "relu" && name != "gelu") {
+    throw Error("network.activation: unknown activation '" + name +
+                "' (accepted: silu, tanh, relu, gelu)");
+  }
 }
 
-/// From the first layer's output: activation, (depth − 1) hidden layers, and an output
-/// layer that starts at zero so the untrained Z is the stationary OU drift.
-void append_hidden(torch::nn::Sequential& hidden, int64_t width, int64_t depth, int64_t out,
-                   const std::string& activation) {
-  hidden->push_back(make_activation(activation));
-  for (int64_t layer = 1; layer < depth; ++layer) {
-    hidden->push_back(torch::nn::Linear(width, width));
-    hidden->push_back(make_activation(activation));
-  }
-  torch::nn::Linear last(width, out);
+torch::Tensor activate(const std::string& name, const torch::Tensor& x) {
+  if (name == "silu") return torch::silu(x);
+  if (name == "tanh") return torch::tanh(x);
+  if (name == "relu") return torch::relu(x);
+  return torch::gelu(x);
+}
+
+/// ∂/∂a of Σ grad · activation(a), by ATen's fused backward kernels.
+torch::Tensor activate_backward(const std::string& name, const torch::Tensor& grad,
+                                const torch::Tensor& pre) {
+  if (name == "silu") return at::silu_backward(grad, pre);
+  if (name == "tanh") return at::tanh_backward(grad, torch::tanh(pre));
+  if (name == "relu") return at::threshold_backward(grad, pre, 0);
+  return at::gelu_backward(grad, pre);
+}
+
+/// A linear layer that starts as the zero map.
+torch::nn::Linear zero_linear(int64_t in, int64_t out) {
+  torch::nn::Linear layer(in, out);
   torch::NoGradGuard no_grad;
-  last->weight.zero_();
-  last->bias.zero_();
-  hidden->push_back(last);
+  layer->weight.zero_();
+  layer->bias.zero_();
+  return layer;
+}
+
+void accumulate(torch::Tensor& parameter, const torch::Tensor& gradient) {
+  if (parameter.grad().defined()) {
+    parameter.mutable_grad().add_(gradient);
+  } else {
+    parameter.mutable_grad() = gradient.contiguous();
+  }
 }
 
 }  // namespace
 
 BsdeModelImpl::BsdeModelImpl(int64_t dim, const NetworkConfig& network,
                              const NoiseSchedule& schedule)
-    : dim_(dim), time_features_(network.time_features), schedule_(schedule) {
+    : dim_(dim),
+      time_features_(network.time_features),
+      schedule_(schedule),
+      activation_(network.activation) {
+  check_activation(activation_);
   const int64_t n_time = 1 + 2 * time_features_;
   // One Linear(d + n_time → width) split in two; both parts get PyTorch's default
   // initialisation for the fan-in of the whole layer.
@@ -56,13 +75,21 @@ BsdeModelImpl::BsdeModelImpl(int64_t dim, const NetworkConfig& network,
     input_t_->weight.uniform_(-bound, bound);
     input_t_->bias.uniform_(-bound, bound);
   }
-  hidden_ = register_module("hidden", torch::nn::Sequential());
-  append_hidden(hidden_, network.width, network.depth, dim, network.activation);
+  for (int64_t layer = 1; layer < network.depth; ++layer) {
+    hidden_.push_back(register_module("hidden" + std::to_string(layer),
+                                      torch::nn::Linear(network.width, network.width)));
+  }
+  output_ = register_module("output", zero_linear(network.width, dim));
   if (network.y0_residual) {
     // A small network: the Gaussian reference already carries Y₀'s main part.
     const int64_t width = std::max<int64_t>(network.width / 2, 8);
-    residual_ = register_module("y0_residual", torch::nn::Sequential(torch::nn::Linear(dim, width)));
-    append_hidden(residual_, width, /*depth=*/1, /*out=*/1, network.activation);
+    residual_ = register_module(
+        "y0_residual",
+        torch::nn::Sequential(torch::nn::Linear(dim, width),
+                              torch::nn::Functional([name = activation_](const torch::Tensor& x) {
+                                return activate(name, x);
+                              }),
+                              zero_linear(width, 1)));
   }
   constant_ = register_buffer("constant", torch::zeros({1}, torch::kFloat64));
 }
@@ -75,16 +102,63 @@ torch::Tensor BsdeModelImpl::time_features(const torch::Tensor& s) const {
   return torch::cat({tau, torch::sin(phase), torch::cos(phase)}, 1);
 }
 
-torch::Tensor BsdeModelImpl::z(const torch::Tensor& s, const torch::Tensor& x) {
+torch::Tensor BsdeModelImpl::beta_root(const torch::Tensor& s) const {
   // b(s) = β(T − s) is affine in s for both schedules, so it is evaluated on the tensor.
   const double T = schedule_.horizon;
-  const auto beta = schedule_.beta_min + (schedule_.beta_max - schedule_.beta_min) * (T - s) / T;
-  const auto first = input_x_->forward(x) + input_t_->forward(time_features(s)).unsqueeze(1);
-  return hidden_->forward(first) - torch::sqrt(beta).view({-1, 1, 1}) * x;
+  return torch::sqrt(schedule_.beta_min + (schedule_.beta_max - schedule_.beta_min) * (T - s) / T);
+}
+
+torch::Tensor BsdeModelImpl::z(const torch::Tensor& s, const torch::Tensor& x) {
+  auto h = activate(activation_,
+                    input_x_->forward(x) + input_t_->forward(time_features(s)).unsqueeze(1));
+  for (auto& layer : hidden_) h = activate(activation_, layer->forward(h));
+  return output_->forward(h) - beta_root(s).view({-1, 1, 1}) * x;
 }
 
 torch::Tensor BsdeModelImpl::z(double s, const torch::Tensor& x) {
   return z(torch::full({1}, s, x.options()), x.unsqueeze(0)).squeeze(0);
+}
+
+torch::Tensor BsdeModelImpl::z_recording(double s, const torch::Tensor& x,
+                                         std::vector<torch::Tensor>& pre_activations) {
+  const auto time = torch::full({1}, s, x.options());
+  at::addmm_out(pre_activations[0], input_t_->forward(time_features(time)), x,
+                input_x_->weight.t());
+  auto h = activate(activation_, pre_activations[0]);
+  for (size_t l = 0; l < hidden_.size(); ++l) {
+    at::addmm_out(pre_activations[l + 1], hidden_[l]->bias, h, hidden_[l]->weight.t());
+    h = activate(activation_, pre_activations[l + 1]);
+  }
+  return torch::addmm(output_->bias, h, output_->weight.t()) - std::sqrt(schedule_.b(s)) * x;
+}
+
+void BsdeModelImpl::accumulate_gradient(const torch::Tensor& s, const torch::Tensor& x,
+                                        const torch::Tensor& g,
+                                        const std::vector<torch::Tensor>& pre_activations) {
+  torch::NoGradGuard no_grad;
+  const int64_t times = s.size(0), rows = x.size(0) * x.size(1), width = this->width();
+  std::vector<torch::Tensor> pre;
+  for (const auto& p : pre_activations) pre.push_back(p.reshape({rows, width}));
+  const auto g_rows = g.reshape({rows, dim_});
+  // Output layer: Z = W_o h + b_o − √b x.
+  auto h = activate(activation_, pre.back());
+  accumulate(output_->weight, g_rows.t().mm(h));
+  accumulate(output_->bias, g_rows.sum(0));
+  auto grad_h = g_rows.mm(output_->weight);
+  // Hidden layers, last to first: h_l = act(W_l h_{l−1} + b_l).
+  for (size_t l = hidden_.size(); l-- > 0;) {
+    const auto grad_pre = activate_backward(activation_, grad_h, pre[l + 1]);
+    h = activate(activation_, pre[l]);
+    accumulate(hidden_[l]->weight, grad_pre.t().mm(h));
+    accumulate(hidden_[l]->bias, grad_pre.sum(0));
+    grad_h = grad_pre.mm(hidden_[l]->weight);
+  }
+  // First layer: W_x x + (W_t features(s) + b), the time-part shared by each time's rows.
+  const auto grad_pre = activate_backward(activation_, grad_h, pre[0]);
+  accumulate(input_x_->weight, grad_pre.t().mm(x.reshape({rows, dim_})));
+  const auto per_time = grad_pre.view({times, rows / times, width}).sum(1);  // [K, width]
+  accumulate(input_t_->weight, per_time.t().mm(time_features(s)));
+  accumulate(input_t_->bias, per_time.sum(0));
 }
 
 torch::Tensor BsdeModelImpl::log_reference(const torch::Tensor& x) {

@@ -12,7 +12,7 @@ namespace rbsde {
 namespace {
 
 constexpr double kPi = 3.14159265358979323846;
-/// Rows (path-steps) per chunk of the batched re-evaluation of Z: bounds its activations.
+/// Rows (path-steps) per chunk of the gradient pass: bounds its temporaries.
 constexpr int64_t kRowsPerChunk = int64_t{1} << 16;
 
 /// One Euler–Maruyama step of the reverse SDE for `rows` paths, in place on raw memory:
@@ -74,6 +74,10 @@ Trainer::Trainer(const Target& target, BsdeModel model, const SdeConfig& sde,
   if (train_.detach_paths) {
     x_path_ = torch::empty({grid_.steps + 1, paths_.count(), model_->dim()}, torch::kFloat32);
     xi_ = torch::empty({grid_.steps, paths_.count(), model_->dim()}, torch::kFloat32);
+    for (int64_t l = 0; l < model_->depth(); ++l) {
+      pre_activations_.push_back(
+          torch::empty({grid_.steps, paths_.count(), model_->width()}, torch::kFloat32));
+    }
   }
   s_ = torch::tensor(std::vector<double>(grid_.s.begin(), grid_.s.end() - 1)).to(torch::kFloat32);
   sqrt_h_ = torch::tensor(grid_.h).sqrt().to(torch::kFloat32);
@@ -170,15 +174,17 @@ StepResult Trainer::step_detached(int64_t iteration, double gamma) {
   const int64_t d = model_->dim();
   const NoiseKey key{train_.seed, NoiseStream::kTraining, static_cast<uint32_t>(iteration)};
 
-  // Pass 1: simulate without a graph, keeping X_n and ξ_n for the gradient pass.
+  // Pass 1: simulate without a graph, keeping X_n, ξ_n and the network's pre-activations.
   auto& x_path = x_path_;
   auto& xi = xi_;
   auto y = torch::zeros({m}, torch::kFloat64);
   fill_normal(x_path[0].data_ptr<float>(), m, d, key, paths_.begin, kInitialStep);
   {
     torch::InferenceMode inference;
+    std::vector<torch::Tensor> pre_n(pre_activations_.size());
     for (int64_t n = 0; n < n_steps; ++n) {
-      const auto z = model_->z(grid_.s[n], x_path[n]).contiguous();
+      for (size_t l = 0; l < pre_n.size(); ++l) pre_n[l] = pre_activations_[l][n];
+      const auto z = model_->z_recording(grid_.s[n], x_path[n], pre_n).contiguous();
       fill_normal(xi[n].data_ptr<float>(), m, d, key, paths_.begin, static_cast<uint32_t>(n));
       advance_paths(x_path[n].data_ptr<float>(), z.data_ptr<float>(), xi[n].data_ptr<float>(),
                     x_path[n + 1].data_ptr<float>(), y.data_ptr<double>(), m, d, grid_.b[n],
@@ -197,16 +203,19 @@ StepResult Trainer::step_detached(int64_t iteration, double gamma) {
 
   // Pass 2: with u = Z detached, ∂Y_N/∂Z_n = ΔB_n exactly (the drift's gradient
   // (u − Z) h vanishes), so ∇L = (2/M) Σ_i r̃_i Σ_n ΔB_n·∇Z_θ(s_n, X_n) with r̃ the centred
-  // residual. All (s_n, X_n) are evaluated in a few large batches instead of N small ones.
+  // residual: one backward over the recorded pre-activations of all (s_n, X_n), in a few
+  // large batches instead of N small ones.
   const auto weight = ((residual - mean) * (2.0 / static_cast<double>(train_.paths)))
                           .to(torch::kFloat32)
                           .view({1, m, 1});
   const int64_t steps_per_chunk = std::max<int64_t>(1, kRowsPerChunk / std::max<int64_t>(m, 1));
+  std::vector<torch::Tensor> pre_chunk(pre_activations_.size());
   for (int64_t n0 = 0; n0 < n_steps; n0 += steps_per_chunk) {
     const int64_t n1 = std::min(n_steps, n0 + steps_per_chunk);
     const auto delta_b = xi.slice(0, n0, n1) * sqrt_h_.slice(0, n0, n1).view({-1, 1, 1});
-    const auto z = model_->z(s_.slice(0, n0, n1), x_path.slice(0, n0, n1));
-    (z * (delta_b * weight)).sum().backward();
+    for (size_t l = 0; l < pre_chunk.size(); ++l) pre_chunk[l] = pre_activations_[l].slice(0, n0, n1);
+    model_->accumulate_gradient(s_.slice(0, n0, n1), x_path.slice(0, n0, n1), delta_b * weight,
+                                pre_chunk);
   }
   if (model_->has_y0_residual()) {
     (model_->y0_residual(x0) * weight.view({m})).sum().backward();

@@ -4,6 +4,12 @@
 ///   Z_θ(s, x) = √b(s)·(−x) + MLP([x, time features(s)])
 ///   Y₀(x)     = log N(x; 0, I) + c_θ + r_θ(x)      (r_θ optional)
 /// The MLP's last layer starts at zero, so the untrained model is the stationary OU process.
+///
+/// Training (detached paths) evaluates Z in two passes: z_recording() at every grid time
+/// without a graph, keeping each hidden layer's pre-activations, then
+/// accumulate_gradient(), a hand-written backward over all recorded rows at once that
+/// needs no second forward pass. z() is the same network built from differentiable torch
+/// operations, for the coupled mode and for tests.
 #include <torch/torch.h>
 
 #include <string>
@@ -27,6 +33,18 @@ class BsdeModelImpl : public torch::nn::Module {
   torch::Tensor z(const torch::Tensor& s, const torch::Tensor& x);
   /// Z_θ(s, x) at one time s for all rows of x [B, d].
   torch::Tensor z(double s, const torch::Tensor& x);
+  /// Number of hidden layers, each of `width()` units.
+  int64_t depth() const { return static_cast<int64_t>(hidden_.size()) + 1; }
+  int64_t width() const { return input_x_->weight.size(0); }
+  /// Z_θ(s, x) for x [B, d] without a graph, writing the pre-activations of hidden layer l
+  /// into pre_activations[l] ([B, width] each).
+  torch::Tensor z_recording(double s, const torch::Tensor& x,
+                            std::vector<torch::Tensor>& pre_activations);
+  /// Adds to the parameters' .grad() the gradient of Σ_{k,i} Z_θ(s_k, x_{k,i}) · g_{k,i}
+  /// for times s [K], points x [K, B, d], weights g [K, B, d] and the pre-activations that
+  /// z_recording wrote for them ([K, B, width] each).
+  void accumulate_gradient(const torch::Tensor& s, const torch::Tensor& x, const torch::Tensor& g,
+                           const std::vector<torch::Tensor>& pre_activations);
   /// log N(x; 0, I) in x's dtype: [B].
   static torch::Tensor log_reference(const torch::Tensor& x);
   /// r_θ(x₀) [B], or zeros when the residual network is off.
@@ -45,9 +63,13 @@ class BsdeModelImpl : public torch::nn::Module {
   int64_t dim_;
   int64_t time_features_;
   NoiseSchedule schedule_;
-  torch::nn::Linear input_x_{nullptr};  // first layer, x-part (no bias)
-  torch::nn::Linear input_t_{nullptr};  // first layer, time-part (with the bias)
-  torch::nn::Sequential hidden_{nullptr};  // activation, further layers, zero output layer
+  torch::Tensor beta_root(const torch::Tensor& s) const;  // √b(s) for times s [K]
+
+  std::string activation_;
+  torch::nn::Linear input_x_{nullptr};        // first layer, x-part (no bias)
+  torch::nn::Linear input_t_{nullptr};        // first layer, time-part (with the bias)
+  std::vector<torch::nn::Linear> hidden_;     // width → width, depth − 1 of them
+  torch::nn::Linear output_{nullptr};         // width → d, starts at zero
   torch::nn::Sequential residual_{nullptr};
   torch::Tensor constant_;  // [1] float64 buffer
 };

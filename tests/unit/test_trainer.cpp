@@ -2,6 +2,8 @@
 #include <gtest/gtest.h>
 
 #include <filesystem>
+#include <string>
+#include <tuple>
 
 #include "rbsde/communicator.hpp"
 #include "rbsde/config.hpp"
@@ -44,11 +46,16 @@ std::vector<torch::Tensor> gradients(BsdeModel& model) {
   return grads;
 }
 
-// The trainer's detached gradient (one simulation without a graph, then a batched pass with
-// ∂Y_N/∂Z_n = ΔB_n) equals autograd through the Y recursion with the off-policy driver
+// The trainer's detached gradient (one simulation without a graph recording the
+// pre-activations, then a hand-written backward over all of them with ∂Y_N/∂Z_n = ΔB_n) equals autograd through the Y recursion with the off-policy driver
 // Y += (u·Z − ½|Z|² − ½ b d) h + Z·ΔB, u = Z detached, X detached (method.md §4).
-TEST(Trainer, DetachedGradientEqualsAutogradThroughTheRecursion) {
-  const Config config = parse_config(kSmall);
+class DetachedGradient
+    : public ::testing::TestWithParam<std::tuple<std::string, int64_t>> {};
+
+TEST_P(DetachedGradient, EqualsAutogradThroughTheRecursion) {
+  Config config = parse_config(kSmall);
+  config.network.activation = std::get<0>(GetParam());
+  config.network.depth = std::get<1>(GetParam());
   const auto target = make_target(config.target);
   const auto schedule = NoiseSchedule::from_config(config.sde);
   const TimeGrid grid(schedule, config.sde.steps);
@@ -97,6 +104,10 @@ TEST(Trainer, DetachedGradientEqualsAutogradThroughTheRecursion) {
     EXPECT_LT((fast[i] - slow[i]).abs().max().item<double>(), 1e-5 * scale) << "parameter " << i;
   }
 }
+
+INSTANTIATE_TEST_SUITE_P(ActivationsAndDepths, DetachedGradient,
+                         ::testing::Combine(::testing::Values("silu", "tanh", "relu", "gelu"),
+                                            ::testing::Values(1, 3)));
 
 TEST(Trainer, StepMovesTheConstantToTheMeanResidualAndLowersTheLoss) {
   Config config = parse_config(kSmall);
