@@ -37,11 +37,11 @@ torch::Tensor activate_backward(const std::string& name, const torch::Tensor& gr
 }
 
 /// A linear layer that starts as the zero map.
-torch::nn::Linear zero_linear(int64_t in, int64_t out) {
-  torch::nn::Linear layer(in, out);
+torch::nn::Linear zero_linear(int64_t in, int64_t out, bool bias) {
+  torch::nn::Linear layer(torch::nn::LinearOptions(in, out).bias(bias));
   torch::NoGradGuard no_grad;
   layer->weight.zero_();
-  layer->bias.zero_();
+  if (bias) layer->bias.zero_();
   return layer;
 }
 
@@ -79,9 +79,10 @@ BsdeModelImpl::BsdeModelImpl(int64_t dim, const NetworkConfig& network,
     hidden_.push_back(register_module("hidden" + std::to_string(layer),
                                       torch::nn::Linear(network.width, network.width)));
   }
-  output_ = register_module("output", zero_linear(network.width, dim));
+  output_ = register_module("output", zero_linear(network.width, dim, /*bias=*/true));
   if (network.y0_residual) {
-    // A small network: the Gaussian reference already carries Y₀'s main part.
+    // A small network: the Gaussian reference already carries Y₀'s main part. No output
+    // bias: a constant shift is c's, and a second one would have no gradient at all.
     const int64_t width = std::max<int64_t>(network.width / 2, 8);
     residual_ = register_module(
         "y0_residual",
@@ -89,7 +90,7 @@ BsdeModelImpl::BsdeModelImpl(int64_t dim, const NetworkConfig& network,
                               torch::nn::Functional([name = activation_](const torch::Tensor& x) {
                                 return activate(name, x);
                               }),
-                              zero_linear(width, 1)));
+                              zero_linear(width, 1, /*bias=*/false)));
   }
   constant_ = register_buffer("constant", torch::zeros({1}, torch::kFloat64));
 }

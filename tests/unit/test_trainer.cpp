@@ -96,7 +96,6 @@ TEST_P(DetachedGradient, EqualsAutogradThroughTheRecursion) {
               1e-6 * std::abs(residual.mean().item<double>()));
   const auto slow = gradients(model);
   ASSERT_EQ(fast.size(), slow.size());
-  // (The residual network's output bias shifts every Y₀ alike: its gradient is exactly zero.)
   double scale = 0.0;
   for (const auto& g : slow) scale = std::max(scale, g.abs().max().item<double>());
   ASSERT_GT(scale, 0.0);
