@@ -158,36 +158,6 @@ void print_estimates(const Estimates& e, const Target& target) {
   std::printf("ESS                         = %.1f  (ESS/M = %.4f)\n", e.ess, e.ess_fraction);
 }
 
-Estimates sample_into(OutputFile& out, Problem& p, const Communicator& comm) {
-  const auto& sample = p.config.sample;
-  const int64_t d = p.target->dim();
-  const TimeGrid grid(p.schedule, p.config.sde.steps);
-  const PathRange mine = path_range(sample.count, comm.rank(), comm.size());
-  const int64_t largest_share = (sample.count + comm.size() - 1) / comm.size();
-  const int64_t rounds = (largest_share + sample.batch - 1) / sample.batch;
-  out.create_samples(sample.count, d);
-  EvidenceAccumulator evidence;
-  for (int64_t round = 0; round < rounds; ++round) {
-    const int64_t first = mine.begin + round * sample.batch;
-    const int64_t rows = std::max<int64_t>(0, std::min(sample.batch, mine.end - first));
-    if (rows == 0) {
-      out.write_samples(0, 0, nullptr, nullptr);
-      continue;
-    }
-    const SampleBatch batch = simulate_paths(*p.target, p.model, grid, sample.seed, first, rows);
-    const auto samples = batch.samples.to(torch::kFloat32).contiguous();
-    const auto log_weights = batch.log_weights.contiguous();
-    out.write_samples(first, rows, samples.data_ptr<float>(), log_weights.data_ptr<double>());
-    evidence.add(batch.log_weights, batch.y0_offset);
-    if (comm.is_root() && rounds > 1) {
-      std::printf("sample batch %lld/%lld\n", static_cast<long long>(round + 1),
-                  static_cast<long long>(rounds));
-      std::fflush(stdout);
-    }
-  }
-  return evidence.reduce(comm);
-}
-
 void run_phases(const Arguments& args, Problem& p, const Communicator& comm, OutputFile* out,
                 Clock::time_point start, double setup_seconds, int threads);
 
@@ -256,7 +226,7 @@ void run_phases(const Arguments& args, Problem& p, const Communicator& comm, Out
     const auto sample_start = Clock::now();
     out->write_metadata(p.config.resolved_yaml, kVersion);
     out->write_training(history);
-    estimates = sample_into(*out, p, comm);
+    estimates = sample_into(*out, *p.target, p.model, p.schedule, p.config, comm);
     out->write_estimates(*estimates);
     out->commit();
     sample_seconds = seconds_since(sample_start);
@@ -283,6 +253,40 @@ void run_phases(const Arguments& args, Problem& p, const Communicator& comm, Out
 }
 
 }  // namespace
+
+Estimates sample_into(OutputFile& out, const Target& target, BsdeModel& model,
+                      const NoiseSchedule& schedule, const Config& config,
+                      const Communicator& comm) {
+  const auto& sample = config.sample;
+  const TimeGrid grid(schedule, config.sde.steps);
+  const int64_t mine = path_range(sample.count, comm.rank(), comm.size()).count();
+  const int64_t first_path = comm.exscan_sum(mine);
+  const int64_t largest_share = (sample.count + comm.size() - 1) / comm.size();
+  const int64_t rounds = (largest_share + sample.batch - 1) / sample.batch;
+  out.create_samples(sample.count, target.dim());
+  EvidenceAccumulator evidence;
+  for (int64_t round = 0; round < rounds; ++round) {
+    const int64_t done = round * sample.batch;
+    const int64_t rows = std::max<int64_t>(0, std::min(sample.batch, mine - done));
+    if (rows == 0) {  // the write is collective: take part with no rows
+      out.write_samples(0, 0, nullptr, nullptr);
+      continue;
+    }
+    const SampleBatch batch =
+        simulate_paths(target, model, grid, sample.seed, first_path + done, rows);
+    const auto samples = batch.samples.to(torch::kFloat32).contiguous();
+    const auto log_weights = batch.log_weights.contiguous();
+    out.write_samples(first_path + done, rows, samples.data_ptr<float>(),
+                      log_weights.data_ptr<double>());
+    evidence.add(batch.log_weights, batch.y0_offset);
+    if (comm.is_root() && rounds > 1) {
+      std::printf("sample batch %lld/%lld\n", static_cast<long long>(round + 1),
+                  static_cast<long long>(rounds));
+      std::fflush(stdout);
+    }
+  }
+  return evidence.reduce(comm);
+}
 
 int run_app(int argc, char** argv, MPI_Comm world) {
   keep_freed_memory();

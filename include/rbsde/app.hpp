@@ -3,7 +3,21 @@
 /// The rbsde command line: `rbsde run|train|sample CONFIG [--set key=value ...]`.
 #include <mpi.h>
 
+#include "rbsde/communicator.hpp"
+#include "rbsde/config.hpp"
+#include "rbsde/model.hpp"
+#include "rbsde/output_file.hpp"
+#include "rbsde/schedule.hpp"
+#include "rbsde/target.hpp"
+
 namespace rbsde {
+
+/// Collective: draws sample.count paths of the trained model, shared over the ranks of
+/// `comm` in contiguous ranges (offsets by MPI_Exscan) and simulated sample.batch at a time,
+/// writes them into `out` and returns the evidence estimates.
+Estimates sample_into(OutputFile& out, const Target& target, BsdeModel& model,
+                      const NoiseSchedule& schedule, const Config& config,
+                      const Communicator& comm);
 
 /// Runs one command on the ranks of `comm` and returns the process exit status. Errors are
 /// reported once and make every rank return non-zero (or abort the job when only some

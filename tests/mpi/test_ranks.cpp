@@ -3,10 +3,15 @@
 // size up to its own, each trains the same configuration, and rank 0 compares the results.
 #include <gtest/gtest.h>
 
+#include <unistd.h>
+
 #include <filesystem>
 #include <string>
 #include <vector>
 
+#include <hdf5.h>
+
+#include "rbsde/app.hpp"
 #include "rbsde/communicator.hpp"
 #include "rbsde/config.hpp"
 #include "rbsde/model.hpp"
@@ -32,13 +37,19 @@ struct Trained {
   int64_t gradient_allreduces = 0;  // over all iterations
 };
 
-/// Trains kConfig on the first `size` ranks of the world (others return empty).
-Trained train_on(int size) {
+/// The first `size` ranks of the world (MPI_COMM_NULL on the others).
+MPI_Comm first_ranks(int size) {
   int world_rank = 0;
   MPI_Comm_rank(MPI_COMM_WORLD, &world_rank);
   MPI_Comm sub;
   check_mpi(MPI_Comm_split(MPI_COMM_WORLD, world_rank < size ? 0 : MPI_UNDEFINED, world_rank, &sub),
             "MPI_Comm_split");
+  return sub;
+}
+
+/// Trains kConfig on the first `size` ranks of the world (others return empty).
+Trained train_on(int size) {
+  MPI_Comm sub = first_ranks(size);
   Trained result;
   if (sub == MPI_COMM_NULL) return result;
   {
@@ -95,6 +106,92 @@ TEST(Ranks, ExactlyOneGradientAllreducePerStep) {
   const Trained trained = train_on(world_size());
   EXPECT_EQ(trained.gradient_allreduces, static_cast<int64_t>(trained.history.loss.size()));
   EXPECT_EQ(trained.history.loss.size(), 50u);
+}
+
+struct SampleFile {
+  std::vector<float> samples;
+  std::vector<double> log_weights;
+  hsize_t rows = 0, dim = 0;
+  double log_z_is = 0.0;
+};
+
+template <typename T>
+std::vector<T> read_dataset(hid_t file, const char* name, hid_t type, hsize_t& rows, hsize_t& dim) {
+  const hid_t dataset = H5Dopen2(file, name, H5P_DEFAULT);
+  const hid_t space = H5Dget_space(dataset);
+  hsize_t dims[2] = {0, 1};
+  const int rank = H5Sget_simple_extent_dims(space, dims, nullptr);
+  rows = dims[0];
+  dim = rank == 2 ? dims[1] : 1;
+  std::vector<T> values(rows * dim);
+  EXPECT_GE(H5Dread(dataset, type, H5S_ALL, H5S_ALL, H5P_DEFAULT, values.data()), 0) << name;
+  H5Sclose(space);
+  H5Dclose(dataset);
+  return values;
+}
+
+/// Samples a 5-iteration model of kConfig on the first `size` ranks into `path`; rank 0
+/// reads the file back.
+SampleFile sample_on(int size, const std::string& path) {
+  MPI_Comm sub = first_ranks(size);
+  SampleFile result;
+  if (sub == MPI_COMM_NULL) return result;
+  {
+    Communicator comm(sub);
+    Config config = parse_config(kConfig);
+    config.train.iterations = 5;
+    const auto target = make_target(config.target);
+    const auto schedule = NoiseSchedule::from_config(config.sde);
+    torch::manual_seed(7);
+    BsdeModel model(target->dim(), config.network, schedule);
+    Trainer(*target, model, config.sde, config.train, comm).train();
+    OutputFile out(path, comm);
+    const Estimates estimates = sample_into(out, *target, model, schedule, config, comm);
+    out.write_estimates(estimates);
+    out.commit();
+    result.log_z_is = estimates.log_z_is;
+  }
+  MPI_Comm_free(&sub);
+  int world_rank = 0;
+  MPI_Comm_rank(MPI_COMM_WORLD, &world_rank);
+  if (world_rank == 0) {
+    const hid_t file = H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT);
+    hsize_t rows = 0, dim = 0;
+    result.samples = read_dataset<float>(file, "samples", H5T_NATIVE_FLOAT, result.rows, result.dim);
+    result.log_weights = read_dataset<double>(file, "log_weights", H5T_NATIVE_DOUBLE, rows, dim);
+    EXPECT_EQ(rows, result.rows);
+    H5Fclose(file);
+  }
+  return result;
+}
+
+TEST(Ranks, SampleFileIsIndependentOfTheNumberOfRanks) {
+  // One directory name for all ranks: rank 0's pid, broadcast.
+  int id = static_cast<int>(::getpid());
+  MPI_Bcast(&id, 1, MPI_INT, 0, MPI_COMM_WORLD);
+  const auto dir = std::filesystem::temp_directory_path() / ("rbsde_ranks_" + std::to_string(id));
+  const SampleFile reference = sample_on(1, (dir / "np1.h5").string());
+  for (int size = 2; size <= world_size(); ++size) {
+    const SampleFile other = sample_on(size, (dir / ("np" + std::to_string(size) + ".h5")).string());
+    if (reference.samples.empty()) continue;  // not rank 0
+    ASSERT_EQ(other.rows, reference.rows);
+    ASSERT_EQ(other.dim, reference.dim);
+    EXPECT_EQ(reference.rows, 997u);
+    for (size_t i = 0; i < reference.samples.size(); ++i) {
+      ASSERT_NEAR(other.samples[i], reference.samples[i], 1e-5 * (1.0 + std::abs(reference.samples[i])))
+          << "sample value " << i << " on " << size << " ranks";
+    }
+    for (size_t i = 0; i < reference.log_weights.size(); ++i) {
+      ASSERT_NEAR(other.log_weights[i], reference.log_weights[i],
+                  1e-5 * (1.0 + std::abs(reference.log_weights[i])))
+          << "log weight " << i << " on " << size << " ranks";
+    }
+    EXPECT_NEAR(other.log_z_is, reference.log_z_is, 1e-5);
+  }
+  MPI_Barrier(MPI_COMM_WORLD);
+  int rank = 0;
+  MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+  if (rank == 0) std::filesystem::remove_all(dir);
 }
 
 }  // namespace
