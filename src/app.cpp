@@ -108,8 +108,8 @@ int choose_threads(const Config& config, MPI_Comm comm, std::string& source) {
   check_mpi(MPI_Comm_split_type(comm, MPI_COMM_TYPE_SHARED, 0, MPI_INFO_NULL, &node),
             "MPI_Comm_split_type");
   int ranks_on_node = 1;
-  MPI_Comm_size(node, &ranks_on_node);
-  MPI_Comm_free(&node);
+  check_mpi(MPI_Comm_size(node, &ranks_on_node), "MPI_Comm_size(node)");
+  check_mpi(MPI_Comm_free(&node), "MPI_Comm_free(node)");
   source = "cores per rank on this node";
   const int cores = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   return std::max(1, cores / ranks_on_node);
@@ -291,7 +291,7 @@ Estimates sample_into(OutputFile& out, const Target& target, BsdeModel& model,
 int run_app(int argc, char** argv, MPI_Comm world) {
   keep_freed_memory();
   int rank = 0;
-  MPI_Comm_rank(world, &rank);
+  if (MPI_Comm_rank(world, &rank) != MPI_SUCCESS) return 1;
   for (int i = 1; i < argc; ++i) {
     const std::string arg = argv[i];
     if (arg == "-h" || arg == "--help") {
