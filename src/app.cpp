@@ -40,19 +40,26 @@ constexpr const char* kUsage =
     "           and sample; writes output.path\n"
     "\n"
     "options:\n"
+    "  --resume          (run, train) continue from the checkpoint next to output.path\n"
     "  --set key=value   override a configuration key, e.g. --set train.iterations=200\n"
     "                    (value in YAML syntax: --set target.mean=[1,2]); may repeat\n"
     "  -h, --help        this text\n"
     "  --version         program version\n"
     "\n"
     "Run under MPI with mpirun/srun; threads per rank come from parallel.threads,\n"
-    "SLURM_CPUS_PER_TASK or OMP_NUM_THREADS. See README.md and configs/.\n";
+    "SLURM_CPUS_PER_TASK or OMP_NUM_THREADS. Training writes a checkpoint every\n"
+    "train.checkpoint_every iterations and on SIGUSR1 (then goes on) or SIGTERM/SIGINT (then\n"
+    "stops with exit status 143). See README.md and configs/.\n";
 
 struct Arguments {
   std::string command;
   std::string config_path;
   std::vector<std::string> overrides;
+  bool resume = false;
 };
+
+/// Exit status of a run stopped by SIGTERM or SIGINT after writing its checkpoint.
+constexpr int kStoppedBySignal = 143;
 
 using Clock = std::chrono::steady_clock;
 
@@ -69,6 +76,8 @@ Arguments parse_arguments(int argc, char** argv) {
       args.overrides.emplace_back(argv[++i]);
     } else if (arg.rfind("--set=", 0) == 0) {
       args.overrides.push_back(arg.substr(6));
+    } else if (arg == "--resume") {
+      args.resume = true;
     } else if (!arg.empty() && arg[0] == '-') {
       throw Error("unknown option '" + arg + "' (see rbsde --help)");
     } else if (args.command.empty()) {
@@ -84,7 +93,12 @@ Arguments parse_arguments(int argc, char** argv) {
                                      : "unknown command '" + args.command +
                                            "' (accepted: run, train, sample)");
   }
-  if (args.config_path.empty()) throw Error("no configuration file given (rbsde " + args.command + " CONFIG.yaml)");
+  if (args.config_path.empty()) {
+    throw Error("no configuration file given (rbsde " + args.command + " CONFIG.yaml)");
+  }
+  if (args.resume && args.command == "sample") {
+    throw Error("--resume continues training: use it with run or train");
+  }
   return args;
 }
 
@@ -130,6 +144,10 @@ Problem build_problem(const Arguments& args) {
   p.schedule = NoiseSchedule::from_config(p.config.sde);
   torch::manual_seed(p.config.train.seed);  // rank 0's initialisation is broadcast anyway
   p.model = BsdeModel(p.target->dim(), p.config.network, p.schedule);
+  if (args.resume && !std::filesystem::exists(p.config.checkpoint_path())) {
+    throw Error("no checkpoint '" + p.config.checkpoint_path() +
+                "' to resume from: run without --resume first (same output.path)");
+  }
   if (args.command == "sample" && !std::filesystem::exists(p.config.model_path())) {
     throw Error("network parameters '" + p.config.model_path() +
                 "' not found: run `rbsde train` with this configuration first, or set sample.model");
@@ -158,8 +176,8 @@ void print_estimates(const Estimates& e, const Target& target) {
   std::printf("ESS                         = %.1f  (ESS/M = %.4f)\n", e.ess, e.ess_fraction);
 }
 
-void run_phases(const Arguments& args, Problem& p, const Communicator& comm, OutputFile* out,
-                Clock::time_point start, double setup_seconds, int threads);
+int run_phases(const Arguments& args, Problem& p, const Communicator& comm, OutputFile* out,
+               Clock::time_point start, double setup_seconds, int threads);
 
 int execute(const Arguments& args, const Communicator& comm) {
   const auto start = Clock::now();
@@ -192,7 +210,7 @@ int execute(const Arguments& args, const Communicator& comm) {
   std::unique_ptr<OutputFile> out;
   try {
     if (args.command != "train") out = std::make_unique<OutputFile>(p.config.output.path, comm);
-    run_phases(args, p, comm, out.get(), start, setup_seconds, threads);
+    return run_phases(args, p, comm, out.get(), start, setup_seconds, threads);
   } catch (const std::exception& e) {
     if (comm.size() > 1) {  // the error may strike some ranks only: none may be left waiting
       std::fprintf(stderr, "rbsde: error on rank %d: %s\n", comm.rank(), e.what());
@@ -201,11 +219,10 @@ int execute(const Arguments& args, const Communicator& comm) {
     }
     throw;
   }
-  return 0;
 }
 
-void run_phases(const Arguments& args, Problem& p, const Communicator& comm, OutputFile* out,
-                Clock::time_point start, double setup_seconds, int threads) {
+int run_phases(const Arguments& args, Problem& p, const Communicator& comm, OutputFile* out,
+               Clock::time_point start, double setup_seconds, int threads) {
 
   TrainingHistory history;
   double train_seconds = 0.0;
@@ -214,8 +231,26 @@ void run_phases(const Arguments& args, Problem& p, const Communicator& comm, Out
   } else {
     const auto train_start = Clock::now();
     Trainer trainer(*p.target, p.model, p.config.sde, p.config.train, comm);
+    trainer.set_checkpoint_path(p.config.checkpoint_path());
+    if (args.resume) {
+      trainer.resume(p.config.checkpoint_path());
+      if (comm.is_root()) {
+        std::printf("resuming from %s at iteration %lld\n", p.config.checkpoint_path().c_str(),
+                    static_cast<long long>(trainer.next_iteration()));
+      }
+    }
     history = trainer.train();
     train_seconds = seconds_since(train_start);
+    if (trainer.stopped()) {
+      if (comm.is_root()) {
+        std::printf("stopped by a signal after iteration %lld; checkpoint %s\n"
+                    "continue with: rbsde %s %s --resume (and the same --set options)\n",
+                    static_cast<long long>(trainer.next_iteration()),
+                    p.config.checkpoint_path().c_str(), args.command.c_str(),
+                    args.config_path.c_str());
+      }
+      return kStoppedBySignal;
+    }
     if (comm.is_root()) save_model(p.config.model_path(), p.model, p.config.network, history);
     comm.barrier();
   }
@@ -250,6 +285,7 @@ void run_phases(const Arguments& args, Problem& p, const Communicator& comm, Out
         estimates ? estimates->ess_fraction : NAN, setup_seconds, train_seconds, sample_seconds,
         seconds_since(start));
   }
+  return 0;
 }
 
 }  // namespace
@@ -290,6 +326,7 @@ Estimates sample_into(OutputFile& out, const Target& target, BsdeModel& model,
 
 int run_app(int argc, char** argv, MPI_Comm world) {
   keep_freed_memory();
+  install_signal_handlers();
   int rank = 0;
   if (MPI_Comm_rank(world, &rank) != MPI_SUCCESS) return 1;
   for (int i = 1; i < argc; ++i) {

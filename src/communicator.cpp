@@ -35,11 +35,13 @@ constexpr int64_t kMaxCount = int64_t{1} << 30;
 
 void Communicator::allreduce_sum(float* data, int64_t count) const {
   ++float_allreduces_;
+  const double start = MPI_Wtime();
   for (int64_t done = 0; done < count; done += kMaxCount) {
     const int n = static_cast<int>(std::min(kMaxCount, count - done));
     check_mpi(MPI_Allreduce(MPI_IN_PLACE, data + done, n, MPI_FLOAT, MPI_SUM, comm_),
               "MPI_Allreduce(sum, float)");
   }
+  float_allreduce_seconds_ += MPI_Wtime() - start;
 }
 
 void Communicator::allreduce_sum(double* data, int64_t count) const {

@@ -37,7 +37,7 @@ const std::vector<Section> kSections = {
     {"network", {"width", "depth", "activation", "time_features", "y0_residual"}},
     {"train",
      {"iterations", "paths", "seed", "lr", "lr_schedule", "lr_final", "grad_clip", "anneal_gamma0",
-      "anneal_fraction", "detach_paths", "log_every"}},
+      "anneal_fraction", "detach_paths", "log_every", "checkpoint_every"}},
     {"sample", {"count", "seed", "batch", "model"}},
     {"output", {"path"}},
     {"parallel", {"threads"}},
@@ -526,6 +526,7 @@ TrainConfig read_train(const Reader& in) {
   in.read("train.anneal_fraction", train.anneal_fraction);
   in.read("train.detach_paths", train.detach_paths);
   in.read("train.log_every", train.log_every);
+  in.read("train.checkpoint_every", train.checkpoint_every);
   in.require(train.iterations >= 0, "train.iterations", ">= 0", train.iterations);
   in.require(train.paths >= 1, "train.paths", ">= 1", train.paths);
   in.require(train.lr > 0.0, "train.lr", "> 0", train.lr);
@@ -539,6 +540,8 @@ TrainConfig read_train(const Reader& in) {
   in.require(train.anneal_fraction > 0.0 && train.anneal_fraction <= 1.0, "train.anneal_fraction",
              "in (0, 1]", train.anneal_fraction);
   in.require(train.log_every >= 0, "train.log_every", ">= 0", train.log_every);
+  in.require(train.checkpoint_every >= 0, "train.checkpoint_every", ">= 0 (0: only on a signal)",
+             train.checkpoint_every);
   return train;
 }
 
@@ -647,6 +650,7 @@ std::string emit_resolved(const Config& config) {
   emit_entry(out, "anneal_fraction", config.train.anneal_fraction);
   emit_entry(out, "detach_paths", config.train.detach_paths);
   emit_entry(out, "log_every", config.train.log_every);
+  emit_entry(out, "checkpoint_every", config.train.checkpoint_every);
   out << YAML::EndMap;
 
   out << YAML::Key << "sample" << YAML::Value << YAML::BeginMap;
@@ -679,6 +683,10 @@ YAML::Node load_yaml(const std::string& yaml_text, const std::string& source) {
 }
 
 }  // namespace
+
+std::string Config::checkpoint_path() const {
+  return std::filesystem::path(output.path).replace_extension(".ckpt").string();
+}
 
 std::string Config::model_path() const {
   if (!sample.model.empty()) return sample.model;

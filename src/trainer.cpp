@@ -1,11 +1,13 @@
 #include "rbsde/trainer.hpp"
 
 #include <chrono>
+#include <filesystem>
 #include <cmath>
 #include <cstdio>
 
 #include "rbsde/error.hpp"
 #include "rbsde/noise.hpp"
+#include "rbsde/runtime.hpp"
 
 namespace rbsde {
 
@@ -120,13 +122,21 @@ torch::Tensor Trainer::terminal(const torch::Tensor& x, double gamma) const {
   return gamma * log_target + (1.0 - gamma) * BsdeModelImpl::log_reference(x);
 }
 
-std::pair<double, double> Trainer::residual_moments(const torch::Tensor& residual) const {
+StepResult Trainer::reduce_diagnostics(const torch::Tensor& residual, double gamma) const {
   const auto r = residual.detach().to(torch::kFloat64);
-  double sums[2] = {r.sum().item<double>(), r.pow(2).sum().item<double>()};
-  comm_.allreduce_sum(sums, 2);
+  const SignalRequests requests = take_signal_requests();
+  double sums[4] = {r.sum().item<double>(), r.pow(2).sum().item<double>(),
+                    requests.stop ? 1.0 : 0.0, requests.checkpoint ? 1.0 : 0.0};
+  comm_.allreduce_sum(sums, 4);
   const double m = static_cast<double>(train_.paths);
-  const double mean = sums[0] / m;
-  return {mean, std::max(0.0, sums[1] / m - mean * mean)};
+  StepResult result;
+  result.mean_residual = sums[0] / m;
+  result.loss = std::max(0.0, sums[1] / m - result.mean_residual * result.mean_residual);
+  result.gamma = gamma;
+  // A signal may reach some ranks only: every rank acts on any rank's request.
+  result.stop_requested = sums[2] > 0.0;
+  result.checkpoint_requested = sums[3] > 0.0;
+  return result;
 }
 
 void Trainer::allreduce_gradients() {
@@ -199,7 +209,8 @@ StepResult Trainer::step_detached(int64_t iteration, double gamma) {
                     model_->y0_residual(x0).to(torch::kFloat64);
     residual = y0 + y - terminal(x_path[n_steps], gamma).to(torch::kFloat64);
   }
-  const auto [mean, variance] = residual_moments(residual);
+  const StepResult result = reduce_diagnostics(residual, gamma);
+  const double mean = result.mean_residual;
 
   // Pass 2: with u = Z detached, ∂Y_N/∂Z_n = ΔB_n exactly (the drift's gradient
   // (u − Z) h vanishes), so ∇L = (2/M) Σ_i r̃_i Σ_n ΔB_n·∇Z_θ(s_n, X_n) with r̃ the centred
@@ -220,7 +231,7 @@ StepResult Trainer::step_detached(int64_t iteration, double gamma) {
   if (model_->has_y0_residual()) {
     (model_->y0_residual(x0) * weight.view({m})).sum().backward();
   }
-  return {variance, mean, gamma};
+  return result;
 }
 
 StepResult Trainer::step_coupled(int64_t iteration, double gamma) {
@@ -242,39 +253,125 @@ StepResult Trainer::step_coupled(int64_t iteration, double gamma) {
     xi = torch::empty({m, d}, torch::kFloat32);  // the old one is saved for backward
   }
   const auto residual = y - terminal(x, gamma);
-  const auto [mean, variance] = residual_moments(residual);
-  ((residual - mean).pow(2).sum() / static_cast<double>(train_.paths)).backward();
-  return {variance, mean, gamma};
+  const StepResult result = reduce_diagnostics(residual, gamma);
+  ((residual - result.mean_residual).pow(2).sum() / static_cast<double>(train_.paths)).backward();
+  return result;
 }
 
 TrainingHistory Trainer::train() {
-  TrainingHistory history;
   const int64_t total = train_.iterations;
   const int64_t every = train_.log_every > 0 ? train_.log_every : std::max<int64_t>(1, total / 20);
+  const int64_t first = next_iteration_;
+  const double time_offset = history_.time.empty() ? 0.0 : history_.time.back();
   const auto start = std::chrono::steady_clock::now();
-  for (int64_t k = 0; k < total; ++k) {
+  stopped_ = false;
+  for (int64_t k = first; k < total; ++k) {
     const StepResult result = step(k);
     const double elapsed =
         std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-    history.loss.push_back(result.loss);
-    history.log_z.push_back(model_->constant());
-    history.time.push_back(elapsed);
-    history.gamma.push_back(result.gamma);
+    history_.loss.push_back(result.loss);
+    history_.log_z.push_back(model_->constant());
+    history_.time.push_back(time_offset + elapsed);
+    history_.gamma.push_back(result.gamma);
+    next_iteration_ = k + 1;
     if (!std::isfinite(result.loss)) {
       throw Error("training diverged at iteration " + std::to_string(k + 1) +
-                  " (loss is not finite): lower train.lr, raise train.anneal_gamma0's ramp "
-                  "(train.anneal_fraction) or sde.steps");
+                  " (loss is not finite): lower train.lr, lengthen the annealing "
+                  "(train.anneal_fraction) or raise sde.steps");
     }
     if (comm_.is_root() && ((k + 1) % every == 0 || k + 1 == total)) {
-      const double rate = static_cast<double>(k + 1) / elapsed;
+      const double rate = static_cast<double>(k + 1 - first) / elapsed;
       std::printf("train  %6lld/%lld  loss %10.4e  log_z %11.4f  gamma %.3f  %7.1f it/s  ETA %s\n",
                   static_cast<long long>(k + 1), static_cast<long long>(total), result.loss,
                   model_->constant(), result.gamma, rate,
                   format_duration(static_cast<double>(total - k - 1) / rate).c_str());
       std::fflush(stdout);
     }
+    const bool scheduled = train_.checkpoint_every > 0 && (k + 1) % train_.checkpoint_every == 0;
+    if (!checkpoint_path_.empty() &&
+        (scheduled || result.checkpoint_requested || result.stop_requested)) {
+      save_checkpoint();
+    }
+    if (result.stop_requested) {
+      stopped_ = true;
+      break;
+    }
   }
-  return history;
+  return history_;
+}
+
+namespace {
+/// What a checkpoint must agree on with the run that resumes it.
+torch::Tensor run_record(const BsdeModel& model, const TrainConfig& train, int64_t steps) {
+  return torch::tensor({model->dim(), model->width(), model->depth(), train.paths,
+                        static_cast<int64_t>(train.seed), train.iterations, steps},
+                       torch::kInt64);
+}
+}  // namespace
+
+void Trainer::save_checkpoint() const {
+  if (comm_.is_root()) {
+    const std::string tmp = checkpoint_path_ + ".tmp";
+    try {
+      const auto parent = std::filesystem::path(checkpoint_path_).parent_path();
+      if (!parent.empty()) std::filesystem::create_directories(parent);
+      torch::serialize::OutputArchive archive, model_archive, optimizer_archive;
+      model_->save(model_archive);
+      optimizer_->save(optimizer_archive);
+      archive.write("model", model_archive);
+      archive.write("optimizer", optimizer_archive);
+      archive.write("run", run_record(model_, train_, grid_.steps));
+      archive.write("next_iteration", torch::tensor({next_iteration_}, torch::kInt64));
+      archive.write("history_loss", torch::tensor(history_.loss, torch::kFloat64));
+      archive.write("history_log_z", torch::tensor(history_.log_z, torch::kFloat64));
+      archive.write("history_time", torch::tensor(history_.time, torch::kFloat64));
+      archive.write("history_gamma", torch::tensor(history_.gamma, torch::kFloat64));
+      archive.save_to(tmp);
+      std::filesystem::rename(tmp, checkpoint_path_);
+    } catch (const std::exception& e) {
+      std::error_code ignored;
+      std::filesystem::remove(tmp, ignored);
+      throw Error("cannot write the checkpoint '" + checkpoint_path_ + "': " + e.what());
+    }
+  }
+  comm_.barrier();  // the checkpoint exists before any rank goes on (or exits)
+}
+
+void Trainer::resume(const std::string& path) {
+  if (!std::filesystem::exists(path)) {
+    throw Error("no checkpoint '" + path + "' to resume from: run without --resume first");
+  }
+  try {
+    torch::serialize::InputArchive archive, model_archive, optimizer_archive;
+    archive.load_from(path);
+    torch::Tensor run, next;
+    archive.read("run", run);
+    if (!torch::equal(run, run_record(model_, train_, grid_.steps))) {
+      throw Error("checkpoint '" + path + "' belongs to another configuration (target.dim, "
+                  "network.width, network.depth, train.paths, train.seed, train.iterations and "
+                  "sde.steps must match)");
+    }
+    archive.read("model", model_archive);
+    archive.read("optimizer", optimizer_archive);
+    model_->load(model_archive);
+    optimizer_->load(optimizer_archive);
+    archive.read("next_iteration", next);
+    next_iteration_ = next.item<int64_t>();
+    auto read = [&](const char* key, std::vector<double>& values) {
+      torch::Tensor stored;
+      archive.read(key, stored);
+      stored = stored.contiguous();
+      values.assign(stored.data_ptr<double>(), stored.data_ptr<double>() + stored.numel());
+    };
+    read("history_loss", history_.loss);
+    read("history_log_z", history_.log_z);
+    read("history_time", history_.time);
+    read("history_gamma", history_.gamma);
+  } catch (const Error&) {
+    throw;
+  } catch (const std::exception& e) {
+    throw Error("cannot resume from checkpoint '" + path + "': " + e.what());
+  }
 }
 
 }  // namespace rbsde

@@ -33,12 +33,16 @@ class Communicator {
   void barrier() const;
   /// Number of gradient all-reduces performed (allreduce_sum on float data) since creation.
   int64_t float_allreduce_count() const { return float_allreduces_; }
+  /// Wall-clock seconds (MPI_Wtime) spent inside those all-reduces since creation, waiting
+  /// for the slowest rank included: the communication share of a training step (bench/).
+  double float_allreduce_seconds() const { return float_allreduce_seconds_; }
 
  private:
   MPI_Comm comm_ = MPI_COMM_NULL;
   int rank_ = 0;
   int size_ = 1;
   mutable int64_t float_allreduces_ = 0;
+  mutable double float_allreduce_seconds_ = 0.0;
 };
 
 /// The contiguous range [begin, end) of global path indices that `rank` of `size` owns;

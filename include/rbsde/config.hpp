@@ -56,6 +56,7 @@ struct TrainConfig {
   double anneal_fraction = 0.5;       ///< share of iterations over which γ rises to 1
   bool detach_paths = true;           ///< false: coupled deep BSDE (gradients through X)
   int64_t log_every = 0;              ///< progress line interval; 0 = about 20 lines a run
+  int64_t checkpoint_every = 500;     ///< checkpoint interval; 0 = only on SIGTERM/SIGUSR1
 };
 
 /// sample.*: drawing samples from the trained reverse SDE (method.md §5).
@@ -89,6 +90,8 @@ struct Config {
 
   /// Path of the saved network parameters: sample.model, or output.path with extension .pt.
   std::string model_path() const;
+  /// Path of the training checkpoint: output.path with extension .ckpt.
+  std::string checkpoint_path() const;
 };
 
 /// Parses a YAML file and applies `key.sub=value` overrides (value in YAML syntax, e.g.

@@ -1,6 +1,6 @@
 #pragma once
 /// \file runtime.hpp
-/// Process-wide settings made once at start-up.
+/// Process-wide settings made once at start-up, and the signals a long run responds to.
 
 namespace rbsde {
 
@@ -9,5 +9,18 @@ namespace rbsde {
 /// defaults they are unmapped and faulted in again every step, which cost 15–20 % of the
 /// step time (page clearing in the kernel, measured with perf).
 void keep_freed_memory();
+
+/// What signals asked of a training run since the last take_signal_requests().
+struct SignalRequests {
+  bool stop = false;        ///< SIGTERM or SIGINT: write a checkpoint and stop
+  bool checkpoint = false;  ///< SIGUSR1: write a checkpoint and go on
+};
+
+/// Installs handlers for SIGTERM and SIGINT (checkpoint, then stop) and SIGUSR1
+/// (checkpoint, then go on), as SLURM sends them before a time limit (`--signal`, scancel).
+void install_signal_handlers();
+
+/// The requests received since the last call; clears them.
+SignalRequests take_signal_requests();
 
 }  // namespace rbsde

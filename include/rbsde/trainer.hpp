@@ -5,6 +5,7 @@
 
 #include <functional>
 #include <memory>
+#include <string>
 
 #include "rbsde/communicator.hpp"
 #include "rbsde/config.hpp"
@@ -20,6 +21,8 @@ struct StepResult {
   double loss = 0.0;           ///< variance of the residual r = Y_N − log π̃_γ(X_N)
   double mean_residual = 0.0;  ///< mean r before the constant update
   double gamma = 1.0;
+  bool stop_requested = false;        ///< some rank received SIGTERM or SIGINT
+  bool checkpoint_requested = false;  ///< some rank received SIGUSR1
 };
 
 class Trainer {
@@ -27,8 +30,22 @@ class Trainer {
   Trainer(const Target& target, BsdeModel model, const SdeConfig& sde, const TrainConfig& train,
           const Communicator& comm);
 
-  /// Runs train.iterations steps; rank 0 prints progress at train.log_every.
+  /// Runs the remaining of train.iterations steps; rank 0 prints progress at
+  /// train.log_every. With a checkpoint path, writes a checkpoint every
+  /// train.checkpoint_every iterations, on SIGUSR1, and on SIGTERM/SIGINT, after which it
+  /// returns early with stopped() true.
   TrainingHistory train();
+  /// Where checkpoints go (empty: none are written).
+  void set_checkpoint_path(const std::string& path) { checkpoint_path_ = path; }
+  /// Collective: continues from the checkpoint at `path` (network, optimizer, iteration,
+  /// history). Throws Error naming the file if it is missing or from another configuration.
+  void resume(const std::string& path);
+  /// Rank 0 writes the checkpoint atomically (temporary file, then rename); collective.
+  void save_checkpoint() const;
+  /// The next iteration to run (0 for a fresh run).
+  int64_t next_iteration() const { return next_iteration_; }
+  /// Whether a signal stopped the last train() early.
+  bool stopped() const { return stopped_; }
   /// One iteration (0-based): compute_gradients, one fused gradient all-reduce, clip, Adam
   /// step, optimal-constant update.
   StepResult step(int64_t iteration);
@@ -45,8 +62,9 @@ class Trainer {
   StepResult step_coupled(int64_t iteration, double gamma);
   /// Sums the gradients of all ranks with one MPI_Allreduce on a flat buffer.
   void allreduce_gradients();
-  /// Sum over ranks of (Σr, Σr², local paths): mean residual and its variance.
-  std::pair<double, double> residual_moments(const torch::Tensor& residual) const;
+  /// One reduction over ranks of the residual moments and the signal requests: fills
+  /// loss, mean_residual and the signal fields of a StepResult.
+  StepResult reduce_diagnostics(const torch::Tensor& residual, double gamma) const;
   torch::Tensor terminal(const torch::Tensor& x, double gamma) const;
 
   const Target& target_;
@@ -58,6 +76,10 @@ class Trainer {
   PathRange paths_;
   std::unique_ptr<torch::optim::Adam> optimizer_;
   std::vector<torch::Tensor> parameters_;
+  std::string checkpoint_path_;
+  int64_t next_iteration_ = 0;
+  TrainingHistory history_;
+  bool stopped_ = false;
   torch::Tensor gradient_buffer_;  // flat float32, one slot per parameter element
   torch::Tensor x_path_;           // X_0 … X_N of this rank's paths [N + 1, M_local, d]
   torch::Tensor xi_;               // ξ_0 … ξ_{N−1} [N, M_local, d]

@@ -111,5 +111,52 @@ for f in small np2; do
   check_file "$work/out/$f.h5" 500 2 20 && pass || fail "layout of $f.h5"
 done
 
+# Checkpoint and restart: a run stopped by SIGTERM during training and resumed with --resume
+# ends exactly where the uninterrupted run ends; SIGUSR1 writes a checkpoint and goes on.
+sed -e 's/iterations: 20/iterations: 4000, log_every: 100, checkpoint_every: 0/' \
+  "$work/small.yaml" > "$work/long.yaml"
+"$rbsde" run "$work/long.yaml" --set output.path="$work/full/run.h5" > "$work/full.log" 2>&1 \
+  || fail "uninterrupted run: $(cat "$work/full.log")"
+
+# run_until_training_then SIGNAL OUTPUT LOG: starts a run, sends SIGNAL once training has
+# printed progress, and returns the run's exit status.
+run_until_training_then() {
+  local signal=$1 output=$2 log=$3
+  "$rbsde" run "$work/long.yaml" --set output.path="$output" > "$log" 2>&1 &
+  local pid=$!
+  for _ in $(seq 300); do
+    grep -q "^train " "$log" && break
+    sleep 0.1
+  done
+  kill -s "$signal" "$pid"
+  wait "$pid"
+}
+run_until_training_then TERM "$work/stop/run.h5" "$work/stop.log"
+status=$?
+if [[ $status -eq 143 && -f $work/stop/run.ckpt && ! -e $work/stop/run.h5 && ! -e $work/stop/run.h5.tmp ]] \
+  && grep -q "stopped by a signal after iteration" "$work/stop.log"; then
+  pass
+else
+  fail "SIGTERM: status $status, $(ls "$work/stop" 2>&1), $(cat "$work/stop.log")"
+fi
+if "$rbsde" run "$work/long.yaml" --set output.path="$work/stop/run.h5" --resume > "$work/resume.log" 2>&1 \
+  && grep -q "resuming from" "$work/resume.log"; then
+  pass
+else
+  fail "resume: $(cat "$work/resume.log")"
+fi
+/usr/bin/python3 - "$work/full/run.h5" "$work/stop/run.h5" <<'PY' && pass || fail "resumed run differs from the uninterrupted one"
+import sys, h5py, numpy as np
+with h5py.File(sys.argv[1], "r") as full, h5py.File(sys.argv[2], "r") as resumed:
+    for name in ("samples", "log_weights", "training/loss", "training/log_z"):
+        assert np.array_equal(full[name][:], resumed[name][:]), name
+PY
+run_until_training_then USR1 "$work/usr1/run.h5" "$work/usr1.log"
+status=$?
+[[ $status -eq 0 && -f $work/usr1/run.ckpt && -f $work/usr1/run.h5 ]] && pass \
+  || fail "SIGUSR1: status $status, $(cat "$work/usr1.log")"
+expect_error "resume without a checkpoint" "run.ckpt" \
+  "$rbsde" run "$work/long.yaml" --set output.path="$work/out/run.h5" --resume
+
 echo "cli: $passes passed, $failures failed"
 [[ $failures -eq 0 ]]
