@@ -56,6 +56,7 @@ const std::string kFull =
     "  anneal_fraction: 0.75\n"
     "  detach_paths: false\n"
     "  log_every: 10\n"
+    "  checkpoint_every: 25\n"
     "sample:\n"
     "  count: 5000\n"
     "  seed: 7\n"
@@ -147,6 +148,7 @@ void expect_same(const rbsde::Config& a, const rbsde::Config& b) {
   EXPECT_EQ(a.train.anneal_fraction, b.train.anneal_fraction);
   EXPECT_EQ(a.train.detach_paths, b.train.detach_paths);
   EXPECT_EQ(a.train.log_every, b.train.log_every);
+  EXPECT_EQ(a.train.checkpoint_every, b.train.checkpoint_every);
   EXPECT_EQ(a.sample.count, b.sample.count);
   EXPECT_EQ(a.sample.seed, b.sample.seed);
   EXPECT_EQ(a.sample.batch, b.sample.batch);
@@ -193,6 +195,7 @@ TEST(Config, ParsesFullConfig) {
   EXPECT_EQ(config.train.anneal_fraction, 0.75);
   EXPECT_FALSE(config.train.detach_paths);
   EXPECT_EQ(config.train.log_every, 10);
+  EXPECT_EQ(config.train.checkpoint_every, 25);
   EXPECT_EQ(config.sample.count, 5000);
   EXPECT_EQ(config.sample.seed, 7u);
   EXPECT_EQ(config.sample.batch, 1000);
@@ -282,7 +285,7 @@ TEST(ConfigErrors, UnknownKeyInEverySectionNamesFileKeyAndAcceptedKeys) {
   expect_error(kMinimal + "train:\n  iteratons: 10\n",
                {"configs/test.yaml: unknown key 'train.iteratons' (accepted: iterations, paths, "
                 "seed, lr, lr_schedule, lr_final, grad_clip, anneal_gamma0, anneal_fraction, "
-                "detach_paths, log_every)"});
+                "detach_paths, log_every, checkpoint_every)"});
 }
 
 TEST(ConfigErrors, UnknownSection) {
@@ -389,6 +392,7 @@ TEST(ConfigErrors, ValuesOutOfRangeNameKeyAndRange) {
   expect_override_error("train.anneal_gamma0=1.5", "train.anneal_gamma0", "(0, 1]");
   expect_override_error("train.anneal_fraction=0", "train.anneal_fraction", "(0, 1]");
   expect_override_error("train.log_every=-1", "train.log_every", ">= 0");
+  expect_override_error("train.checkpoint_every=-1", "train.checkpoint_every", ">= 0");
   expect_override_error("sample.count=0", "sample.count", ">= 1");
   expect_override_error("sample.batch=0", "sample.batch", ">= 1");
   expect_override_error("output.path=''", "output.path", "non-empty");
@@ -493,6 +497,7 @@ TEST(Config, ModelPath) {
   EXPECT_EQ(config.model_path(), "results.d/run.pt");
   config.sample.model = "models/trained.pt";
   EXPECT_EQ(config.model_path(), "models/trained.pt");
+  EXPECT_EQ(config.checkpoint_path(), "results.d/run.ckpt");
 }
 
 /// A private directory per process (the binary may run under mpiexec, one process a rank).
