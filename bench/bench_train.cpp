@@ -168,6 +168,14 @@ int run(int argc, char** argv, const rbsde::Communicator& comm) {
     peak[0] = sgemm_peak_gflops(o.gemm_size, o.gemm_repetitions);
   }
   comm.allreduce_max(peak, 1);  // a broadcast from rank 0 (the others hold 0)
+  // The same on every rank at once, summed: what the ranks reach together when they share
+  // the node's caches, memory bandwidth and clock (a check on peak per rank × ranks).
+  double peak_together[1] = {0.0};
+  if (comm.size() > 1 && o.gemm_repetitions > 0) {
+    comm.barrier();
+    peak_together[0] = sgemm_peak_gflops(o.gemm_size, o.gemm_repetitions);
+    comm.allreduce_sum(peak_together, 1);
+  }
 
   rbsde::Trainer trainer(*target, model, config.sde, config.train, comm);
   for (int64_t k = 0; k < o.warmup; ++k) trainer.step(k);
@@ -218,14 +226,16 @@ int run(int argc, char** argv, const rbsde::Communicator& comm) {
         "allreduce_s_per_iter=%.3g allreduce_share=%.4f allreduce_alone_s=%.3g "
         "gradient_floats=%lld gflop_per_iter=%.4f gflop_per_iter_3x_forward=%.4f gflops=%.2f "
         "gflops_3x_forward=%.2f sgemm_peak_gflops_per_rank=%.2f sgemm_peak_gflops=%.2f "
-        "peak_fraction=%.4f peak_fraction_3x_forward=%.4f loss=%.4g\n",
+        "peak_fraction=%.4f peak_fraction_3x_forward=%.4f sgemm_peak_all_ranks_together=%.2f "
+        "loss=%.4g\n",
         comm.size(), threads, static_cast<long long>(o.dim), static_cast<long long>(o.width),
         static_cast<long long>(o.depth), static_cast<long long>(o.paths),
         static_cast<long long>(o.steps), static_cast<long long>(o.iterations),
         static_cast<long long>(o.warmup), s_per_iter, rows / s_per_iter, allreduce_per_iter,
         allreduce_per_iter / s_per_iter, allreduce_alone, static_cast<long long>(gradient_count),
         flops * 1e-9, standard_flops * 1e-9, gflops, standard_flops / s_per_iter * 1e-9, peak[0],
-        peak_total, gflops / peak_total, standard_flops / s_per_iter * 1e-9 / peak_total, loss);
+        peak_total, gflops / peak_total, standard_flops / s_per_iter * 1e-9 / peak_total,
+        comm.size() > 1 ? peak_together[0] : peak[0], loss);
     std::fflush(stdout);
   }
   return 0;

@@ -9,6 +9,7 @@ packages=(
   libtorch-dev libopenblas0-openmp      # OpenBLAS: LibTorch on the reference BLAS is ~17x slower
   libhdf5-openmpi-dev hdf5-tools
   libeigen3-dev libyaml-cpp-dev
+  libtrilinos-kokkos-dev                 # Kokkos build of the path kernels (serial on Debian)
   libgtest-dev googletest
   python3-h5py python3-numpy python3-matplotlib
 )

@@ -16,6 +16,7 @@
 #include "rbsde/error.hpp"
 #include "rbsde/model.hpp"
 #include "rbsde/output_file.hpp"
+#include "rbsde/parallel_for.hpp"
 #include "rbsde/runtime.hpp"
 #include "rbsde/sampler.hpp"
 #include "rbsde/schedule.hpp"
@@ -197,10 +198,11 @@ int execute(const Arguments& args, const Communicator& comm) {
   omp_set_num_threads(threads);
   const double setup_seconds = seconds_since(start);
   if (comm.is_root()) {
-    std::printf("rbsde %s: %s %s  target %s (d = %lld)  ranks %d  threads/rank %d (%s)\n",
-                kVersion, args.command.c_str(), args.config_path.c_str(), p.target->name().c_str(),
-                static_cast<long long>(p.target->dim()), comm.size(), threads,
-                thread_source.c_str());
+    std::printf(
+        "rbsde %s: %s %s  target %s (d = %lld)  ranks %d  threads/rank %d (%s)  kernels %s\n",
+        kVersion, args.command.c_str(), args.config_path.c_str(), p.target->name().c_str(),
+        static_cast<long long>(p.target->dim()), comm.size(), threads, thread_source.c_str(),
+        kernel_backend());
     std::fflush(stdout);
   }
 

@@ -2,10 +2,15 @@
 #include <mpi.h>
 
 #include "rbsde/app.hpp"
+#include "rbsde/runtime.hpp"
 
 int main(int argc, char** argv) {
   MPI_Init(&argc, &argv);
-  const int status = rbsde::run_app(argc, argv, MPI_COMM_WORLD);
+  int status = 0;
+  {
+    rbsde::KernelRuntime kernels(argc, argv);
+    status = rbsde::run_app(argc, argv, MPI_COMM_WORLD);
+  }
   MPI_Finalize();
   return status;
 }

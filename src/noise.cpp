@@ -2,6 +2,8 @@
 
 #include <cmath>
 
+#include "rbsde/parallel_for.hpp"
+
 namespace rbsde {
 
 namespace {
@@ -26,8 +28,7 @@ void fill_normal_impl(T* out, int64_t rows, int64_t dim, const NoiseKey& key, in
   // The stream occupies the top 4 bits of the last counter word, the epoch the other 28.
   const uint32_t word3 = (static_cast<uint32_t>(key.stream) << 28) | (key.epoch & 0x0FFFFFFFu);
   const int64_t blocks = (dim + 3) / 4;
-#pragma omp parallel for schedule(static)
-  for (int64_t i = 0; i < rows; ++i) {
+  for_each_path(rows, [=](int64_t i) {
     T* row = out + i * dim;
     const uint32_t path = static_cast<uint32_t>(first_path + i);
     for (int64_t block = 0; block < blocks; ++block) {
@@ -47,7 +48,7 @@ void fill_normal_impl(T* out, int64_t rows, int64_t dim, const NoiseKey& key, in
       const int64_t count = dim - j0 < 4 ? dim - j0 : 4;
       for (int64_t j = 0; j < count; ++j) row[j0 + j] = static_cast<T>(normals[j]);
     }
-  }
+  });
 }
 
 }  // namespace

@@ -5,6 +5,10 @@
 #include <atomic>
 #include <csignal>
 
+#ifdef RBSDE_USE_KOKKOS
+#include <Kokkos_Core.hpp>
+#endif
+
 namespace rbsde {
 
 namespace {
@@ -27,6 +31,14 @@ void keep_freed_memory() {
   mallopt(M_MMAP_THRESHOLD, 1 << 30);  // serve blocks up to 1 GiB from the heap
   mallopt(M_TRIM_THRESHOLD, 1 << 30);  // and do not trim it while less than 1 GiB is free
 }
+
+#ifdef RBSDE_USE_KOKKOS
+KernelRuntime::KernelRuntime(int& argc, char** argv) { Kokkos::initialize(argc, argv); }
+KernelRuntime::~KernelRuntime() { Kokkos::finalize(); }
+#else
+KernelRuntime::KernelRuntime(int& /*argc*/, char** /*argv*/) {}
+KernelRuntime::~KernelRuntime() = default;
+#endif
 
 void install_signal_handlers() {
   std::signal(SIGTERM, on_signal);

@@ -2,6 +2,8 @@
 
 #include <cmath>
 
+#include "rbsde/parallel_for.hpp"
+
 namespace rbsde {
 
 namespace {
@@ -20,8 +22,7 @@ void advance_weighted(double* x, const float* z, const double* xi, double* log_w
   const double k_variance = -std::expm1(2.0 * std::log(a));  // 1 − a², accurate for a ≈ 1
   const double d = static_cast<double>(dim);
   const double normalisers = 0.5 * d * (std::log(b * h) - std::log(k_variance));
-#pragma omp parallel for schedule(static)
-  for (int64_t i = 0; i < rows; ++i) {
+  for_each_path(rows, [=](int64_t i) {
     double* x_row = x + i * dim;
     const float* z_row = z + i * dim;
     const double* xi_row = xi + i * dim;
@@ -35,7 +36,7 @@ void advance_weighted(double* x, const float* z, const double* xi, double* log_w
       x_row[j] = x_next;
     }
     log_weight[i] += -0.5 * k_residual2 / k_variance + 0.5 * xi2 + normalisers;
-  }
+  });
 }
 
 }  // namespace

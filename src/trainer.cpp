@@ -7,6 +7,7 @@
 
 #include "rbsde/error.hpp"
 #include "rbsde/noise.hpp"
+#include "rbsde/parallel_for.hpp"
 #include "rbsde/runtime.hpp"
 
 namespace rbsde {
@@ -27,8 +28,7 @@ void advance_paths(const float* x, const float* z, const float* xi, float* x_nex
   const float diffusion = static_cast<float>(std::sqrt(b * h));
   const double sqrt_h = std::sqrt(h);
   const double y_constant = -0.5 * b * static_cast<double>(dim) * h;
-#pragma omp parallel for schedule(static)
-  for (int64_t i = 0; i < rows; ++i) {
+  for_each_path(rows, [=](int64_t i) {
     const float* xi_row = xi + i * dim;
     const float* x_row = x + i * dim;
     const float* z_row = z + i * dim;
@@ -40,7 +40,7 @@ void advance_paths(const float* x, const float* z, const float* xi, float* x_nex
       z_xi += static_cast<double>(z_row[j]) * xi_row[j];
     }
     y[i] += 0.5 * z2 * h + y_constant + sqrt_h * z_xi;
-  }
+  });
 }
 
 std::string format_duration(double seconds) {

@@ -15,7 +15,11 @@ int main(int argc, char** argv) {
     auto& listeners = ::testing::UnitTest::GetInstance()->listeners();
     delete listeners.Release(listeners.default_result_printer());
   }
-  const int result = RUN_ALL_TESTS();
+  int result = 0;
+  {
+    rbsde::KernelRuntime kernels(argc, argv);
+    result = RUN_ALL_TESTS();
+  }
   MPI_Finalize();
   return result;
 }

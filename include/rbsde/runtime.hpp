@@ -10,6 +10,17 @@ namespace rbsde {
 /// step time (page clearing in the kernel, measured with perf).
 void keep_freed_memory();
 
+/// Holds the in-node kernel back end for the life of the process: initialises Kokkos (and
+/// reads its --kokkos-* options) when rbsde is built with it; nothing for OpenMP. Create it
+/// after MPI_Init and destroy it before MPI_Finalize.
+class KernelRuntime {
+ public:
+  KernelRuntime(int& argc, char** argv);
+  ~KernelRuntime();
+  KernelRuntime(const KernelRuntime&) = delete;
+  KernelRuntime& operator=(const KernelRuntime&) = delete;
+};
+
 /// What signals asked of a training run since the last take_signal_requests().
 struct SignalRequests {
   bool stop = false;        ///< SIGTERM or SIGINT: write a checkpoint and stop
