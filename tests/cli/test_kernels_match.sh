@@ -15,8 +15,10 @@ network: {width: 32, depth: 2}
 train: {iterations: 50, paths: 128}
 sample: {count: 3000, batch: 1000}
 YAML
-"$kokkos" run "$work/run.yaml" --set output.path="$work/kokkos.h5" | grep -q "kernels Kokkos"
-"$openmp" run "$work/run.yaml" --set output.path="$work/openmp.h5" | grep -q "kernels OpenMP"
+"$kokkos" run "$work/run.yaml" --set output.path="$work/kokkos.h5" > "$work/kokkos.log"
+"$openmp" run "$work/run.yaml" --set output.path="$work/openmp.h5" > "$work/openmp.log"
+grep -q "kernels Kokkos" "$work/kokkos.log"
+grep -q "kernels OpenMP" "$work/openmp.log"
 /usr/bin/python3 - "$work/kokkos.h5" "$work/openmp.h5" <<'PY'
 import sys, h5py, numpy as np
 with h5py.File(sys.argv[1], "r") as a, h5py.File(sys.argv[2], "r") as b:
