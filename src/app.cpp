@@ -307,15 +307,18 @@ Estimates sample_into(OutputFile& out, const Target& target, BsdeModel& model,
     const int64_t done = round * sample.batch;
     const int64_t rows = std::max<int64_t>(0, std::min(sample.batch, mine - done));
     if (rows == 0) {  // the write is collective: take part with no rows
-      out.write_samples(0, 0, nullptr, nullptr);
+      out.write_samples(0, 0, PathRows{});
       continue;
     }
     const SampleBatch batch =
         simulate_paths(target, model, grid, sample.seed, first_path + done, rows);
     const auto samples = batch.samples.to(torch::kFloat32).contiguous();
     const auto log_weights = batch.log_weights.contiguous();
-    out.write_samples(first_path + done, rows, samples.data_ptr<float>(),
-                      log_weights.data_ptr<double>());
+    const auto log_target = batch.log_target.contiguous();
+    const auto network_log_z = batch.y0_offset.contiguous();
+    out.write_samples(first_path + done, rows,
+                      PathRows{samples.data_ptr<float>(), log_weights.data_ptr<double>(),
+                               log_target.data_ptr<double>(), network_log_z.data_ptr<double>()});
     evidence.add(batch.log_weights, batch.y0_offset);
     if (comm.is_root() && rounds > 1) {
       std::printf("sample batch %lld/%lld\n", static_cast<long long>(round + 1),

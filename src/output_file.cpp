@@ -191,8 +191,9 @@ OutputFile::OutputFile(const std::string& path, const Communicator& comm)
 OutputFile::~OutputFile() {
   // Never throws. The closes are collective, as the constructor was: every rank destroys its
   // OutputFile, also when a failure (detected alike on all ranks) unwinds the stack.
-  if (samples_ >= 0) H5Dclose(samples_);
-  if (log_weights_ >= 0) H5Dclose(log_weights_);
+  for (hid_t dataset : {samples_, log_weights_, log_target_, network_log_z_}) {
+    if (dataset >= 0) H5Dclose(dataset);
+  }
   if (file_ >= 0) H5Fclose(file_);
   if (!committed_ && comm_.is_root()) {
     std::error_code ignored;  // the file may not exist if creation itself failed
@@ -217,6 +218,16 @@ void OutputFile::write_training(const TrainingHistory& history) {
   write_vector(group.get(), "gamma", history.gamma, comm_.is_root(), tmp_path_);
 }
 
+hid_t OutputFile::create_path_dataset(const char* name, hsize_t rows) {
+  const std::string what = std::string("creating /") + name;
+  const hsize_t chunk = std::clamp<hsize_t>(kChunkBytes / sizeof(double), 1, rows);
+  Handle space(checked(H5Screate_simple(1, &rows, nullptr), what, tmp_path_), H5Sclose);
+  Handle dcpl(chunked_creation(1, &chunk, what, tmp_path_), H5Pclose);
+  return checked(H5Dcreate2(file_, name, H5T_IEEE_F64LE, space.get(), H5P_DEFAULT, dcpl.get(),
+                            H5P_DEFAULT),
+                 what, tmp_path_);
+}
+
 void OutputFile::create_samples(int64_t count, int64_t dim) {
   require_open(file_, "create_samples", path_);
   if (count < 1 || dim < 1 || samples_ >= 0) {
@@ -238,21 +249,41 @@ void OutputFile::create_samples(int64_t count, int64_t dim) {
                                 sample_dcpl.get(), H5P_DEFAULT),
                      "creating /samples", tmp_path_);
 
-  const hsize_t weight_chunk = std::clamp<hsize_t>(kChunkBytes / sizeof(double), 1, rows);
-  Handle weight_space(checked(H5Screate_simple(1, &rows, nullptr), "creating /log_weights",
-                              tmp_path_),
-                      H5Sclose);
-  Handle weight_dcpl(chunked_creation(1, &weight_chunk, "creating /log_weights", tmp_path_),
-                     H5Pclose);
-  log_weights_ = checked(H5Dcreate2(file_, "log_weights", H5T_IEEE_F64LE, weight_space.get(),
-                                    H5P_DEFAULT, weight_dcpl.get(), H5P_DEFAULT),
-                         "creating /log_weights", tmp_path_);
+  log_weights_ = create_path_dataset("log_weights", rows);
+  Handle paths(checked(H5Gcreate2(file_, "paths", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT),
+                       "creating /paths", tmp_path_),
+               H5Gclose);
+  log_target_ = create_path_dataset("paths/log_target", rows);
+  network_log_z_ = create_path_dataset("paths/network_log_z", rows);
   count_ = count;
   dim_ = dim;
 }
 
-void OutputFile::write_samples(int64_t offset, int64_t rows, const float* samples,
-                               const double* log_weights) {
+bool OutputFile::write_rows(hid_t dataset, hid_t memory_type, int dims, int64_t offset,
+                            int64_t rows, int64_t columns, const void* data, const char* name) {
+  const std::string what = std::string("writing rows of /") + name;
+  const hsize_t start[2] = {static_cast<hsize_t>(offset), 0};
+  const hsize_t extent[2] = {static_cast<hsize_t>(rows), static_cast<hsize_t>(columns)};
+  Handle dxpl(collective_transfer(tmp_path_), H5Pclose);
+  Handle file_space(checked(H5Dget_space(dataset), what, tmp_path_), H5Sclose);
+  Handle memory_space(checked(H5Screate_simple(dims, extent, nullptr), what, tmp_path_), H5Sclose);
+  // A rank without rows still joins the collective transfer, with empty selections (and a
+  // non-null buffer, which H5Dwrite wants even then).
+  const double nothing = 0.0;
+  if (rows > 0) {
+    checked(H5Sselect_hyperslab(file_space.get(), H5S_SELECT_SET, start, nullptr, extent, nullptr),
+            what, tmp_path_);
+  } else {
+    checked(H5Sselect_none(file_space.get()), what, tmp_path_);
+    checked(H5Sselect_none(memory_space.get()), what, tmp_path_);
+    data = &nothing;
+  }
+  checked(H5Dwrite(dataset, memory_type, memory_space.get(), file_space.get(), dxpl.get(), data),
+          what, tmp_path_);
+  return was_collective(dxpl.get(), tmp_path_);
+}
+
+void OutputFile::write_samples(int64_t offset, int64_t rows, const PathRows& data) {
   require_open(file_, "write_samples", path_);
   if (samples_ < 0 || offset < 0 || rows < 0 || offset + rows > count_) {
     throw Error("OutputFile::write_samples(offset=" + std::to_string(offset) +
@@ -260,54 +291,15 @@ void OutputFile::write_samples(int64_t offset, int64_t rows, const float* sample
                 "': call create_samples first and keep the rows within [0, " +
                 std::to_string(count_) + ")");
   }
-  const hsize_t start[2] = {static_cast<hsize_t>(offset), 0};
-  const hsize_t extent[2] = {static_cast<hsize_t>(rows), static_cast<hsize_t>(dim_)};
-  // A rank without rows still joins both collective transfers, with empty selections (and a
-  // non-null buffer, which H5Dwrite wants even then).
-  const float no_samples = 0.0f;
-  const double no_weights = 0.0;
-  if (rows == 0) {
-    samples = &no_samples;
-    log_weights = &no_weights;
-  }
-  Handle dxpl(collective_transfer(tmp_path_), H5Pclose);
-
-  {
-    const std::string what = "writing rows of /samples";
-    Handle file_space(checked(H5Dget_space(samples_), what, tmp_path_), H5Sclose);
-    Handle memory_space(checked(H5Screate_simple(2, extent, nullptr), what, tmp_path_), H5Sclose);
-    if (rows > 0) {
-      checked(H5Sselect_hyperslab(file_space.get(), H5S_SELECT_SET, start, nullptr, extent,
-                                  nullptr),
-              what, tmp_path_);
-    } else {
-      checked(H5Sselect_none(file_space.get()), what, tmp_path_);
-      checked(H5Sselect_none(memory_space.get()), what, tmp_path_);
-    }
-    checked(H5Dwrite(samples_, H5T_NATIVE_FLOAT, memory_space.get(), file_space.get(), dxpl.get(),
-                     samples),
-            what, tmp_path_);
-  }
-  const bool samples_collective = was_collective(dxpl.get(), tmp_path_);
-
-  {
-    const std::string what = "writing rows of /log_weights";
-    Handle file_space(checked(H5Dget_space(log_weights_), what, tmp_path_), H5Sclose);
-    Handle memory_space(checked(H5Screate_simple(1, &extent[0], nullptr), what, tmp_path_),
-                        H5Sclose);
-    if (rows > 0) {
-      checked(H5Sselect_hyperslab(file_space.get(), H5S_SELECT_SET, &start[0], nullptr,
-                                  &extent[0], nullptr),
-              what, tmp_path_);
-    } else {
-      checked(H5Sselect_none(file_space.get()), what, tmp_path_);
-      checked(H5Sselect_none(memory_space.get()), what, tmp_path_);
-    }
-    checked(H5Dwrite(log_weights_, H5T_NATIVE_DOUBLE, memory_space.get(), file_space.get(),
-                     dxpl.get(), log_weights),
-            what, tmp_path_);
-  }
-  last_write_collective_ = samples_collective && was_collective(dxpl.get(), tmp_path_);
+  bool collective = write_rows(samples_, H5T_NATIVE_FLOAT, 2, offset, rows, dim_, data.samples,
+                               "samples");
+  collective &= write_rows(log_weights_, H5T_NATIVE_DOUBLE, 1, offset, rows, 1, data.log_weights,
+                           "log_weights");
+  collective &= write_rows(log_target_, H5T_NATIVE_DOUBLE, 1, offset, rows, 1, data.log_target,
+                           "paths/log_target");
+  collective &= write_rows(network_log_z_, H5T_NATIVE_DOUBLE, 1, offset, rows, 1,
+                           data.network_log_z, "paths/network_log_z");
+  last_write_collective_ = collective;
 }
 
 void OutputFile::write_estimates(const Estimates& estimates) {
@@ -335,7 +327,7 @@ void OutputFile::commit() {
   require_open(file_, "commit", path_);
   // Each handle is forgotten before its close is checked: a failed close is not retried by the
   // destructor.
-  for (hid_t* dataset : {&samples_, &log_weights_}) {
+  for (hid_t* dataset : {&samples_, &log_weights_, &log_target_, &network_log_z_}) {
     const hid_t id = *dataset;
     *dataset = -1;
     if (id >= 0) checked(H5Dclose(id), "closing a dataset", tmp_path_);

@@ -60,7 +60,8 @@ SampleBatch simulate_paths(const Target& target, BsdeModel& model, const TimeGri
     advance_weighted(x.data_ptr<double>(), z.data_ptr<float>(), xi.data_ptr<double>(),
                      log_weight.data_ptr<double>(), rows, d, grid.b[n], grid.h[n], grid.a[n]);
   }
-  batch.log_weights = log_weight + target.log_prob(x);
+  batch.log_target = target.log_prob(x);
+  batch.log_weights = log_weight + batch.log_target;
   batch.samples = x;
   return batch;
 }

@@ -33,6 +33,14 @@ struct Estimates {
   double ess_fraction = 0.0;     ///< ESS / M
 };
 
+/// One rank's rows of the per-path datasets (each `rows` long; `samples` rows × d).
+struct PathRows {
+  const float* samples = nullptr;         ///< /samples: X_N
+  const double* log_weights = nullptr;    ///< /log_weights
+  const double* log_target = nullptr;     ///< /paths/log_target: log π̃(X_N)
+  const double* network_log_z = nullptr;  ///< /paths/network_log_z: c_θ + r_θ(X₀)
+};
+
 class OutputFile {
  public:
   /// Collective: creates `<path>.tmp` (parent directories too) on all ranks of `comm`.
@@ -45,11 +53,11 @@ class OutputFile {
   void write_metadata(const std::string& resolved_yaml, const std::string& version);
   /// Collective: /training/{loss,log_z,time,gamma}.
   void write_training(const TrainingHistory& history);
-  /// Collective: creates /samples (float32 [count, dim]) and /log_weights (float64 [count]),
-  /// chunked.
+  /// Collective: creates /samples (float32 [count, dim]), /log_weights and the per-path
+  /// diagnostics /paths/log_target and /paths/network_log_z (float64 [count]), chunked.
   void create_samples(int64_t count, int64_t dim);
   /// Collective: every rank writes its `rows` rows at global row `offset` (rows may be 0).
-  void write_samples(int64_t offset, int64_t rows, const float* samples, const double* log_weights);
+  void write_samples(int64_t offset, int64_t rows, const PathRows& data);
   /// Collective: attributes of the group /estimates.
   void write_estimates(const Estimates& estimates);
   /// Collective: closes the file and renames it to its final path.
@@ -60,12 +68,19 @@ class OutputFile {
   bool last_write_collective() const { return last_write_collective_; }
 
  private:
+  hid_t create_path_dataset(const char* name, hsize_t rows);
+  /// One collective write of `rows` rows at `offset`; returns whether HDF5 did it collectively.
+  bool write_rows(hid_t dataset, hid_t memory_type, int dims, int64_t offset, int64_t rows,
+                  int64_t columns, const void* data, const char* name);
+
   std::string path_;
   std::string tmp_path_;
   const Communicator& comm_;
   hid_t file_ = -1;
   hid_t samples_ = -1;
   hid_t log_weights_ = -1;
+  hid_t log_target_ = -1;
+  hid_t network_log_z_ = -1;
   int64_t count_ = 0;
   int64_t dim_ = 0;
   bool committed_ = false;

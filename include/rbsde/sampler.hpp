@@ -15,6 +15,7 @@ namespace rbsde {
 struct SampleBatch {
   torch::Tensor samples;      ///< X_N, [rows, d] float64
   torch::Tensor log_weights;  ///< [rows] float64
+  torch::Tensor log_target;   ///< log π̃(X_N), [rows] float64
   torch::Tensor y0_offset;    ///< c_θ + r_θ(X₀), [rows] float64
 };
 

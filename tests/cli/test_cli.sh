@@ -99,7 +99,8 @@ import sys, h5py
 path, count, dim, iterations = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
 with h5py.File(path, "r") as f:
     assert f["samples"].shape == (count, dim) and f["samples"].dtype == "float32", f["samples"]
-    assert f["log_weights"].shape == (count,) and f["log_weights"].dtype == "float64"
+    for name in ("log_weights", "paths/log_target", "paths/network_log_z"):
+        assert f[name].shape == (count,) and f[name].dtype == "float64", name
     for name in ("loss", "log_z", "time"):
         assert f["training"][name].shape == (iterations,), name
     for name in ("log_z_is", "log_z_is_stderr", "log_z_network", "elbo", "ess", "ess_fraction"):

@@ -35,11 +35,25 @@ std::vector<float> sample_rows(rbsde::PathRange range, int64_t dim) {
   }
   return rows;
 }
-std::vector<double> log_weight_rows(rbsde::PathRange range) {
+std::vector<double> log_weight_rows(rbsde::PathRange range, double shift = 0.0) {
   std::vector<double> rows;
-  for (int64_t i = range.begin; i < range.end; ++i) rows.push_back(log_weight_value(i));
+  for (int64_t i = range.begin; i < range.end; ++i) rows.push_back(log_weight_value(i) + shift);
   return rows;
 }
+
+/// The test values of every per-path dataset for a range of rows.
+struct PathData {
+  PathData(rbsde::PathRange range, int64_t dim)
+      : samples(sample_rows(range, dim)),
+        log_weights(log_weight_rows(range)),
+        log_target(log_weight_rows(range, 1.0)),
+        network_log_z(log_weight_rows(range, 2.0)) {}
+  rbsde::PathRows rows() const {
+    return {samples.data(), log_weights.data(), log_target.data(), network_log_z.data()};
+  }
+  std::vector<float> samples;
+  std::vector<double> log_weights, log_target, network_log_z;
+};
 
 /// Reads a whole dataset of `native` type; `dims` receives its shape and `type_ok` whether the
 /// dataset's own type is that native type.
@@ -172,6 +186,14 @@ void check_committed_file(const std::string& path, int64_t count, int64_t dim) {
   EXPECT_TRUE(type_ok) << "/log_weights is not float64";
   ASSERT_EQ(dims, (std::vector<hsize_t>{static_cast<hsize_t>(count)}));
   for (int64_t i = 0; i < count; ++i) ASSERT_EQ(log_weights[i], log_weight_value(i)) << i;
+  // The per-path diagnostics (written as log w + 1 and log w + 2 by path_rows).
+  for (const auto& [name, shift] : {std::pair{"/paths/log_target", 1.0},
+                                    std::pair{"/paths/network_log_z", 2.0}}) {
+    const auto values = read_dataset<double>(file, name, H5T_NATIVE_DOUBLE, &dims, &type_ok);
+    EXPECT_TRUE(type_ok) << name << " is not float64";
+    ASSERT_EQ(dims, (std::vector<hsize_t>{static_cast<hsize_t>(count)})) << name;
+    for (int64_t i = 0; i < count; ++i) ASSERT_EQ(values[i], log_weight_value(i) + shift) << name;
+  }
 
   const hid_t samples_set = H5Dopen2(file, "/samples", H5P_DEFAULT);
   const hid_t dcpl = H5Dget_create_plist(samples_set);
@@ -229,9 +251,8 @@ TEST_F(OutputFileTest, WritesEveryPartCollectivelyAndCommits) {
     for (const rbsde::PathRange batch :
          {rbsde::PathRange{mine.begin, mine.begin + first}, rbsde::PathRange{mine.begin + first,
                                                                               mine.end}}) {
-      const auto samples = sample_rows(batch, dim);
-      const auto log_weights = log_weight_rows(batch);
-      output.write_samples(batch.begin, batch.count(), samples.data(), log_weights.data());
+      const PathData data(batch, dim);
+      output.write_samples(batch.begin, batch.count(), data.rows());
       EXPECT_TRUE(output.last_write_collective())
           << "HDF5 reported an independent transfer for rows [" << batch.begin << ", "
           << batch.end << ") on rank " << comm_.rank();
@@ -257,9 +278,8 @@ TEST_F(OutputFileTest, RanksWithoutRowsJoinTheCollectiveWrite) {
     rbsde::OutputFile output(path_, comm_);
     output.create_samples(count, dim);
     const rbsde::PathRange mine{0, comm_.is_root() ? count : 0};
-    const auto samples = sample_rows(mine, dim);
-    const auto log_weights = log_weight_rows(mine);
-    output.write_samples(0, mine.count(), samples.data(), log_weights.data());
+    const PathData data(mine, dim);
+    output.write_samples(0, mine.count(), data.rows());
     EXPECT_TRUE(output.last_write_collective()) << "rank " << comm_.rank();
     output.commit();
   }
@@ -302,9 +322,8 @@ TEST_F(OutputFileTest, UncommittedFileLeavesNothingBehind) {
     output.write_metadata(kConfig, "0.1.0-test");
     output.create_samples(/*count=*/4, /*dim=*/2);
     const rbsde::PathRange mine = rbsde::path_range(4, comm_.rank(), comm_.size());
-    const auto samples = sample_rows(mine, 2);
-    const auto log_weights = log_weight_rows(mine);
-    output.write_samples(mine.begin, mine.count(), samples.data(), log_weights.data());
+    const PathData data(mine, 2);
+    output.write_samples(mine.begin, mine.count(), data.rows());
     // No commit: a failed run.
   }
   comm_.barrier();  // rank 0 removed the temporary file in the destructor
@@ -325,13 +344,12 @@ TEST_F(OutputFileTest, UnwritableLocationThrowsNamingThePath) {
 
 TEST_F(OutputFileTest, MisuseIsReported) {
   rbsde::OutputFile output(path_, comm_);
-  const float sample = 0.0f;
-  const double log_weight = 0.0;
-  EXPECT_THROW(output.write_samples(0, 1, &sample, &log_weight), rbsde::Error)
+  const PathData data(rbsde::PathRange{0, 2}, 1);
+  EXPECT_THROW(output.write_samples(0, 1, data.rows()), rbsde::Error)
       << "write_samples before create_samples";
   EXPECT_THROW(output.create_samples(/*count=*/0, /*dim=*/2), rbsde::Error);
   output.create_samples(/*count=*/2, /*dim=*/1);
-  EXPECT_THROW(output.write_samples(/*offset=*/1, /*rows=*/2, &sample, &log_weight), rbsde::Error)
+  EXPECT_THROW(output.write_samples(/*offset=*/1, /*rows=*/2, data.rows()), rbsde::Error)
       << "rows past the end";
   output.commit();
   EXPECT_THROW(output.write_estimates(rbsde::Estimates{}), rbsde::Error) << "after commit";
