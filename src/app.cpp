@@ -179,7 +179,6 @@ void print_estimates(const Estimates& e, const Target& target) {
 
 int run_phases(const Arguments& args, Problem& p, const Communicator& comm, OutputFile* out,
                Clock::time_point start, double setup_seconds, int threads);
-
 int execute(const Arguments& args, const Communicator& comm) {
   const auto start = Clock::now();
   std::string setup_error;
@@ -225,7 +224,6 @@ int execute(const Arguments& args, const Communicator& comm) {
 
 int run_phases(const Arguments& args, Problem& p, const Communicator& comm, OutputFile* out,
                Clock::time_point start, double setup_seconds, int threads) {
-
   TrainingHistory history;
   double train_seconds = 0.0;
   if (args.command == "sample") {

@@ -69,7 +69,7 @@ Trainer::Trainer(const Target& target, BsdeModel model, const SdeConfig& sde,
     throw Error("target.dim: the target has dimension " + std::to_string(target_.dim()) +
                 " but the network " + std::to_string(model_->dim()));
   }
-  parameters_ = model_->trainable();
+  parameters_ = model_->parameters();  // registration order: the fused buffer's layout
   int64_t total = 0;
   for (const auto& p : parameters_) total += p.numel();
   gradient_buffer_ = torch::zeros({total}, torch::kFloat32);

@@ -56,8 +56,6 @@ class BsdeModelImpl : public torch::nn::Module {
   double constant() const { return constant_.item<double>(); }
   void set_constant(double c);
 
-  /// All trainable parameters in a fixed order (the order of the fused gradient buffer).
-  std::vector<torch::Tensor> trainable() { return parameters(); }
 
  private:
   int64_t dim_;
