@@ -1,6 +1,8 @@
 #include "rbsde/noise.hpp"
 
-#include <cmath>
+#include <math.h>
+
+#include <algorithm>
 
 #include "rbsde/parallel_for.hpp"
 
@@ -21,32 +23,72 @@ inline void mulhilo(uint32_t a, uint32_t b, uint32_t& hi, uint32_t& lo) {
   lo = static_cast<uint32_t>(product);
 }
 
+/// Rows are drawn in chunks of this many Box–Muller pairs (2 per Philox block).
+constexpr int64_t kPairsPerChunk = 128;
+
+// Box–Muller on pairs (u1, u2) of uniform words: radius √(−2 log u1), angle 2π u2. Two
+// SIMD loops each, which GCC vectorises through glibc's vector math library (this file is
+// compiled with -ffast-math, under which glibc declares those variants). float: 24-bit
+// uniforms (tails cut at 5.9 standard deviations, probability 4e-9), for training; double:
+// 32-bit uniforms (cut at 6.7, probability 2e-11), for sampling. Not inlined: inside the
+// path loop GCC 12 no longer vectorises the sin/cos loop.
+[[gnu::noinline]] void box_muller(const uint32_t* first, const uint32_t* second, int64_t pairs, float* radius,
+                float* angle, float* cosine, float* sine) {
+  constexpr float kScale = 1.0f / 16777216.0f;  // 2^-24
+#pragma omp simd
+  for (int64_t p = 0; p < pairs; ++p) {
+    const float u1 = (static_cast<float>(static_cast<int32_t>(first[p] >> 8)) + 0.5f) * kScale;
+    radius[p] = sqrtf(-2.0f * logf(u1));
+    angle[p] = static_cast<float>(kTwoPi) * (static_cast<float>(static_cast<int32_t>(second[p] >> 8)) * kScale);
+  }
+#pragma omp simd
+  for (int64_t p = 0; p < pairs; ++p) {
+    cosine[p] = radius[p] * cosf(angle[p]);
+    sine[p] = radius[p] * sinf(angle[p]);
+  }
+}
+
+[[gnu::noinline]] void box_muller(const uint32_t* first, const uint32_t* second, int64_t pairs, double* radius,
+                double* angle, double* cosine, double* sine) {
+#pragma omp simd
+  for (int64_t p = 0; p < pairs; ++p) {
+    radius[p] = sqrt(-2.0 * log((static_cast<double>(first[p]) + 0.5) * kTwoPow32Inv));
+    angle[p] = kTwoPi * (static_cast<double>(second[p]) * kTwoPow32Inv);
+  }
+#pragma omp simd
+  for (int64_t p = 0; p < pairs; ++p) {
+    cosine[p] = radius[p] * cos(angle[p]);
+    sine[p] = radius[p] * sin(angle[p]);
+  }
+}
+
 template <typename T>
 void fill_normal_impl(T* out, int64_t rows, int64_t dim, const NoiseKey& key, int64_t first_path,
                       uint32_t step) {
   const uint32_t k[2] = {static_cast<uint32_t>(key.seed), static_cast<uint32_t>(key.seed >> 32)};
   // The stream occupies the top 4 bits of the last counter word, the epoch the other 28.
   const uint32_t word3 = (static_cast<uint32_t>(key.stream) << 28) | (key.epoch & 0x0FFFFFFFu);
-  const int64_t blocks = (dim + 3) / 4;
   for_each_path(rows, [=](int64_t i) {
     T* row = out + i * dim;
     const uint32_t path = static_cast<uint32_t>(first_path + i);
-    for (int64_t block = 0; block < blocks; ++block) {
-      const uint32_t counter[4] = {static_cast<uint32_t>(block), step, path, word3};
-      uint32_t bits[4];
-      philox4x32(counter, k, bits);
-      // Box–Muller on two pairs of uniforms in (0, 1).
-      double normals[4];
-      for (int pair = 0; pair < 2; ++pair) {
-        const double u1 = (static_cast<double>(bits[2 * pair]) + 0.5) * kTwoPow32Inv;
-        const double u2 = (static_cast<double>(bits[2 * pair + 1]) + 0.5) * kTwoPow32Inv;
-        const double radius = std::sqrt(-2.0 * std::log(u1));
-        normals[2 * pair] = radius * std::cos(kTwoPi * u2);
-        normals[2 * pair + 1] = radius * std::sin(kTwoPi * u2);
+    uint32_t first[kPairsPerChunk], second[kPairsPerChunk];
+    T radius[kPairsPerChunk], angle[kPairsPerChunk], cosine[kPairsPerChunk], sine[kPairsPerChunk];
+    // Coordinate j is normal j % 4 of Philox block j / 4; in a block, (word 0, word 1) and
+    // (word 2, word 3) are the two Box–Muller pairs, giving normals (cos, sin) each.
+    for (int64_t j0 = 0; j0 < dim; j0 += 2 * kPairsPerChunk) {
+      const int64_t count = std::min<int64_t>(2 * kPairsPerChunk, dim - j0);
+      const int64_t blocks = (count + 3) / 4;
+      for (int64_t b = 0; b < blocks; ++b) {
+        const uint32_t counter[4] = {static_cast<uint32_t>(j0 / 4 + b), step, path, word3};
+        uint32_t bits[4];
+        philox4x32(counter, k, bits);
+        first[2 * b] = bits[0];
+        second[2 * b] = bits[1];
+        first[2 * b + 1] = bits[2];
+        second[2 * b + 1] = bits[3];
       }
-      const int64_t j0 = 4 * block;
-      const int64_t count = dim - j0 < 4 ? dim - j0 : 4;
-      for (int64_t j = 0; j < count; ++j) row[j0 + j] = static_cast<T>(normals[j]);
+      box_muller(first, second, 2 * blocks, radius, angle, cosine, sine);
+      for (int64_t j = 0; j < count; ++j) row[j0 + j] = j % 2 == 0 ? cosine[j / 2] : sine[j / 2];
     }
   });
 }
