@@ -27,11 +27,25 @@ torch::Tensor activate(const std::string& name, const torch::Tensor& x) {
   return torch::gelu(x);
 }
 
-/// ∂/∂a of Σ grad · activation(a), by ATen's fused backward kernels.
+/// activation(x) written into `out`.
+void activate_into(const std::string& name, const torch::Tensor& x, torch::Tensor& out) {
+  if (name == "silu") {
+    at::silu_out(out, x);
+  } else if (name == "tanh") {
+    at::tanh_out(out, x);
+  } else if (name == "relu") {
+    at::clamp_min_out(out, x, 0);
+  } else {
+    at::gelu_out(out, x);
+  }
+}
+
+/// ∂/∂a of Σ grad · activation(a) from a = pre and activation(a) = post, by ATen's fused
+/// backward kernels.
 torch::Tensor activate_backward(const std::string& name, const torch::Tensor& grad,
-                                const torch::Tensor& pre) {
+                                const torch::Tensor& pre, const torch::Tensor& post) {
   if (name == "silu") return at::silu_backward(grad, pre);
-  if (name == "tanh") return at::tanh_backward(grad, torch::tanh(pre));
+  if (name == "tanh") return at::tanh_backward(grad, post);
   if (name == "relu") return at::threshold_backward(grad, pre, 0);
   return at::gelu_backward(grad, pre);
 }
@@ -120,42 +134,41 @@ torch::Tensor BsdeModelImpl::z(double s, const torch::Tensor& x) {
   return z(torch::full({1}, s, x.options()), x.unsqueeze(0)).squeeze(0);
 }
 
-torch::Tensor BsdeModelImpl::z_recording(double s, const torch::Tensor& x,
-                                         std::vector<torch::Tensor>& pre_activations) {
+torch::Tensor BsdeModelImpl::z_recording(double s, const torch::Tensor& x, Record& record) {
   const auto time = torch::full({1}, s, x.options());
-  at::addmm_out(pre_activations[0], input_t_->forward(time_features(time)), x,
-                input_x_->weight.t());
-  auto h = activate(activation_, pre_activations[0]);
+  at::addmm_out(record.pre[0], input_t_->forward(time_features(time)), x, input_x_->weight.t());
+  activate_into(activation_, record.pre[0], record.post[0]);
   for (size_t l = 0; l < hidden_.size(); ++l) {
-    at::addmm_out(pre_activations[l + 1], hidden_[l]->bias, h, hidden_[l]->weight.t());
-    h = activate(activation_, pre_activations[l + 1]);
+    at::addmm_out(record.pre[l + 1], hidden_[l]->bias, record.post[l], hidden_[l]->weight.t());
+    activate_into(activation_, record.pre[l + 1], record.post[l + 1]);
   }
-  return torch::addmm(output_->bias, h, output_->weight.t()) - std::sqrt(schedule_.b(s)) * x;
+  return torch::addmm(output_->bias, record.post.back(), output_->weight.t()) -
+         std::sqrt(schedule_.b(s)) * x;
 }
 
 void BsdeModelImpl::accumulate_gradient(const torch::Tensor& s, const torch::Tensor& x,
-                                        const torch::Tensor& g,
-                                        const std::vector<torch::Tensor>& pre_activations) {
+                                        const torch::Tensor& g, const Record& record) {
   torch::NoGradGuard no_grad;
   const int64_t times = s.size(0), rows = x.size(0) * x.size(1), width = this->width();
-  std::vector<torch::Tensor> pre;
-  for (const auto& p : pre_activations) pre.push_back(p.reshape({rows, width}));
+  std::vector<torch::Tensor> pre, post;
+  for (size_t l = 0; l < record.pre.size(); ++l) {
+    pre.push_back(record.pre[l].reshape({rows, width}));
+    post.push_back(record.post[l].reshape({rows, width}));
+  }
   const auto g_rows = g.reshape({rows, dim_});
   // Output layer: Z = W_o h + b_o − √b x.
-  auto h = activate(activation_, pre.back());
-  accumulate(output_->weight, g_rows.t().mm(h));
+  accumulate(output_->weight, g_rows.t().mm(post.back()));
   accumulate(output_->bias, g_rows.sum(0));
   auto grad_h = g_rows.mm(output_->weight);
   // Hidden layers, last to first: h_l = act(W_l h_{l−1} + b_l).
   for (size_t l = hidden_.size(); l-- > 0;) {
-    const auto grad_pre = activate_backward(activation_, grad_h, pre[l + 1]);
-    h = activate(activation_, pre[l]);
-    accumulate(hidden_[l]->weight, grad_pre.t().mm(h));
+    const auto grad_pre = activate_backward(activation_, grad_h, pre[l + 1], post[l + 1]);
+    accumulate(hidden_[l]->weight, grad_pre.t().mm(post[l]));
     accumulate(hidden_[l]->bias, grad_pre.sum(0));
     grad_h = grad_pre.mm(hidden_[l]->weight);
   }
   // First layer: W_x x + (W_t features(s) + b), the time-part shared by each time's rows.
-  const auto grad_pre = activate_backward(activation_, grad_h, pre[0]);
+  const auto grad_pre = activate_backward(activation_, grad_h, pre[0], post[0]);
   accumulate(input_x_->weight, grad_pre.t().mm(x.reshape({rows, dim_})));
   const auto per_time = grad_pre.view({times, rows / times, width}).sum(1);  // [K, width]
   accumulate(input_t_->weight, per_time.t().mm(time_features(s)));

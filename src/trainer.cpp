@@ -77,8 +77,10 @@ Trainer::Trainer(const Target& target, BsdeModel model, const SdeConfig& sde,
     x_path_ = torch::empty({grid_.steps + 1, paths_.count(), model_->dim()}, torch::kFloat32);
     xi_ = torch::empty({grid_.steps, paths_.count(), model_->dim()}, torch::kFloat32);
     for (int64_t l = 0; l < model_->depth(); ++l) {
-      pre_activations_.push_back(
-          torch::empty({grid_.steps, paths_.count(), model_->width()}, torch::kFloat32));
+      for (auto* buffers : {&record_.pre, &record_.post}) {
+        buffers->push_back(
+            torch::empty({grid_.steps, paths_.count(), model_->width()}, torch::kFloat32));
+      }
     }
   }
   s_ = torch::tensor(std::vector<double>(grid_.s.begin(), grid_.s.end() - 1)).to(torch::kFloat32);
@@ -184,17 +186,22 @@ StepResult Trainer::step_detached(int64_t iteration, double gamma) {
   const int64_t d = model_->dim();
   const NoiseKey key{train_.seed, NoiseStream::kTraining, static_cast<uint32_t>(iteration)};
 
-  // Pass 1: simulate without a graph, keeping X_n, ξ_n and the network's pre-activations.
+  // Pass 1: simulate without a graph, keeping X_n, ξ_n and the network's hidden layers.
   auto& x_path = x_path_;
   auto& xi = xi_;
   auto y = torch::zeros({m}, torch::kFloat64);
   fill_normal(x_path[0].data_ptr<float>(), m, d, key, paths_.begin, kInitialStep);
   {
     torch::InferenceMode inference;
-    std::vector<torch::Tensor> pre_n(pre_activations_.size());
+    BsdeModelImpl::Record step_record;
     for (int64_t n = 0; n < n_steps; ++n) {
-      for (size_t l = 0; l < pre_n.size(); ++l) pre_n[l] = pre_activations_[l][n];
-      const auto z = model_->z_recording(grid_.s[n], x_path[n], pre_n).contiguous();
+      step_record.pre.clear();
+      step_record.post.clear();
+      for (size_t l = 0; l < record_.pre.size(); ++l) {
+        step_record.pre.push_back(record_.pre[l][n]);
+        step_record.post.push_back(record_.post[l][n]);
+      }
+      const auto z = model_->z_recording(grid_.s[n], x_path[n], step_record).contiguous();
       fill_normal(xi[n].data_ptr<float>(), m, d, key, paths_.begin, static_cast<uint32_t>(n));
       advance_paths(x_path[n].data_ptr<float>(), z.data_ptr<float>(), xi[n].data_ptr<float>(),
                     x_path[n + 1].data_ptr<float>(), y.data_ptr<double>(), m, d, grid_.b[n],
@@ -214,19 +221,22 @@ StepResult Trainer::step_detached(int64_t iteration, double gamma) {
 
   // Pass 2: with u = Z detached, ∂Y_N/∂Z_n = ΔB_n exactly (the drift's gradient
   // (u − Z) h vanishes), so ∇L = (2/M) Σ_i r̃_i Σ_n ΔB_n·∇Z_θ(s_n, X_n) with r̃ the centred
-  // residual: one backward over the recorded pre-activations of all (s_n, X_n), in a few
+  // residual: one backward over the recorded hidden layers of all (s_n, X_n), in a few
   // large batches instead of N small ones.
   const auto weight = ((residual - mean) * (2.0 / static_cast<double>(train_.paths)))
                           .to(torch::kFloat32)
                           .view({1, m, 1});
   const int64_t steps_per_chunk = std::max<int64_t>(1, kRowsPerChunk / std::max<int64_t>(m, 1));
-  std::vector<torch::Tensor> pre_chunk(pre_activations_.size());
   for (int64_t n0 = 0; n0 < n_steps; n0 += steps_per_chunk) {
     const int64_t n1 = std::min(n_steps, n0 + steps_per_chunk);
     const auto delta_b = xi.slice(0, n0, n1) * sqrt_h_.slice(0, n0, n1).view({-1, 1, 1});
-    for (size_t l = 0; l < pre_chunk.size(); ++l) pre_chunk[l] = pre_activations_[l].slice(0, n0, n1);
+    BsdeModelImpl::Record chunk;
+    for (size_t l = 0; l < record_.pre.size(); ++l) {
+      chunk.pre.push_back(record_.pre[l].slice(0, n0, n1));
+      chunk.post.push_back(record_.post[l].slice(0, n0, n1));
+    }
     model_->accumulate_gradient(s_.slice(0, n0, n1), x_path.slice(0, n0, n1), delta_b * weight,
-                                pre_chunk);
+                                chunk);
   }
   if (model_->has_y0_residual()) {
     (model_->y0_residual(x0) * weight.view({m})).sum().backward();

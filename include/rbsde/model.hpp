@@ -36,15 +36,18 @@ class BsdeModelImpl : public torch::nn::Module {
   /// Number of hidden layers, each of `width()` units.
   int64_t depth() const { return static_cast<int64_t>(hidden_.size()) + 1; }
   int64_t width() const { return input_x_->weight.size(0); }
-  /// Z_θ(s, x) for x [B, d] without a graph, writing the pre-activations of hidden layer l
-  /// into pre_activations[l] ([B, width] each).
-  torch::Tensor z_recording(double s, const torch::Tensor& x,
-                            std::vector<torch::Tensor>& pre_activations);
+  /// What z_recording keeps of hidden layer l for the backward: its input to the
+  /// activation (pre[l]) and its output (post[l]), [B, width] or [K, B, width] each.
+  struct Record {
+    std::vector<torch::Tensor> pre, post;
+  };
+  /// Z_θ(s, x) for x [B, d] without a graph, writing every hidden layer into `record`.
+  torch::Tensor z_recording(double s, const torch::Tensor& x, Record& record);
   /// Adds to the parameters' .grad() the gradient of Σ_{k,i} Z_θ(s_k, x_{k,i}) · g_{k,i}
-  /// for times s [K], points x [K, B, d], weights g [K, B, d] and the pre-activations that
-  /// z_recording wrote for them ([K, B, width] each).
+  /// for times s [K], points x [K, B, d], weights g [K, B, d] and what z_recording wrote
+  /// for them.
   void accumulate_gradient(const torch::Tensor& s, const torch::Tensor& x, const torch::Tensor& g,
-                           const std::vector<torch::Tensor>& pre_activations);
+                           const Record& record);
   /// log N(x; 0, I) in x's dtype: [B].
   static torch::Tensor log_reference(const torch::Tensor& x);
   /// r_θ(x₀) [B], or zeros when the residual network is off.

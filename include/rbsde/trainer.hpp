@@ -83,7 +83,7 @@ class Trainer {
   torch::Tensor gradient_buffer_;  // flat float32, one slot per parameter element
   torch::Tensor x_path_;           // X_0 … X_N of this rank's paths [N + 1, M_local, d]
   torch::Tensor xi_;               // ξ_0 … ξ_{N−1} [N, M_local, d]
-  std::vector<torch::Tensor> pre_activations_;  // per hidden layer [N, M_local, width]
+  BsdeModelImpl::Record record_;   // per hidden layer [N, M_local, width], pre and post
   torch::Tensor s_;                // s_0 … s_{N−1} [N] float32
   torch::Tensor sqrt_h_;           // √h_n [N] float32
 };
