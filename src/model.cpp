@@ -1,5 +1,6 @@
 #include "rbsde/model.hpp"
 
+#include <algorithm>
 #include <array>
 #include <cmath>
 #include <filesystem>
@@ -200,9 +201,33 @@ auto history_fields(History& history) {
                     std::pair{"history_gamma", &history.gamma}};
 }
 
+}  // namespace
+
+void write_history(torch::serialize::OutputArchive& archive, const TrainingHistory& history) {
+  for (const auto& [key, values] : history_fields(history)) {
+    archive.write(key, torch::tensor(*values, torch::kFloat64));
+  }
+}
+
+TrainingHistory read_history(torch::serialize::InputArchive& archive) {
+  TrainingHistory history;
+  for (const auto& [key, values] : history_fields(history)) {
+    torch::Tensor stored;
+    archive.read(key, stored);
+    stored = stored.contiguous();
+    values->assign(stored.data_ptr<double>(), stored.data_ptr<double>() + stored.numel());
+  }
+  return history;
+}
+
+namespace {
+/// What a saved network must agree on with the settings that load it.
 torch::Tensor shape_record(int64_t dim, const NetworkConfig& network) {
+  const std::array<const char*, 4> activations = {"silu", "tanh", "relu", "gelu"};
+  const auto activation =
+      std::find(activations.begin(), activations.end(), network.activation) - activations.begin();
   return torch::tensor({dim, network.width, network.depth, network.time_features,
-                        static_cast<int64_t>(network.y0_residual)},
+                        static_cast<int64_t>(network.y0_residual), activation},
                        torch::kInt64);
 }
 }  // namespace
@@ -216,9 +241,7 @@ void save_model(const std::string& path, BsdeModel& model, const NetworkConfig& 
     torch::serialize::OutputArchive archive;
     model->save(archive);
     archive.write("shape", shape_record(model->dim(), network));
-    for (const auto& [key, values] : history_fields(history)) {
-      archive.write(key, torch::tensor(*values, torch::kFloat64));
-    }
+    write_history(archive, history);
     archive.save_to(tmp);
     std::filesystem::rename(tmp, path);
   } catch (const std::exception& e) {
@@ -243,15 +266,10 @@ TrainingHistory load_model(const std::string& path, BsdeModel& model,
     if (!torch::equal(shape, shape_record(model->dim(), network))) {
       throw Error("network parameters '" + path +
                   "' were trained with other settings (target.dim, network.width, depth, "
-                  "time_features, y0_residual must match the training run)");
+                  "activation, time_features, y0_residual must match the training run)");
     }
     model->load(archive);
-    for (const auto& [key, values] : history_fields(history)) {
-      torch::Tensor stored;
-      archive.read(key, stored);
-      stored = stored.contiguous();
-      values->assign(stored.data_ptr<double>(), stored.data_ptr<double>() + stored.numel());
-    }
+    history = read_history(archive);
   } catch (const Error&) {
     throw;
   } catch (const std::exception& e) {

@@ -332,10 +332,7 @@ void Trainer::save_checkpoint() const {
       archive.write("optimizer", optimizer_archive);
       archive.write("run", run_record(model_, train_, grid_.steps));
       archive.write("next_iteration", torch::tensor({next_iteration_}, torch::kInt64));
-      archive.write("history_loss", torch::tensor(history_.loss, torch::kFloat64));
-      archive.write("history_log_z", torch::tensor(history_.log_z, torch::kFloat64));
-      archive.write("history_time", torch::tensor(history_.time, torch::kFloat64));
-      archive.write("history_gamma", torch::tensor(history_.gamma, torch::kFloat64));
+      write_history(archive, history_);
       archive.save_to(tmp);
       std::filesystem::rename(tmp, checkpoint_path_);
     } catch (const std::exception& e) {
@@ -367,16 +364,7 @@ void Trainer::resume(const std::string& path) {
     optimizer_->load(optimizer_archive);
     archive.read("next_iteration", next);
     next_iteration_ = next.item<int64_t>();
-    auto read = [&](const char* key, std::vector<double>& values) {
-      torch::Tensor stored;
-      archive.read(key, stored);
-      stored = stored.contiguous();
-      values.assign(stored.data_ptr<double>(), stored.data_ptr<double>() + stored.numel());
-    };
-    read("history_loss", history_.loss);
-    read("history_log_z", history_.log_z);
-    read("history_time", history_.time);
-    read("history_gamma", history_.gamma);
+    history_ = read_history(archive);
   } catch (const Error&) {
     throw;
   } catch (const std::exception& e) {

@@ -76,6 +76,10 @@ class BsdeModelImpl : public torch::nn::Module {
 };
 TORCH_MODULE(BsdeModel);
 
+/// The training history in an archive (network files and checkpoints).
+void write_history(torch::serialize::OutputArchive& archive, const TrainingHistory& history);
+TrainingHistory read_history(torch::serialize::InputArchive& archive);
+
 /// Saves parameters, c_θ and the training history; the archive also records the network
 /// shape so load_model can give a clear error on a mismatch.
 void save_model(const std::string& path, BsdeModel& model, const NetworkConfig& network,

@@ -186,12 +186,16 @@ TEST(Model, SaveAndLoadRoundTripAndRefuseOtherShapes) {
 
   NetworkConfig wider = config.network;
   wider.width = 16;
-  BsdeModel other(config.target.dim, wider, schedule);
-  try {
-    load_model(path, other, wider);
-    ADD_FAILURE() << "a network of another width was loaded";
-  } catch (const Error& e) {
-    EXPECT_NE(std::string(e.what()).find(path), std::string::npos) << e.what();
+  NetworkConfig other_activation = config.network;
+  other_activation.activation = "tanh";  // same shapes: only the record tells them apart
+  for (const NetworkConfig& other_network : {wider, other_activation}) {
+    BsdeModel other(config.target.dim, other_network, schedule);
+    try {
+      load_model(path, other, other_network);
+      ADD_FAILURE() << "a network of other settings was loaded";
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find(path), std::string::npos) << e.what();
+    }
   }
   std::filesystem::remove(path);
   EXPECT_THROW(load_model(path, loaded, config.network), Error);
