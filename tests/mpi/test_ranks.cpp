@@ -7,6 +7,7 @@
 
 #include <filesystem>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include <hdf5.h>
@@ -112,7 +113,7 @@ struct SampleFile {
   std::vector<float> samples;
   std::vector<double> log_weights;
   hsize_t rows = 0, dim = 0;
-  double log_z_is = 0.0;
+  Estimates estimates;
 };
 
 template <typename T>
@@ -149,7 +150,7 @@ SampleFile sample_on(int size, const std::string& path) {
     const Estimates estimates = sample_into(out, *target, model, schedule, config, comm);
     out.write_estimates(estimates);
     out.commit();
-    result.log_z_is = estimates.log_z_is;
+    result.estimates = estimates;
   }
   MPI_Comm_free(&sub);
   int world_rank = 0;
@@ -186,7 +187,18 @@ TEST(Ranks, SampleFileIsIndependentOfTheNumberOfRanks) {
                   1e-5 * (1.0 + std::abs(reference.log_weights[i])))
           << "log weight " << i << " on " << size << " ranks";
     }
-    EXPECT_NEAR(other.log_z_is, reference.log_z_is, 1e-5);
+    // The /estimates attributes.
+    const Estimates& a = reference.estimates;
+    const Estimates& b = other.estimates;
+    EXPECT_EQ(a.count, b.count);
+    for (const auto& [name, x, y] :
+         {std::tuple{"log_z_is", a.log_z_is, b.log_z_is},
+          std::tuple{"log_z_is_stderr", a.log_z_is_stderr, b.log_z_is_stderr},
+          std::tuple{"log_z_network", a.log_z_network, b.log_z_network},
+          std::tuple{"elbo", a.elbo, b.elbo}, std::tuple{"elbo_stderr", a.elbo_stderr, b.elbo_stderr},
+          std::tuple{"ess", a.ess, b.ess}, std::tuple{"ess_fraction", a.ess_fraction, b.ess_fraction}}) {
+      EXPECT_NEAR(y, x, 1e-5 * (1.0 + std::abs(x))) << name << " on " << size << " ranks";
+    }
   }
   MPI_Barrier(MPI_COMM_WORLD);
   int rank = 0;
