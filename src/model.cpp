@@ -232,23 +232,28 @@ torch::Tensor shape_record(int64_t dim, const NetworkConfig& network) {
 }
 }  // namespace
 
-void save_model(const std::string& path, BsdeModel& model, const NetworkConfig& network,
-                const TrainingHistory& history) {
+void save_archive(torch::serialize::OutputArchive& archive, const std::string& path,
+                  const std::string& what) {
   const std::string tmp = path + ".tmp";
   try {
     const auto parent = std::filesystem::path(path).parent_path();
     if (!parent.empty()) std::filesystem::create_directories(parent);
-    torch::serialize::OutputArchive archive;
-    model->save(archive);
-    archive.write("shape", shape_record(model->dim(), network));
-    write_history(archive, history);
     archive.save_to(tmp);
     std::filesystem::rename(tmp, path);
   } catch (const std::exception& e) {
     std::error_code ignored;
     std::filesystem::remove(tmp, ignored);
-    throw Error("cannot save network parameters to '" + path + "': " + e.what());
+    throw Error("cannot write " + what + " '" + path + "': " + e.what());
   }
+}
+
+void save_model(const std::string& path, BsdeModel& model, const NetworkConfig& network,
+                const TrainingHistory& history) {
+  torch::serialize::OutputArchive archive;
+  model->save(archive);
+  archive.write("shape", shape_record(model->dim(), network));
+  write_history(archive, history);
+  save_archive(archive, path, "the network parameters");
 }
 
 TrainingHistory load_model(const std::string& path, BsdeModel& model,

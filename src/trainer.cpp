@@ -321,25 +321,15 @@ torch::Tensor run_record(const BsdeModel& model, const TrainConfig& train, int64
 
 void Trainer::save_checkpoint() const {
   if (comm_.is_root()) {
-    const std::string tmp = checkpoint_path_ + ".tmp";
-    try {
-      const auto parent = std::filesystem::path(checkpoint_path_).parent_path();
-      if (!parent.empty()) std::filesystem::create_directories(parent);
-      torch::serialize::OutputArchive archive, model_archive, optimizer_archive;
-      model_->save(model_archive);
-      optimizer_->save(optimizer_archive);
-      archive.write("model", model_archive);
-      archive.write("optimizer", optimizer_archive);
-      archive.write("run", run_record(model_, train_, grid_.steps));
-      archive.write("next_iteration", torch::tensor({next_iteration_}, torch::kInt64));
-      write_history(archive, history_);
-      archive.save_to(tmp);
-      std::filesystem::rename(tmp, checkpoint_path_);
-    } catch (const std::exception& e) {
-      std::error_code ignored;
-      std::filesystem::remove(tmp, ignored);
-      throw Error("cannot write the checkpoint '" + checkpoint_path_ + "': " + e.what());
-    }
+    torch::serialize::OutputArchive archive, model_archive, optimizer_archive;
+    model_->save(model_archive);
+    optimizer_->save(optimizer_archive);
+    archive.write("model", model_archive);
+    archive.write("optimizer", optimizer_archive);
+    archive.write("run", run_record(model_, train_, grid_.steps));
+    archive.write("next_iteration", torch::tensor({next_iteration_}, torch::kInt64));
+    write_history(archive, history_);
+    save_archive(archive, checkpoint_path_, "the checkpoint");
   }
   comm_.barrier();  // the checkpoint exists before any rank goes on (or exits)
 }

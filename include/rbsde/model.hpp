@@ -76,6 +76,11 @@ class BsdeModelImpl : public torch::nn::Module {
 };
 TORCH_MODULE(BsdeModel);
 
+/// Writes `archive` to `path` atomically (a temporary file renamed into place), creating
+/// parent directories; throws Error("cannot write <what> '<path>': ...").
+void save_archive(torch::serialize::OutputArchive& archive, const std::string& path,
+                  const std::string& what);
+
 /// The training history in an archive (network files and checkpoints).
 void write_history(torch::serialize::OutputArchive& archive, const TrainingHistory& history);
 TrainingHistory read_history(torch::serialize::InputArchive& archive);

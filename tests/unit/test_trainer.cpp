@@ -108,17 +108,29 @@ INSTANTIATE_TEST_SUITE_P(ActivationsAndDepths, DetachedGradient,
                          ::testing::Combine(::testing::Values("silu", "tanh", "relu", "gelu"),
                                             ::testing::Values(1, 3)));
 
+/// kSmall without annealing, 100 iterations of 256 paths, a freshly initialised network.
+struct SmallRun {
+  explicit SmallRun(bool detach_paths) : config(parse_config(kSmall)) {
+    config.train.detach_paths = detach_paths;
+    config.train.anneal_gamma0 = 1.0;
+    config.train.iterations = 100;
+    config.train.paths = 256;
+    target = make_target(config.target);
+    schedule = NoiseSchedule::from_config(config.sde);
+    torch::manual_seed(1);
+    model = BsdeModel(config.target.dim, config.network, schedule);
+  }
+  Config config;
+  std::unique_ptr<Target> target;
+  NoiseSchedule schedule;
+  BsdeModel model{nullptr};
+};
+
 TEST(Trainer, StepMovesTheConstantToTheMeanResidualAndLowersTheLoss) {
-  Config config = parse_config(kSmall);
-  config.train.anneal_gamma0 = 1.0;
-  config.train.iterations = 100;
-  config.train.paths = 256;
-  const auto target = make_target(config.target);
-  const auto schedule = NoiseSchedule::from_config(config.sde);
-  torch::manual_seed(1);
-  BsdeModel model(config.target.dim, config.network, schedule);
+  SmallRun run(/*detach_paths=*/true);
   Communicator comm(MPI_COMM_WORLD);
-  Trainer trainer(*target, model, config.sde, config.train, comm);
+  Trainer trainer(*run.target, run.model, run.config.sde, run.config.train, comm);
+  auto& model = run.model;
   const double c0 = model->constant();
   const StepResult first = trainer.step(0);
   EXPECT_NEAR(model->constant(), c0 - first.mean_residual, 1e-12);
@@ -128,20 +140,12 @@ TEST(Trainer, StepMovesTheConstantToTheMeanResidualAndLowersTheLoss) {
 }
 
 TEST(Trainer, CoupledModeTrains) {
-  Config config = parse_config(kSmall);
-  config.train.detach_paths = false;
-  config.train.anneal_gamma0 = 1.0;
-  config.train.iterations = 100;
-  config.train.paths = 256;
-  const auto target = make_target(config.target);
-  const auto schedule = NoiseSchedule::from_config(config.sde);
-  torch::manual_seed(1);
-  BsdeModel model(config.target.dim, config.network, schedule);
+  SmallRun run(/*detach_paths=*/false);
   Communicator comm(MPI_COMM_WORLD);
-  Trainer trainer(*target, model, config.sde, config.train, comm);
+  Trainer trainer(*run.target, run.model, run.config.sde, run.config.train, comm);
   const auto history = trainer.train();
   EXPECT_LT(mean_of_last(history.loss, 10), 0.7 * history.loss.front());
-  for (auto& p : model->parameters()) EXPECT_TRUE(torch::isfinite(p).all().item<bool>());
+  for (auto& p : run.model->parameters()) EXPECT_TRUE(torch::isfinite(p).all().item<bool>());
 }
 
 TEST(Model, UntrainedDriftIsTheStationaryOrnsteinUhlenbeck) {
