@@ -86,6 +86,11 @@ double log_well(double a) { return -a * a * a * a + 6.0 * a * a + 0.5 * a; }
 
 }  // namespace
 
+double Affine::log_det() const {
+  return is_diagonal() ? diagonal.array().abs().log().sum()
+                       : cholesky.diagonal().array().abs().log().sum();
+}
+
 torch::Tensor Target::sample_exact(int64_t /*n*/, uint64_t /*seed*/) const {
   throw Error("target '" + name() + "' has no exact sampler");
 }

@@ -14,6 +14,19 @@ namespace rbsde {
 
 struct TargetConfig;
 
+/// An affine map x = centre + L x̂ with L diagonal (`diagonal`, a d-vector) or lower triangular
+/// (`cholesky`, d x d); exactly one of the two is set. Used for preconditioning
+/// (method.md §4) and to describe Gaussian priors N(centre, L Lᵀ).
+struct Affine {
+  Eigen::VectorXd centre;
+  Eigen::VectorXd diagonal;
+  Eigen::MatrixXd cholesky;
+  int64_t dim() const { return centre.size(); }
+  bool is_diagonal() const { return diagonal.size() > 0; }
+  /// log |det L|.
+  double log_det() const;
+};
+
 /// An unnormalised target log π̃. Implementations are small value types: no I/O, no MPI.
 class Target {
  public:
@@ -29,6 +42,9 @@ class Target {
   virtual bool has_exact_sampler() const { return false; }
   /// n exact samples of π, shape [n, d], float64, reproducible for a given seed.
   virtual torch::Tensor sample_exact(int64_t n, uint64_t seed) const;
+  /// The Gaussian prior N(centre, L Lᵀ) of a Bayesian target, where it has one
+  /// (precondition.kind: prior).
+  virtual std::optional<Affine> prior() const { return std::nullopt; }
 };
 
 /// N(μ, Σ) with log π̃(x) = -½ (x-μ)ᵀ Σ⁻¹ (x-μ): log 𝒵 = ½ d log 2π + ½ log det Σ.
