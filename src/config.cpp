@@ -37,7 +37,7 @@ const std::vector<Section> kSections = {
     {"network", {"width", "depth", "activation", "time_features", "y0_residual"}},
     {"train",
      {"iterations", "paths", "seed", "lr", "lr_schedule", "lr_final", "grad_clip", "anneal_gamma0",
-      "anneal_fraction", "detach_paths", "log_every", "checkpoint_every"}},
+      "anneal_fraction", "detach_paths", "constant_memory", "log_every", "checkpoint_every"}},
     {"sample", {"count", "seed", "batch", "model"}},
     {"output", {"path"}},
     {"parallel", {"threads"}},
@@ -342,12 +342,17 @@ Eigen::VectorXd read_vector(const Reader& in, const YAML::Node& node, const std:
   return vector;
 }
 
+/// Whether a node is a list of rows (a matrix) rather than a scalar or a list of numbers.
+bool is_matrix(const YAML::Node& node) {
+  return node.IsSequence() && node.size() > 0 && node[0].IsSequence();
+}
+
 /// A covariance as a scalar c (c I), a list of dim numbers (diagonal) or a dim x dim list of
 /// rows; symmetric and positive definite.
 Eigen::MatrixXd read_covariance(const Reader& in, const YAML::Node& node, const std::string& key,
                                 int64_t dim) {
   Eigen::MatrixXd covariance;
-  if (node.IsSequence() && node.size() > 0 && node[0].IsSequence()) {
+  if (is_matrix(node)) {
     if (static_cast<int64_t>(node.size()) != dim) {
       in.fail(key, "expected " + std::to_string(dim) + " rows (target.dim), got " +
                        std::to_string(node.size()));
@@ -382,8 +387,16 @@ void read_gaussian(const Reader& in, TargetConfig& target) {
   target.mean = mean ? read_vector(in, mean, "target.mean", target.dim, /*allow_scalar=*/true)
                      : Eigen::VectorXd::Zero(target.dim);
   const YAML::Node covariance = in.find("target.covariance");
-  target.covariance = covariance ? read_covariance(in, covariance, "target.covariance", target.dim)
-                                 : Eigen::MatrixXd::Identity(target.dim, target.dim);
+  if (covariance && is_matrix(covariance)) {
+    target.covariance = read_covariance(in, covariance, "target.covariance", target.dim);
+  } else {
+    target.covariance_diagonal =
+        covariance ? read_vector(in, covariance, "target.covariance", target.dim, /*allow_scalar=*/true)
+                   : Eigen::VectorXd::Ones(target.dim);
+    if (!(target.covariance_diagonal.array() > 0.0).all()) {
+      in.fail("target.covariance", "not positive definite (variances must be > 0)");
+    }
+  }
 }
 
 void read_gmm(const Reader& in, TargetConfig& target) {
@@ -525,6 +538,7 @@ TrainConfig read_train(const Reader& in) {
   in.read("train.anneal_gamma0", train.anneal_gamma0);
   in.read("train.anneal_fraction", train.anneal_fraction);
   in.read("train.detach_paths", train.detach_paths);
+  in.read("train.constant_memory", train.constant_memory);
   in.read("train.log_every", train.log_every);
   in.read("train.checkpoint_every", train.checkpoint_every);
   in.require(train.iterations >= 0, "train.iterations", ">= 0", train.iterations);
@@ -539,6 +553,10 @@ TrainConfig read_train(const Reader& in) {
              "in (0, 1]", train.anneal_gamma0);
   in.require(train.anneal_fraction > 0.0 && train.anneal_fraction <= 1.0, "train.anneal_fraction",
              "in (0, 1]", train.anneal_fraction);
+  if (train.constant_memory && !train.detach_paths) {
+    throw Error("train.constant_memory: re-simulating the paths needs train.detach_paths: true "
+                "(the coupled mode back-propagates through X and keeps its graph)");
+  }
   in.require(train.log_every >= 0, "train.log_every", ">= 0", train.log_every);
   in.require(train.checkpoint_every >= 0, "train.checkpoint_every", ">= 0 (0: only on a signal)",
              train.checkpoint_every);
@@ -601,7 +619,11 @@ void emit_target(YAML::Emitter& out, const TargetConfig& target) {
     out << YAML::Key << "mean" << YAML::Value;
     emit_vector(out, target.mean);
     out << YAML::Key << "covariance" << YAML::Value;
-    emit_matrix(out, target.covariance);
+    if (target.covariance.size() > 0) {
+      emit_matrix(out, target.covariance);
+    } else {
+      emit_vector(out, target.covariance_diagonal);
+    }
   } else if (target.name == "gmm") {
     out << YAML::Key << "weights" << YAML::Value;
     emit_vector(out, Eigen::Map<const Eigen::VectorXd>(
@@ -649,6 +671,7 @@ std::string emit_resolved(const Config& config) {
   emit_entry(out, "anneal_gamma0", config.train.anneal_gamma0);
   emit_entry(out, "anneal_fraction", config.train.anneal_fraction);
   emit_entry(out, "detach_paths", config.train.detach_paths);
+  emit_entry(out, "constant_memory", config.train.constant_memory);
   emit_entry(out, "log_every", config.train.log_every);
   emit_entry(out, "checkpoint_every", config.train.checkpoint_every);
   out << YAML::EndMap;

@@ -98,42 +98,69 @@ torch::Tensor Target::sample_exact(int64_t /*n*/, uint64_t /*seed*/) const {
 // ---------------------------------------------------------------------------------------------
 // Gaussian
 
-Gaussian::Gaussian(Eigen::VectorXd mean, Eigen::MatrixXd covariance)
-    : mean_(std::move(mean)), covariance_(std::move(covariance)) {
+Gaussian::Gaussian(Eigen::VectorXd mean, Eigen::MatrixXd covariance) : mean_(std::move(mean)) {
   if (mean_.size() == 0) {
     throw Error("target.mean: gaussian needs a non-empty mean");
   }
-  if (covariance_.rows() != mean_.size() || covariance_.cols() != mean_.size()) {
+  if (covariance.rows() != mean_.size() || covariance.cols() != mean_.size()) {
     throw Error("target.covariance: expected " + std::to_string(mean_.size()) + " x " +
                 std::to_string(mean_.size()) + " to match target.mean, got " +
-                std::to_string(covariance_.rows()) + " x " + std::to_string(covariance_.cols()));
+                std::to_string(covariance.rows()) + " x " + std::to_string(covariance.cols()));
   }
   if (!mean_.allFinite()) {
     throw Error("target.mean: gaussian mean has non-finite entries");
   }
-  cholesky_ = checked_cholesky(covariance_, "target.covariance");
+  root_ = Affine{mean_, Eigen::VectorXd(), checked_cholesky(covariance, "target.covariance")};
   mean_t_ = to_tensor(mean_);
-  inv_cholesky_t_ = to_tensor(inverse_transpose_cholesky(cholesky_));
-  log_det_covariance_ = log_det_from_cholesky(cholesky_);
+  whitening_t_ = to_tensor(inverse_transpose_cholesky(root_.cholesky));
+}
+
+std::unique_ptr<Gaussian> Gaussian::diagonal(const Eigen::VectorXd& mean,
+                                             const Eigen::VectorXd& variances) {
+  if (mean.size() == 0 || variances.size() != mean.size()) {
+    throw Error("target.covariance: expected " + std::to_string(mean.size()) +
+                " variances to match target.mean, got " + std::to_string(variances.size()));
+  }
+  if (!mean.allFinite()) {
+    throw Error("target.mean: gaussian mean has non-finite entries");
+  }
+  if (!(variances.array() > 0.0).all() || !variances.allFinite()) {
+    throw Error("target.covariance: not positive definite (variances must be finite and > 0)");
+  }
+  return std::unique_ptr<Gaussian>(
+      new Gaussian(Affine{mean, variances.cwiseSqrt(), Eigen::MatrixXd()}));
+}
+
+Gaussian::Gaussian(Affine root) : mean_(root.centre), root_(std::move(root)) {
+  mean_t_ = to_tensor(mean_);
+  whitening_t_ = to_tensor(Eigen::VectorXd(root_.diagonal.cwiseInverse()));
+}
+
+Eigen::MatrixXd Gaussian::covariance() const {
+  if (root_.is_diagonal()) return root_.diagonal.cwiseAbs2().asDiagonal();
+  return root_.cholesky * root_.cholesky.transpose();
 }
 
 torch::Tensor Gaussian::log_prob(const torch::Tensor& x) const {
   check_batch(x, dim(), name());
   const auto mean = mean_t_.to(x.device(), x.scalar_type());
-  const auto inv_cholesky = inv_cholesky_t_.to(x.device(), x.scalar_type());
-  const auto whitened = torch::matmul(x - mean, inv_cholesky);
+  const auto whitening = whitening_t_.to(x.device(), x.scalar_type());
+  const auto whitened =
+      root_.is_diagonal() ? (x - mean) * whitening : torch::matmul(x - mean, whitening);
   return -0.5 * whitened.square().sum(/*dim=*/1);
 }
 
 std::optional<double> Gaussian::log_z() const {
-  return 0.5 * static_cast<double>(dim()) * kLog2Pi + 0.5 * log_det_covariance_;
+  // ½ log det Σ = log |det L|.
+  return 0.5 * static_cast<double>(dim()) * kLog2Pi + root_.log_det();
 }
 
 torch::Tensor Gaussian::sample_exact(int64_t n, uint64_t seed) const {
   auto generator = make_generator(seed);
   const auto z = torch::randn({n, dim()}, generator, torch::kFloat64);
   // Row form of x = μ + L z.
-  return mean_t_ + torch::matmul(z, to_tensor(cholesky_).t());
+  if (root_.is_diagonal()) return mean_t_ + z * to_tensor(root_.diagonal);
+  return mean_t_ + torch::matmul(z, to_tensor(root_.cholesky).t());
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -360,21 +387,25 @@ std::unique_ptr<Target> make_target(const TargetConfig& config) {
   if (d < 1) {
     throw Error("target.dim: " + config.name + " needs dim >= 1, got " + std::to_string(d));
   }
-  const Eigen::MatrixXd identity = Eigen::MatrixXd::Identity(d, d);
-
   if (config.name == "gaussian") {
     const Eigen::VectorXd mean = config.mean.size() == 0 ? Eigen::VectorXd::Zero(d) : config.mean;
-    const Eigen::MatrixXd covariance = config.covariance.size() == 0 ? identity : config.covariance;
     if (mean.size() != d) {
       throw Error("target.mean: expected " + std::to_string(d) + " entries (target.dim), got " +
                   std::to_string(mean.size()));
     }
-    if (covariance.rows() != d || covariance.cols() != d) {
-      throw Error("target.covariance: expected " + std::to_string(d) + " x " + std::to_string(d) +
-                  " (target.dim), got " + std::to_string(covariance.rows()) + " x " +
-                  std::to_string(covariance.cols()));
+    if (config.covariance.size() > 0) {
+      if (config.covariance.rows() != d || config.covariance.cols() != d) {
+        throw Error("target.covariance: expected " + std::to_string(d) + " x " +
+                    std::to_string(d) + " (target.dim), got " +
+                    std::to_string(config.covariance.rows()) + " x " +
+                    std::to_string(config.covariance.cols()));
+      }
+      return std::make_unique<Gaussian>(mean, config.covariance);
     }
-    return std::make_unique<Gaussian>(mean, covariance);
+    const Eigen::VectorXd variances = config.covariance_diagonal.size() == 0
+                                          ? Eigen::VectorXd::Ones(d)
+                                          : config.covariance_diagonal;
+    return Gaussian::diagonal(mean, variances);
   }
 
   const size_t components = config.means.size();
@@ -391,7 +422,7 @@ std::unique_ptr<Target> make_target(const TargetConfig& config) {
   if (weights.empty()) weights.assign(components, 1.0);
   // A single covariance entry is shared by every component (config.hpp).
   std::vector<Eigen::MatrixXd> covariances = config.covariances;
-  if (covariances.empty()) covariances.assign(components, identity);
+  if (covariances.empty()) covariances.assign(components, Eigen::MatrixXd::Identity(d, d));
   if (covariances.size() == 1) covariances.assign(components, Eigen::MatrixXd(covariances[0]));
   if (weights.size() != components || covariances.size() != components) {
     throw Error("target.weights / target.covariances: expected " + std::to_string(components) +

@@ -74,12 +74,13 @@ Trainer::Trainer(const Target& target, BsdeModel model, const SdeConfig& sde,
   for (const auto& p : parameters_) total += p.numel();
   gradient_buffer_ = torch::zeros({total}, torch::kFloat32);
   if (train_.detach_paths) {
-    x_path_ = torch::empty({grid_.steps + 1, paths_.count(), model_->dim()}, torch::kFloat32);
-    xi_ = torch::empty({grid_.steps, paths_.count(), model_->dim()}, torch::kFloat32);
+    // Recorded: every step's X, ξ and hidden layers. Constant memory: one step's (and X_{n+1}).
+    const int64_t slots = train_.constant_memory ? 1 : grid_.steps;
+    x_path_ = torch::empty({slots + 1, paths_.count(), model_->dim()}, torch::kFloat32);
+    xi_ = torch::empty({slots, paths_.count(), model_->dim()}, torch::kFloat32);
     for (int64_t l = 0; l < model_->depth(); ++l) {
       for (auto* buffers : {&record_.pre, &record_.post}) {
-        buffers->push_back(
-            torch::empty({grid_.steps, paths_.count(), model_->width()}, torch::kFloat32));
+        buffers->push_back(torch::empty({slots, paths_.count(), model_->width()}, torch::kFloat32));
       }
     }
   }
@@ -184,59 +185,85 @@ StepResult Trainer::step_detached(int64_t iteration, double gamma) {
   const int64_t m = paths_.count();
   const int64_t n_steps = grid_.steps;
   const int64_t d = model_->dim();
+  const int64_t slots = xi_.size(0);  // N when recording, 1 with constant memory
   const NoiseKey key{train_.seed, NoiseStream::kTraining, static_cast<uint32_t>(iteration)};
-
-  // Pass 1: simulate without a graph, keeping X_n, ξ_n and the network's hidden layers.
   auto& x_path = x_path_;
   auto& xi = xi_;
+
+  // One step of the simulation without a graph: Z_n with its hidden layers recorded, ξ_n,
+  // X_{n+1} and the Y increment. Step n lives in slot n of the buffers, or in slot 0 (X_n) and
+  // 1 (X_{n+1}) with constant memory. The same code runs in both passes of the constant-memory
+  // mode, so the re-simulated paths are identical bit for bit.
+  const auto slot = [&](int64_t n) { return slots == 1 ? int64_t{0} : n; };
+  BsdeModelImpl::Record step_record;
+  const auto simulate_step = [&](int64_t n, torch::Tensor& y) {
+    torch::InferenceMode inference;
+    step_record.pre.clear();
+    step_record.post.clear();
+    for (size_t l = 0; l < record_.pre.size(); ++l) {
+      step_record.pre.push_back(record_.pre[l][slot(n)]);
+      step_record.post.push_back(record_.post[l][slot(n)]);
+    }
+    const auto x_now = x_path[slot(n)];
+    const auto z = model_->z_recording(grid_.s[n], x_now, step_record).contiguous();
+    fill_normal(xi[slot(n)].data_ptr<float>(), m, d, key, paths_.begin, static_cast<uint32_t>(n));
+    advance_paths(x_now.data_ptr<float>(), z.data_ptr<float>(), xi[slot(n)].data_ptr<float>(),
+                  x_path[slot(n) + 1].data_ptr<float>(), y.data_ptr<double>(), m, d, grid_.b[n],
+                  grid_.h[n]);
+  };
+  const auto advance_slot = [&]() {  // constant memory: X_{n+1} becomes the next step's X_n
+    if (slots == 1) x_path[0].copy_(x_path[1]);
+  };
+
+  // Pass 1: simulate, accumulating Y in float64.
   auto y = torch::zeros({m}, torch::kFloat64);
   fill_normal(x_path[0].data_ptr<float>(), m, d, key, paths_.begin, kInitialStep);
-  {
-    torch::InferenceMode inference;
-    BsdeModelImpl::Record step_record;
-    for (int64_t n = 0; n < n_steps; ++n) {
-      step_record.pre.clear();
-      step_record.post.clear();
-      for (size_t l = 0; l < record_.pre.size(); ++l) {
-        step_record.pre.push_back(record_.pre[l][n]);
-        step_record.post.push_back(record_.post[l][n]);
-      }
-      const auto z = model_->z_recording(grid_.s[n], x_path[n], step_record).contiguous();
-      fill_normal(xi[n].data_ptr<float>(), m, d, key, paths_.begin, static_cast<uint32_t>(n));
-      advance_paths(x_path[n].data_ptr<float>(), z.data_ptr<float>(), xi[n].data_ptr<float>(),
-                    x_path[n + 1].data_ptr<float>(), y.data_ptr<double>(), m, d, grid_.b[n],
-                    grid_.h[n]);
-    }
+  const auto x0 = x_path[0].clone();
+  for (int64_t n = 0; n < n_steps; ++n) {
+    simulate_step(n, y);
+    if (n + 1 < n_steps) advance_slot();
   }
-  const auto x0 = x_path[0];
   torch::Tensor residual;
   {
     torch::NoGradGuard no_grad;
     const auto y0 = BsdeModelImpl::log_reference(x0.to(torch::kFloat64)) + model_->constant() +
                     model_->y0_residual(x0).to(torch::kFloat64);
-    residual = y0 + y - terminal(x_path[n_steps], gamma).to(torch::kFloat64);
+    residual = y0 + y - terminal(x_path[slot(n_steps - 1) + 1], gamma).to(torch::kFloat64);
   }
   const StepResult result = reduce_diagnostics(residual, gamma);
   const double mean = result.mean_residual;
 
   // Pass 2: with u = Z detached, ∂Y_N/∂Z_n = ΔB_n exactly (the drift's gradient
   // (u − Z) h vanishes), so ∇L = (2/M) Σ_i r̃_i Σ_n ΔB_n·∇Z_θ(s_n, X_n) with r̃ the centred
-  // residual: one backward over the recorded hidden layers of all (s_n, X_n), in a few
-  // large batches instead of N small ones.
+  // residual: a backward over the recorded hidden layers of the (s_n, X_n).
   const auto weight = ((residual - mean) * (2.0 / static_cast<double>(train_.paths)))
                           .to(torch::kFloat32)
                           .view({1, m, 1});
-  const int64_t steps_per_chunk = std::max<int64_t>(1, kRowsPerChunk / std::max<int64_t>(m, 1));
-  for (int64_t n0 = 0; n0 < n_steps; n0 += steps_per_chunk) {
-    const int64_t n1 = std::min(n_steps, n0 + steps_per_chunk);
-    const auto delta_b = xi.slice(0, n0, n1) * sqrt_h_.slice(0, n0, n1).view({-1, 1, 1});
-    BsdeModelImpl::Record chunk;
-    for (size_t l = 0; l < record_.pre.size(); ++l) {
-      chunk.pre.push_back(record_.pre[l].slice(0, n0, n1));
-      chunk.post.push_back(record_.post[l].slice(0, n0, n1));
+  if (slots == 1) {
+    // Constant memory: re-simulate the same paths (counter-based noise) one step at a time and
+    // back-propagate each step as soon as its hidden layers are recorded.
+    x_path[0].copy_(x0);
+    auto y_again = torch::zeros({m}, torch::kFloat64);
+    for (int64_t n = 0; n < n_steps; ++n) {
+      simulate_step(n, y_again);
+      model_->accumulate_gradient(s_.slice(0, n, n + 1), x_path.slice(0, 0, 1),
+                                  xi.slice(0, 0, 1) * sqrt_h_[n] * weight, record_);
+      advance_slot();
     }
-    model_->accumulate_gradient(s_.slice(0, n0, n1), x_path.slice(0, n0, n1), delta_b * weight,
-                                chunk);
+  } else {
+    // Recorded: all (s_n, X_n) in a few large batches instead of N small ones.
+    const int64_t steps_per_chunk = std::max<int64_t>(1, kRowsPerChunk / std::max<int64_t>(m, 1));
+    for (int64_t n0 = 0; n0 < n_steps; n0 += steps_per_chunk) {
+      const int64_t n1 = std::min(n_steps, n0 + steps_per_chunk);
+      const auto delta_b = xi.slice(0, n0, n1) * sqrt_h_.slice(0, n0, n1).view({-1, 1, 1});
+      BsdeModelImpl::Record chunk;
+      for (size_t l = 0; l < record_.pre.size(); ++l) {
+        chunk.pre.push_back(record_.pre[l].slice(0, n0, n1));
+        chunk.post.push_back(record_.post[l].slice(0, n0, n1));
+      }
+      model_->accumulate_gradient(s_.slice(0, n0, n1), x_path.slice(0, n0, n1), delta_b * weight,
+                                  chunk);
+    }
   }
   if (model_->has_y0_residual()) {
     (model_->y0_residual(x0) * weight.view({m})).sum().backward();

@@ -13,10 +13,12 @@ namespace rbsde {
 struct TargetConfig {
   std::string name;  ///< gaussian | gmm | funnel | many_well (required)
   int64_t dim = 0;   ///< dimension d (required)
-  // gaussian: mean (scalar or d-vector, default 0), covariance (scalar = c I,
-  // d-vector = diagonal, or d x d symmetric positive definite; default I).
+  // gaussian: mean (scalar or d-vector, default 0); covariance as a scalar c (c I) or a
+  // d-vector (diagonal), kept in covariance_diagonal without a d x d matrix, or a d x d
+  // symmetric positive definite matrix, kept in covariance. Default I (a diagonal of ones).
   Eigen::VectorXd mean;
   Eigen::MatrixXd covariance;
+  Eigen::VectorXd covariance_diagonal;
   // gmm: weights (K, positive, normalised on load; default equal), means (K x d, required),
   // covariances (K entries, each scalar / d-vector / d x d; or one entry shared by all; default I).
   std::vector<double> weights;
@@ -55,6 +57,9 @@ struct TrainConfig {
   double anneal_gamma0 = 1.0;         ///< γ₀ of the annealed terminal condition; 1 = off
   double anneal_fraction = 0.5;       ///< share of iterations over which γ rises to 1
   bool detach_paths = true;           ///< false: coupled deep BSDE (gradients through X)
+  /// Re-simulate the paths for the backward instead of recording them (method.md §4): memory
+  /// O(M (d + width)) instead of O(N M (d + width)), about 1.3x the time. Detached paths only.
+  bool constant_memory = false;
   int64_t log_every = 0;              ///< progress line interval; 0 = about 20 lines a run
   int64_t checkpoint_every = 500;     ///< checkpoint interval; 0 = only on SIGTERM/SIGUSR1
 };

@@ -48,9 +48,14 @@ class Target {
 };
 
 /// N(μ, Σ) with log π̃(x) = -½ (x-μ)ᵀ Σ⁻¹ (x-μ): log 𝒵 = ½ d log 2π + ½ log det Σ.
+/// Σ is a full matrix or a diagonal; the diagonal form stores no d x d matrix, so very high
+/// dimensions (d = 10⁴) cost O(d) per point.
 class Gaussian final : public Target {
  public:
   Gaussian(Eigen::VectorXd mean, Eigen::MatrixXd covariance);
+  /// N(μ, diag(variances)).
+  static std::unique_ptr<Gaussian> diagonal(const Eigen::VectorXd& mean,
+                                            const Eigen::VectorXd& variances);
   std::string name() const override { return "gaussian"; }
   int64_t dim() const override { return mean_.size(); }
   torch::Tensor log_prob(const torch::Tensor& x) const override;
@@ -58,15 +63,15 @@ class Gaussian final : public Target {
   bool has_exact_sampler() const override { return true; }
   torch::Tensor sample_exact(int64_t n, uint64_t seed) const override;
   const Eigen::VectorXd& mean() const { return mean_; }
-  const Eigen::MatrixXd& covariance() const { return covariance_; }
+  /// Σ as a dense matrix (for tests and small d).
+  Eigen::MatrixXd covariance() const;
 
  private:
+  explicit Gaussian(Affine root);  // diagonal root (validated by diagonal())
   Eigen::VectorXd mean_;
-  Eigen::MatrixXd covariance_;
-  Eigen::MatrixXd cholesky_;          // L with Σ = L Lᵀ
+  Affine root_;                       // x = μ + L z with Σ = L Lᵀ (diagonal or Cholesky)
   torch::Tensor mean_t_;              // [d] float64
-  torch::Tensor inv_cholesky_t_;      // L⁻ᵀ [d, d] float64: (x-μ) L⁻ᵀ has identity covariance
-  double log_det_covariance_ = 0.0;
+  torch::Tensor whitening_t_;         // L⁻ᵀ [d, d], or 1/√Σ_ii [d]: (x-μ)·it is N(0, I)
 };
 
 /// Normalised Gaussian mixture Σ_k w_k N(μ_k, Σ_k): log 𝒵 = 0.

@@ -81,9 +81,10 @@ class Trainer {
   TrainingHistory history_;
   bool stopped_ = false;
   torch::Tensor gradient_buffer_;  // flat float32, one slot per parameter element
-  torch::Tensor x_path_;           // X_0 … X_N of this rank's paths [N + 1, M_local, d]
-  torch::Tensor xi_;               // ξ_0 … ξ_{N−1} [N, M_local, d]
-  BsdeModelImpl::Record record_;   // per hidden layer [N, M_local, width], pre and post
+  // Detached paths, with S = N slots (recorded) or S = 1 (train.constant_memory):
+  torch::Tensor x_path_;           // X_n of this rank's paths [S + 1, M_local, d]
+  torch::Tensor xi_;               // ξ_n [S, M_local, d]
+  BsdeModelImpl::Record record_;   // per hidden layer [S, M_local, width], pre and post
   torch::Tensor s_;                // s_0 … s_{N−1} [N] float32
   torch::Tensor sqrt_h_;           // √h_n [N] float32
 };

@@ -123,6 +123,7 @@ void expect_same(const rbsde::Config& a, const rbsde::Config& b) {
   EXPECT_EQ(a.target.dim, b.target.dim);
   EXPECT_TRUE(identical(a.target.mean, b.target.mean));
   EXPECT_TRUE(identical(a.target.covariance, b.target.covariance));
+  EXPECT_TRUE(identical(a.target.covariance_diagonal, b.target.covariance_diagonal));
   EXPECT_EQ(a.target.weights, b.target.weights);
   EXPECT_TRUE(identical(a.target.means, b.target.means));
   EXPECT_TRUE(identical(a.target.covariances, b.target.covariances));
@@ -207,7 +208,7 @@ TEST(Config, ParsesFullConfig) {
 TEST(Config, MissingKeysTakeTheStructDefaults) {
   const rbsde::Config config = rbsde::parse_config(kMinimal);
   EXPECT_EQ(config.target.mean, Eigen::Vector2d::Zero());
-  EXPECT_EQ(config.target.covariance, Eigen::Matrix2d::Identity());
+  EXPECT_EQ(config.target.covariance_diagonal, Eigen::Vector2d::Ones());
   rbsde::Config defaults;
   defaults.target = config.target;
   defaults.resolved_yaml = config.resolved_yaml;
@@ -223,10 +224,11 @@ TEST(Config, EmptySectionsTakeTheDefaults) {
 TEST(Config, GaussianAcceptsScalarVectorAndMatrixForms) {
   const rbsde::Config scalar = rbsde::parse_config(kMinimal + "  mean: 1.5\n  covariance: 4\n");
   EXPECT_EQ(scalar.target.mean, Eigen::Vector2d(1.5, 1.5));
-  EXPECT_EQ(scalar.target.covariance, Eigen::Matrix2d(4 * Eigen::Matrix2d::Identity()));
+  EXPECT_EQ(scalar.target.covariance_diagonal, Eigen::Vector2d(4, 4));
+  EXPECT_EQ(scalar.target.covariance.size(), 0);  // no d x d matrix for a diagonal
 
   const rbsde::Config diagonal = rbsde::parse_config(kMinimal + "  covariance: [2, 3]\n");
-  EXPECT_EQ(diagonal.target.covariance, Eigen::Vector2d(2, 3).asDiagonal().toDenseMatrix());
+  EXPECT_EQ(diagonal.target.covariance_diagonal, Eigen::Vector2d(2, 3));
 
   // Asymmetry at round-off level is accepted and removed.
   const rbsde::Config nearly_symmetric =
@@ -285,7 +287,7 @@ TEST(ConfigErrors, UnknownKeyInEverySectionNamesFileKeyAndAcceptedKeys) {
   expect_error(kMinimal + "train:\n  iteratons: 10\n",
                {"configs/test.yaml: unknown key 'train.iteratons' (accepted: iterations, paths, "
                 "seed, lr, lr_schedule, lr_final, grad_clip, anneal_gamma0, anneal_fraction, "
-                "detach_paths, log_every, checkpoint_every)"});
+                "detach_paths, constant_memory, log_every, checkpoint_every)"});
 }
 
 TEST(ConfigErrors, UnknownSection) {
