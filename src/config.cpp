@@ -37,7 +37,7 @@ const std::vector<Section> kSections = {
     {"network", {"width", "depth", "activation", "time_features", "y0_residual"}},
     {"train",
      {"iterations", "paths", "seed", "lr", "lr_schedule", "lr_final", "grad_clip", "anneal_gamma0",
-      "anneal_fraction", "detach_paths", "constant_memory", "log_every", "checkpoint_every"}},
+      "anneal_fraction", "detach_paths", "constant_memory", "explore", "log_every", "checkpoint_every"}},
     {"sample", {"count", "seed", "batch", "model"}},
     {"output", {"path"}},
     {"parallel", {"threads"}},
@@ -539,6 +539,7 @@ TrainConfig read_train(const Reader& in) {
   in.read("train.anneal_fraction", train.anneal_fraction);
   in.read("train.detach_paths", train.detach_paths);
   in.read("train.constant_memory", train.constant_memory);
+  in.read("train.explore", train.explore);
   in.read("train.log_every", train.log_every);
   in.read("train.checkpoint_every", train.checkpoint_every);
   in.require(train.iterations >= 0, "train.iterations", ">= 0", train.iterations);
@@ -556,6 +557,11 @@ TrainConfig read_train(const Reader& in) {
   if (train.constant_memory && !train.detach_paths) {
     throw Error("train.constant_memory: re-simulating the paths needs train.detach_paths: true "
                 "(the coupled mode back-propagates through X and keeps its graph)");
+  }
+  in.require(train.explore >= 0.0 && train.explore < 1.0, "train.explore", "in [0, 1)",
+             train.explore);
+  if (train.explore > 0.0 && !train.detach_paths) {
+    throw Error("train.explore: exploration paths need train.detach_paths: true");
   }
   in.require(train.log_every >= 0, "train.log_every", ">= 0", train.log_every);
   in.require(train.checkpoint_every >= 0, "train.checkpoint_every", ">= 0 (0: only on a signal)",
@@ -672,6 +678,7 @@ std::string emit_resolved(const Config& config) {
   emit_entry(out, "anneal_fraction", config.train.anneal_fraction);
   emit_entry(out, "detach_paths", config.train.detach_paths);
   emit_entry(out, "constant_memory", config.train.constant_memory);
+  emit_entry(out, "explore", config.train.explore);
   emit_entry(out, "log_every", config.train.log_every);
   emit_entry(out, "checkpoint_every", config.train.checkpoint_every);
   out << YAML::EndMap;

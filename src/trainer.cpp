@@ -1,5 +1,6 @@
 #include "rbsde/trainer.hpp"
 
+#include <algorithm>
 #include <chrono>
 #include <filesystem>
 #include <cmath>
@@ -18,28 +19,47 @@ constexpr double kPi = 3.14159265358979323846;
 /// Rows (path-steps) per chunk of the gradient pass: bounds its temporaries.
 constexpr int64_t kRowsPerChunk = int64_t{1} << 16;
 
-/// One Euler–Maruyama step of the reverse SDE for `rows` paths, in place on raw memory:
-///   X_{n+1} = X_n + (½ b X_n + √b Z_n) h + √(b h) ξ_n
-///   Y      += ½|Z_n|² h − ½ b d h + √h Z_n·ξ_n        (on-policy value of the Y step)
-void advance_paths(const float* x, const float* z, const float* xi, float* x_next, double* y,
-                   int64_t rows, int64_t dim, double b, double h) {
+/// One Euler–Maruyama step for `rows` paths, in place on raw memory. Paths i < `explorers`
+/// follow the reference control u = −√b X (the stationary OU process, whose X_N ~ N(0, I)
+/// covers every mode), the others the model's own, u = Z:
+///   X_{n+1} = X_n + (½ b X_n + √b u) h + √(b h) ξ_n
+///   Y      += (u·Z − ½|Z|²) h − ½ b d h + √h Z·ξ_n     (the driver for any control u)
+/// and, for an explorer, ξ_n is overwritten by ξ_n + (u − Z)√h so that √h ξ_n stays
+/// ∂Y_{n+1}/∂Z_n = ΔB_n + (u − Z) h, the weight of the gradient pass (method.md §4).
+void advance_paths(const float* x, const float* z, float* xi, float* x_next, double* y,
+                   int64_t rows, int64_t explorers, int64_t dim, double b, double h) {
   const float drift_x = static_cast<float>(0.5 * b * h);
   const float drift_z = static_cast<float>(std::sqrt(b) * h);
   const float diffusion = static_cast<float>(std::sqrt(b * h));
+  const float reference_gain = static_cast<float>(-std::sqrt(b));
+  const float root_h = static_cast<float>(std::sqrt(h));
   const double sqrt_h = std::sqrt(h);
   const double y_constant = -0.5 * b * static_cast<double>(dim) * h;
   for_each_path(rows, [=](int64_t i) {
-    const float* xi_row = xi + i * dim;
+    float* xi_row = xi + i * dim;
     const float* x_row = x + i * dim;
     const float* z_row = z + i * dim;
     float* next_row = x_next + i * dim;
     double z2 = 0.0, z_xi = 0.0;
+    if (i >= explorers) {
+      for (int64_t j = 0; j < dim; ++j) {
+        next_row[j] = x_row[j] + drift_x * x_row[j] + drift_z * z_row[j] + diffusion * xi_row[j];
+        z2 += static_cast<double>(z_row[j]) * z_row[j];
+        z_xi += static_cast<double>(z_row[j]) * xi_row[j];
+      }
+      y[i] += 0.5 * z2 * h + y_constant + sqrt_h * z_xi;  // u = Z: (u·Z − ½|Z|²) = ½|Z|²
+      return;
+    }
+    double u_z = 0.0;
     for (int64_t j = 0; j < dim; ++j) {
-      next_row[j] = x_row[j] + drift_x * x_row[j] + drift_z * z_row[j] + diffusion * xi_row[j];
+      const float u = reference_gain * x_row[j];
+      next_row[j] = x_row[j] + drift_x * x_row[j] + drift_z * u + diffusion * xi_row[j];
       z2 += static_cast<double>(z_row[j]) * z_row[j];
       z_xi += static_cast<double>(z_row[j]) * xi_row[j];
+      u_z += static_cast<double>(u) * z_row[j];
+      xi_row[j] += (u - z_row[j]) * root_h;
     }
-    y[i] += 0.5 * z2 * h + y_constant + sqrt_h * z_xi;
+    y[i] += (u_z - 0.5 * z2) * h + y_constant + sqrt_h * z_xi;
   });
 }
 
@@ -187,6 +207,10 @@ StepResult Trainer::step_detached(int64_t iteration, double gamma) {
   const int64_t d = model_->dim();
   const int64_t slots = xi_.size(0);  // N when recording, 1 with constant memory
   const NoiseKey key{train_.seed, NoiseStream::kTraining, static_cast<uint32_t>(iteration)};
+  // The first round(explore M) global paths follow the reference control.
+  const int64_t global_explorers =
+      std::llround(train_.explore * static_cast<double>(train_.paths));
+  const int64_t explorers = std::clamp<int64_t>(global_explorers - paths_.begin, 0, m);
   auto& x_path = x_path_;
   auto& xi = xi_;
 
@@ -208,8 +232,8 @@ StepResult Trainer::step_detached(int64_t iteration, double gamma) {
     const auto z = model_->z_recording(grid_.s[n], x_now, step_record).contiguous();
     fill_normal(xi[slot(n)].data_ptr<float>(), m, d, key, paths_.begin, static_cast<uint32_t>(n));
     advance_paths(x_now.data_ptr<float>(), z.data_ptr<float>(), xi[slot(n)].data_ptr<float>(),
-                  x_path[slot(n) + 1].data_ptr<float>(), y.data_ptr<double>(), m, d, grid_.b[n],
-                  grid_.h[n]);
+                  x_path[slot(n) + 1].data_ptr<float>(), y.data_ptr<double>(), m, explorers, d,
+                  grid_.b[n], grid_.h[n]);
   };
   const auto advance_slot = [&]() {  // constant memory: X_{n+1} becomes the next step's X_n
     if (slots == 1) x_path[0].copy_(x_path[1]);
@@ -233,9 +257,9 @@ StepResult Trainer::step_detached(int64_t iteration, double gamma) {
   const StepResult result = reduce_diagnostics(residual, gamma);
   const double mean = result.mean_residual;
 
-  // Pass 2: with u = Z detached, ∂Y_N/∂Z_n = ΔB_n exactly (the drift's gradient
-  // (u − Z) h vanishes), so ∇L = (2/M) Σ_i r̃_i Σ_n ΔB_n·∇Z_θ(s_n, X_n) with r̃ the centred
-  // residual: a backward over the recorded hidden layers of the (s_n, X_n).
+  // Pass 2: with u detached, ∂Y_N/∂Z_n = ΔB_n + (u − Z) h (just ΔB_n on the model's own
+  // paths, u = Z), kept as √h ξ_n by advance_paths, so ∇L = (2/M) Σ_i r̃_i Σ_n √h ξ_n·∇Z_θ(s_n, X_n)
+  // with r̃ the centred residual: a backward over the recorded hidden layers of the (s_n, X_n).
   const auto weight = ((residual - mean) * (2.0 / static_cast<double>(train_.paths)))
                           .to(torch::kFloat32)
                           .view({1, m, 1});

@@ -60,6 +60,10 @@ struct TrainConfig {
   /// Re-simulate the paths for the backward instead of recording them (method.md §4): memory
   /// O(M (d + width)) instead of O(N M (d + width)), about 1.3x the time. Detached paths only.
   bool constant_memory = false;
+  /// Share of each iteration's paths driven by the reference control u = −√b X (the
+  /// stationary OU process) instead of the model's: off-policy exploration against mode
+  /// collapse; the log-variance loss is valid for any control. Detached paths only.
+  double explore = 0.0;
   int64_t log_every = 0;              ///< progress line interval; 0 = about 20 lines a run
   int64_t checkpoint_every = 500;     ///< checkpoint interval; 0 = only on SIGTERM/SIGUSR1
 };

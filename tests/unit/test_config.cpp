@@ -287,7 +287,7 @@ TEST(ConfigErrors, UnknownKeyInEverySectionNamesFileKeyAndAcceptedKeys) {
   expect_error(kMinimal + "train:\n  iteratons: 10\n",
                {"configs/test.yaml: unknown key 'train.iteratons' (accepted: iterations, paths, "
                 "seed, lr, lr_schedule, lr_final, grad_clip, anneal_gamma0, anneal_fraction, "
-                "detach_paths, constant_memory, log_every, checkpoint_every)"});
+                "detach_paths, constant_memory, explore, log_every, checkpoint_every)"});
 }
 
 TEST(ConfigErrors, UnknownSection) {

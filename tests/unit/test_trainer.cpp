@@ -46,32 +46,18 @@ std::vector<torch::Tensor> gradients(BsdeModel& model) {
   return grads;
 }
 
-// The trainer's detached gradient (one simulation without a graph recording the
-// pre-activations, then a hand-written backward over all of them with ∂Y_N/∂Z_n = ΔB_n) equals autograd through the Y recursion with the off-policy driver
-// Y += (u·Z − ½|Z|² − ½ b d) h + Z·ΔB, u = Z detached, X detached (method.md §4).
-class DetachedGradient
-    : public ::testing::TestWithParam<std::tuple<std::string, int64_t>> {};
-
-TEST_P(DetachedGradient, EqualsAutogradThroughTheRecursion) {
-  Config config = parse_config(kSmall);
-  config.network.activation = std::get<0>(GetParam());
-  config.network.depth = std::get<1>(GetParam());
-  const auto target = make_target(config.target);
+// Autograd through the Y recursion with the driver for an arbitrary control,
+// Y += (u·Z − ½|Z|² − ½ b d) h + Z·ΔB, X detached: u = Z detached on the model's own paths and
+// u = −√b X on the first `explorers` paths (train.explore). Returns the loss and mean residual
+// and leaves ∇L in the model's .grad().
+std::pair<double, double> autograd_loss(const Config& config, const Target& target,
+                                        BsdeModel& model, int64_t iteration, double gamma,
+                                        int64_t explorers) {
   const auto schedule = NoiseSchedule::from_config(config.sde);
   const TimeGrid grid(schedule, config.sde.steps);
-  Communicator comm(MPI_COMM_WORLD);
-  const int64_t iteration = 2;  // γ < 1: the annealed terminal condition is exercised too
-
-  auto fast_model = random_model(config, schedule);
-  Trainer trainer(*target, fast_model, config.sde, config.train, comm);
-  const double gamma = trainer.gamma(iteration);
-  ASSERT_LT(gamma, 1.0);
-  const StepResult result = trainer.compute_gradients(iteration);
-  const auto fast = gradients(fast_model);
-
-  auto model = random_model(config, schedule);
   const int64_t m = config.train.paths, d = config.target.dim;
   const NoiseKey key{config.train.seed, NoiseStream::kTraining, static_cast<uint32_t>(iteration)};
+  const auto explorer = (torch::arange(m) < explorers).unsqueeze(1);
   auto x = torch::empty({m, d});
   fill_normal(x.data_ptr<float>(), m, d, key, 0, kInitialStep);
   auto y = (BsdeModelImpl::log_reference(x) + model->constant() + model->y0_residual(x))
@@ -81,26 +67,76 @@ TEST_P(DetachedGradient, EqualsAutogradThroughTheRecursion) {
     auto xi = torch::empty({m, d});
     fill_normal(xi.data_ptr<float>(), m, d, key, 0, static_cast<uint32_t>(n));
     const auto z = model->z(grid.s[n], x);
-    const auto u = z.detach();
+    const auto u = torch::where(explorer, -std::sqrt(b) * x, z.detach());
     y = y + ((u * z).sum(1) - 0.5 * z.pow(2).sum(1) - 0.5 * b * d) * h +
         std::sqrt(h) * (z * xi).sum(1);
     x = x + (0.5 * b * x + std::sqrt(b) * u) * h + std::sqrt(b * h) * xi;
   }
-  const auto terminal = gamma * target->log_prob(x) + (1 - gamma) * BsdeModelImpl::log_reference(x);
+  const auto terminal = gamma * target.log_prob(x) + (1 - gamma) * BsdeModelImpl::log_reference(x);
   const auto residual = y - terminal.to(torch::kFloat64);
   const auto loss = (residual - residual.mean()).pow(2).mean();
   loss.backward();
-  // Agreement to float32 rounding: the two sum the same terms in different orders.
-  EXPECT_NEAR(result.loss, loss.item<double>(), 1e-5 * loss.item<double>());
-  EXPECT_NEAR(result.mean_residual, residual.mean().item<double>(),
-              1e-6 * std::abs(residual.mean().item<double>()));
-  const auto slow = gradients(model);
+  return {loss.item<double>(), residual.mean().item<double>()};
+}
+
+/// The trainer's gradient and autograd's agree: same loss and mean residual to float32
+/// rounding (the two sum the same terms in different orders), same gradient to 1e-5 of its
+/// largest entry.
+void expect_same_step(const StepResult& result, const std::vector<torch::Tensor>& fast,
+                      std::pair<double, double> reference, const std::vector<torch::Tensor>& slow) {
+  const auto [loss, mean_residual] = reference;
+  EXPECT_NEAR(result.loss, loss, 1e-5 * loss);
+  EXPECT_NEAR(result.mean_residual, mean_residual, 1e-6 * std::abs(mean_residual));
   ASSERT_EQ(fast.size(), slow.size());
   double scale = 0.0;
   for (const auto& g : slow) scale = std::max(scale, g.abs().max().item<double>());
   ASSERT_GT(scale, 0.0);
   for (size_t i = 0; i < fast.size(); ++i) {
     EXPECT_LT((fast[i] - slow[i]).abs().max().item<double>(), 1e-5 * scale) << "parameter " << i;
+  }
+}
+
+// The trainer's detached gradient (one simulation without a graph recording the
+// pre-activations, then a hand-written backward over all of them with ∂Y_N/∂Z_n = ΔB_n)
+// equals autograd through the Y recursion with u = Z detached (method.md §4).
+class DetachedGradient
+    : public ::testing::TestWithParam<std::tuple<std::string, int64_t>> {};
+
+TEST_P(DetachedGradient, EqualsAutogradThroughTheRecursion) {
+  Config config = parse_config(kSmall);
+  config.network.activation = std::get<0>(GetParam());
+  config.network.depth = std::get<1>(GetParam());
+  const auto target = make_target(config.target);
+  const auto schedule = NoiseSchedule::from_config(config.sde);
+  Communicator comm(MPI_COMM_WORLD);
+  const int64_t iteration = 2;  // γ < 1: the annealed terminal condition is exercised too
+
+  auto fast_model = random_model(config, schedule);
+  Trainer trainer(*target, fast_model, config.sde, config.train, comm);
+  const double gamma = trainer.gamma(iteration);
+  ASSERT_LT(gamma, 1.0);
+  const StepResult result = trainer.compute_gradients(iteration);
+  auto model = random_model(config, schedule);
+  const auto reference = autograd_loss(config, *target, model, iteration, gamma, 0);
+  expect_same_step(result, gradients(fast_model), reference, gradients(model));
+}
+
+// With train.explore the first paths follow the reference control and their gradient has the
+// drift term (u − Z) h too; with constant memory the paths are re-simulated for it.
+TEST(DetachedGradient, WithExplorationPathsEqualsAutograd) {
+  for (bool constant_memory : {false, true}) {
+    Config config = parse_config(kSmall);
+    config.train.explore = 0.25;  // 4 of the 16 paths
+    config.train.constant_memory = constant_memory;
+    const auto target = make_target(config.target);
+    const auto schedule = NoiseSchedule::from_config(config.sde);
+    Communicator comm(MPI_COMM_WORLD);
+    auto fast_model = random_model(config, schedule);
+    Trainer trainer(*target, fast_model, config.sde, config.train, comm);
+    const StepResult result = trainer.compute_gradients(2);
+    auto model = random_model(config, schedule);
+    const auto reference = autograd_loss(config, *target, model, 2, trainer.gamma(2), 4);
+    expect_same_step(result, gradients(fast_model), reference, gradients(model));
   }
 }
 
