@@ -12,6 +12,7 @@ packages=(
   libtrilinos-kokkos-dev                 # Kokkos build of the path kernels (serial on Debian)
   libgtest-dev googletest
   python3-h5py python3-numpy python3-matplotlib
+  python3-torch                          # TorchScript user targets: the example and its test
 )
 
 missing=()

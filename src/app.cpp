@@ -142,6 +142,10 @@ Problem build_problem(const Arguments& args) {
   Problem p;
   p.config = load_config(args.config_path, args.overrides);
   p.target = make_target(p.config.target);
+  if (p.config.target.dim == 0) {  // taken from the data file: record it in the resolved YAML
+    p.config = parse_config(p.config.resolved_yaml,
+                            {"target.dim=" + std::to_string(p.target->dim())}, args.config_path);
+  }
   p.schedule = NoiseSchedule::from_config(p.config.sde);
   torch::manual_seed(p.config.train.seed);  // rank 0's initialisation is broadcast anyway
   p.model = BsdeModel(p.target->dim(), p.config.network, p.schedule);

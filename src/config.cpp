@@ -32,7 +32,9 @@ struct Section {
 
 // The accepted keys, in the order of the structs in config.hpp (and of resolved_yaml).
 const std::vector<Section> kSections = {
-    {"target", {"name", "dim", "mean", "covariance", "weights", "means", "covariances"}},
+    {"target",
+     {"name", "dim", "mean", "covariance", "weights", "means", "covariances", "data", "label",
+      "grid", "whitened", "module", "method"}},
     {"sde", {"schedule", "beta", "beta_min", "beta_max", "horizon", "steps"}},
     {"network", {"width", "depth", "activation", "time_features", "y0_residual"}},
     {"train",
@@ -43,15 +45,37 @@ const std::vector<Section> kSections = {
     {"parallel", {"threads"}},
 };
 
-const std::vector<std::string> kTargetNames = {"gaussian", "gmm", "funnel", "many_well"};
+const std::vector<std::string> kTargetNames = {
+    "gaussian",          "gmm",          "funnel", "many_well",  "gmm40", "logreg",
+    "logreg_ionosphere", "logreg_sonar", "lgcp",   "torchscript"};
+// The targets whose dimension follows from their data (target.dim optional).
+const std::vector<std::string> kDataTargets = {"gmm40", "logreg", "logreg_ionosphere",
+                                               "logreg_sonar", "lgcp"};
+// The project's copy of each named benchmark's data file (data/README.md), the default of
+// target.data; logreg has none.
+const std::vector<std::pair<std::string, std::string>> kDefaultData = {
+    {"gmm40", "gmm40_means.csv"},
+    {"logreg_ionosphere", "ionosphere.csv"},
+    {"logreg_sonar", "sonar.csv"},
+    {"lgcp", "pines.csv"},
+};
 const std::vector<std::string> kSchedules = {"constant", "linear"};
 const std::vector<std::string> kActivations = {"silu", "tanh", "relu", "gelu"};
 const std::vector<std::string> kLrSchedules = {"cosine", "constant"};
 
-// The target.* keys that only one target reads, each with that target's name.
-const std::vector<std::pair<std::string, std::string>> kTargetSpecificKeys = {
-    {"mean", "gaussian"}, {"covariance", "gaussian"}, {"weights", "gmm"},
-    {"means", "gmm"},     {"covariances", "gmm"},
+// The target.* keys that only some targets read, each with those targets' names.
+const std::vector<std::pair<std::string, std::vector<std::string>>> kTargetSpecificKeys = {
+    {"mean", {"gaussian"}},
+    {"covariance", {"gaussian"}},
+    {"weights", {"gmm"}},
+    {"means", {"gmm"}},
+    {"covariances", {"gmm"}},
+    {"data", kDataTargets},
+    {"label", {"logreg", "logreg_ionosphere", "logreg_sonar"}},
+    {"grid", {"lgcp"}},
+    {"whitened", {"lgcp"}},
+    {"module", {"torchscript"}},
+    {"method", {"torchscript"}},
 };
 
 // Mixture weights whose sum is this close to 1 are kept as given: renormalising them would
@@ -460,21 +484,64 @@ void read_gmm(const Reader& in, TargetConfig& target) {
   }
 }
 
+/// target.data (default: the project's copy for a named benchmark), target.label, target.grid
+/// and target.whitened of the data targets; lgcp's dimension follows from target.grid.
+void read_data_target(const Reader& in, TargetConfig& target) {
+  if (const YAML::Node data = in.find("target.data")) {
+    target.data = in.to_string(data, "target.data");
+    if (target.data.empty()) in.fail("target.data", "must be a non-empty file path");
+  } else {
+    for (const auto& [name, file] : kDefaultData) {
+      if (name == target.name) target.data = std::string(RBSDE_DATA_DIR) + "/" + file;
+    }
+    if (target.data.empty()) {
+      in.fail_missing("target.data", "target.name: " + target.name + " needs a CSV file");
+    }
+  }
+  in.read("target.label", target.label);
+  if (target.label.empty()) in.fail("target.label", "must be a non-empty column name");
+  in.read("target.grid", target.grid);
+  in.require(target.grid >= 1, "target.grid", ">= 1", target.grid);
+  in.read("target.whitened", target.whitened);
+  if (target.name == "lgcp") {
+    const int64_t cells = target.grid * target.grid;
+    if (target.dim != 0 && target.dim != cells) {
+      in.fail("target.dim", "lgcp on a " + std::to_string(target.grid) + " x " +
+                                std::to_string(target.grid) + " grid (target.grid) has " +
+                                std::to_string(cells) + " dimensions, got " +
+                                std::to_string(target.dim));
+    }
+    target.dim = cells;
+  }
+}
+
+void read_torchscript(const Reader& in, TargetConfig& target) {
+  if (!in.find("target.module")) {
+    in.fail_missing("target.module", "target.name: torchscript needs a TorchScript file");
+  }
+  in.read("target.module", target.module);
+  if (target.module.empty()) in.fail("target.module", "must be a non-empty file path");
+  in.read("target.method", target.method);
+}
+
 TargetConfig read_target(const Reader& in) {
   TargetConfig target;
   if (!in.find("target.name")) in.fail_missing("target.name", "one of " + join(kTargetNames));
-  if (!in.find("target.dim")) in.fail_missing("target.dim", "an integer >= 1");
   in.read("target.name", target.name);
   in.require_one_of("target.name", target.name, kTargetNames);
-  in.read("target.dim", target.dim);
-  in.require(target.dim >= 1, "target.dim", ">= 1", target.dim);
+  const bool data_target = contains(kDataTargets, target.name);
+  if (!data_target && !in.find("target.dim")) in.fail_missing("target.dim", "an integer >= 1");
+  if (in.find("target.dim")) {
+    in.read("target.dim", target.dim);
+    in.require(target.dim >= 1, "target.dim", ">= 1", target.dim);
+  }
 
   // Parameters of another target are rejected rather than ignored: they signal a mistake.
-  for (const auto& [key, name] : kTargetSpecificKeys) {
-    if (in.find("target." + key) && target.name != name) {
+  for (const auto& [key, names] : kTargetSpecificKeys) {
+    if (in.find("target." + key) && !contains(names, target.name)) {
       throw Error(in.origin("target." + key) + ": target." + key +
-                  " is used only by target.name: " + name + " (here target.name: " + target.name +
-                  ")");
+                  " is used only by target.name: " + join(names) +
+                  " (here target.name: " + target.name + ")");
     }
   }
 
@@ -485,8 +552,12 @@ TargetConfig read_target(const Reader& in) {
                target.dim);
   } else if (target.name == "gaussian") {
     read_gaussian(in, target);
-  } else {
+  } else if (target.name == "gmm") {
     read_gmm(in, target);
+  } else if (data_target) {
+    read_data_target(in, target);
+  } else {
+    read_torchscript(in, target);
   }
   return target;
 }
@@ -620,7 +691,8 @@ void emit_matrix(YAML::Emitter& out, const Eigen::MatrixXd& matrix) {
 void emit_target(YAML::Emitter& out, const TargetConfig& target) {
   out << YAML::Key << "target" << YAML::Value << YAML::BeginMap;
   emit_entry(out, "name", target.name);
-  emit_entry(out, "dim", target.dim);
+  // 0: a data target whose file has not been read yet (app.cpp fills it in afterwards).
+  if (target.dim > 0) emit_entry(out, "dim", target.dim);
   if (target.name == "gaussian") {
     out << YAML::Key << "mean" << YAML::Value;
     emit_vector(out, target.mean);
@@ -640,6 +712,17 @@ void emit_target(YAML::Emitter& out, const TargetConfig& target) {
     out << YAML::Key << "covariances" << YAML::Value << YAML::BeginSeq;
     for (const Eigen::MatrixXd& covariance : target.covariances) emit_matrix(out, covariance);
     out << YAML::EndSeq;
+  } else if (target.name == "torchscript") {
+    emit_entry(out, "module", target.module);
+    emit_entry(out, "method", target.method);
+  } else if (target.name != "funnel" && target.name != "many_well") {
+    emit_entry(out, "data", target.data);
+    if (target.name == "lgcp") {
+      emit_entry(out, "grid", target.grid);
+      emit_entry(out, "whitened", target.whitened);
+    } else if (target.name != "gmm40") {
+      emit_entry(out, "label", target.label);
+    }
   }
   out << YAML::EndMap;
 }

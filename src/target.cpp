@@ -1,10 +1,16 @@
 #include "rbsde/target.hpp"
 
 #include <ATen/CPUGeneratorImpl.h>
+#include <torch/script.h>
 
 #include <algorithm>
+#include <cerrno>
+#include <charconv>
 #include <cmath>
+#include <filesystem>
+#include <fstream>
 #include <sstream>
+#include <system_error>
 #include <utility>
 
 #include "rbsde/config.hpp"
@@ -83,6 +89,137 @@ at::Generator make_generator(uint64_t seed) { return at::detail::createCPUGenera
 
 /// log of the unnormalised one-dimensional many-well factor, exp(-a⁴ + 6a² + ½a).
 double log_well(double a) { return -a * a * a * a + 6.0 * a * a + 0.5 * a; }
+
+/// A CSV file as text: the header's column names and the data rows, each row as long as the
+/// header. Errors name the configuration key the path came from, the file and the line.
+struct CsvTable {
+  std::string key;  // the configuration key that named the file
+  std::string path;
+  std::vector<std::string> columns;
+  std::vector<std::vector<std::string>> rows;
+  std::vector<int64_t> lines;  // the file line (from 1) of each row
+
+  /// The index of the column of that name, or -1.
+  int64_t column(const std::string& name) const {
+    const auto it = std::find(columns.begin(), columns.end(), name);
+    return it == columns.end() ? -1 : static_cast<int64_t>(it - columns.begin());
+  }
+
+  /// "KEY: 'PATH' line L (row R), column 'C'": where a bad cell is.
+  std::string where(size_t row, size_t col) const {
+    return key + ": '" + path + "' line " + std::to_string(lines[row]) + " (row " +
+           std::to_string(row + 1) + "), column '" + columns[col] + "'";
+  }
+
+  /// The cell as a finite number; quoted numbers ("1.5") are accepted.
+  double number(size_t row, size_t col) const {
+    const std::string& text = rows[row][col];
+    double value = 0.0;
+    const char* last = text.data() + text.size();
+    const auto result = std::from_chars(text.data(), last, value);
+    if (text.empty() || result.ec != std::errc() || result.ptr != last || !std::isfinite(value)) {
+      throw Error(where(row, col) + ": expected a finite number, got '" + text + "'");
+    }
+    return value;
+  }
+};
+
+std::string trim(const std::string& text) {
+  const size_t first = text.find_first_not_of(" \t\r\n");
+  if (first == std::string::npos) return "";
+  return text.substr(first, text.find_last_not_of(" \t\r\n") - first + 1);
+}
+
+/// Splits one line at the commas outside double quotes. A quoted field loses its quotes ("" in
+/// it is one quote); space around a field is dropped.
+std::vector<std::string> split_csv_line(const std::string& line, const std::string& origin) {
+  std::vector<std::string> fields;
+  std::string field;
+  bool quoted = false;
+  for (size_t i = 0; i < line.size(); ++i) {
+    const char c = line[i];
+    if (quoted) {
+      if (c == '"' && i + 1 < line.size() && line[i + 1] == '"') {
+        field += '"';
+        ++i;
+      } else if (c == '"') {
+        quoted = false;
+      } else {
+        field += c;
+      }
+    } else if (c == '"') {
+      quoted = true;
+    } else if (c == ',') {
+      fields.push_back(trim(field));
+      field.clear();
+    } else {
+      field += c;
+    }
+  }
+  if (quoted) throw Error(origin + ": a quoted field is not closed");
+  fields.push_back(trim(field));
+  return fields;
+}
+
+/// Reads a CSV file with a header line; blank lines are skipped.
+CsvTable read_csv(const std::string& path, const std::string& key) {
+  std::error_code ignored;
+  if (std::filesystem::is_directory(path, ignored)) {
+    throw Error(key + ": cannot read '" + path + "': it is a directory");
+  }
+  std::ifstream file(path);
+  if (!file) {
+    throw Error(key + ": cannot read '" + path + "': " + std::generic_category().message(errno));
+  }
+  CsvTable table;
+  table.key = key;
+  table.path = path;
+  std::string line;
+  int64_t line_number = 0;
+  while (std::getline(file, line)) {
+    ++line_number;
+    if (trim(line).empty()) continue;
+    const std::string origin = key + ": '" + path + "' line " + std::to_string(line_number);
+    std::vector<std::string> fields = split_csv_line(line, origin);
+    if (table.columns.empty()) {
+      table.columns = std::move(fields);
+      continue;
+    }
+    if (fields.size() != table.columns.size()) {
+      throw Error(origin + ": " + std::to_string(fields.size()) + " fields, but the header has " +
+                  std::to_string(table.columns.size()));
+    }
+    table.rows.push_back(std::move(fields));
+    table.lines.push_back(line_number);
+  }
+  if (file.bad()) {
+    throw Error(key + ": cannot read '" + path + "': " + std::generic_category().message(errno));
+  }
+  if (table.rows.empty()) {
+    throw Error(key + ": '" + path + "' has no data rows (expected a header line, then rows)");
+  }
+  return table;
+}
+
+/// A dimension a data file implies against the one configured (0: not configured).
+void check_implied_dim(int64_t configured, int64_t implied, const std::string& reason) {
+  if (configured != 0 && configured != implied) {
+    throw Error("target.dim: " + reason + ", so d = " + std::to_string(implied) + "; got " +
+                std::to_string(configured) + " (leave target.dim out to take it from the data)");
+  }
+}
+
+// LGCP constants (targets.md): the prior's variance σ² and the length-scale parameter β.
+constexpr double kLgcpVariance = 1.91;
+constexpr double kLgcpBeta = 1.0 / 33.0;
+
+/// The TorchScript failure message without the C++ backtrace c10::Error may carry.
+std::string torch_message(const std::exception& e) {
+  if (const auto* error = dynamic_cast<const c10::Error*>(&e)) {
+    return trim(error->what_without_backtrace());
+  }
+  return trim(e.what());
+}
 
 }  // namespace
 
@@ -167,8 +304,11 @@ torch::Tensor Gaussian::sample_exact(int64_t n, uint64_t seed) const {
 // Gmm
 
 Gmm::Gmm(std::vector<double> weights, std::vector<Eigen::VectorXd> means,
-         std::vector<Eigen::MatrixXd> covariances)
-    : weights_(std::move(weights)), means_(std::move(means)), covariances_(std::move(covariances)) {
+         std::vector<Eigen::MatrixXd> covariances, std::string name)
+    : name_(std::move(name)),
+      weights_(std::move(weights)),
+      means_(std::move(means)),
+      covariances_(std::move(covariances)) {
   const size_t components = means_.size();
   if (components == 0) {
     throw Error("target.means: gmm needs at least one component");
@@ -265,6 +405,254 @@ Gmm Gmm::noised(double alpha, double sigma2) const {
     covariances.push_back(alpha * alpha * covariances_[k] + sigma2 * identity);
   }
   return Gmm(weights_, std::move(means), std::move(covariances));
+}
+
+Gmm make_gmm40(const std::string& means_csv) {
+  const CsvTable table = read_csv(means_csv, "target.data");
+  const size_t d = table.columns.size();
+  std::vector<Eigen::VectorXd> means;
+  for (size_t row = 0; row < table.rows.size(); ++row) {
+    Eigen::VectorXd mean(d);
+    for (size_t j = 0; j < d; ++j) mean(j) = table.number(row, j);
+    means.push_back(std::move(mean));
+  }
+  const double softplus_one = std::log1p(std::exp(1.0));  // 1.3133
+  const Eigen::MatrixXd covariance = softplus_one * softplus_one * Eigen::MatrixXd::Identity(d, d);
+  std::vector<double> weights(means.size(), 1.0);
+  std::vector<Eigen::MatrixXd> covariances(means.size(), covariance);
+  return Gmm(std::move(weights), std::move(means), std::move(covariances), "gmm40");
+}
+
+// ---------------------------------------------------------------------------------------------
+// LogisticRegression
+
+LogisticRegression::LogisticRegression(std::string name, const std::string& data,
+                                       const std::string& label, int64_t dim)
+    : name_(std::move(name)) {
+  const CsvTable table = read_csv(data, "target.data");
+  const int64_t label_column = table.column(label);
+  if (label_column < 0) {
+    std::string columns;
+    for (const std::string& column : table.columns) {
+      columns += (columns.empty() ? "" : ", ") + column;
+    }
+    throw Error("target.label: '" + data + "' has no column '" + label + "' (columns: " + columns +
+                ")");
+  }
+  const int64_t features = static_cast<int64_t>(table.columns.size()) - 1;
+  if (features == 0) {
+    throw Error("target.data: '" + data + "' has no feature columns besides the label '" + label +
+                "'");
+  }
+  check_implied_dim(dim, features + 1,
+                    "'" + data + "' has " + std::to_string(features) +
+                        " feature columns besides the label '" + label + "', plus the intercept");
+
+  const int64_t n = static_cast<int64_t>(table.rows.size());
+  Eigen::MatrixXd design(n, features + 1);
+  Eigen::VectorXd labels(n);
+  design.col(0).setOnes();
+  for (int64_t i = 0; i < n; ++i) {
+    int64_t j = 1;
+    for (int64_t c = 0; c <= features; ++c) {
+      if (c == label_column) {
+        labels(i) = table.number(i, c);
+        if (labels(i) != 0.0 && labels(i) != 1.0) {
+          throw Error(table.where(i, c) + " (target.label): a label must be 0 or 1, got '" +
+                      table.rows[i][c] + "'");
+        }
+      } else {
+        design(i, j++) = table.number(i, c);
+      }
+    }
+  }
+  // Standardise each feature with its population standard deviation. A constant column has
+  // standard deviation 0 and stays 0 after centring (divided by 1); testing constancy rather
+  // than sd == 0 keeps the rounding of its mean from turning it into noise.
+  for (int64_t j = 1; j <= features; ++j) {
+    auto column = design.col(j);
+    const double mean = column.mean();
+    if ((column.array() == column(0)).all()) {
+      column.setZero();
+      continue;
+    }
+    const double sd = std::sqrt((column.array() - mean).square().mean());
+    column = (column.array() - mean) / sd;
+  }
+  design_ = to_tensor(design);
+  labels_ = to_tensor(labels);
+}
+
+torch::Tensor LogisticRegression::log_prob(const torch::Tensor& w) const {
+  check_batch(w, dim(), name_);
+  const auto design = design_.to(w.device(), w.scalar_type());
+  const auto labels = labels_.to(w.device(), w.scalar_type());
+  const auto logits = torch::matmul(w, design.t());  // [M, n]: x_iᵀ w
+  // y log σ(z) + (1 - y) log(1 - σ(z)) = y z - softplus(z). torch's softplus is log1p(e^z) up
+  // to the threshold and z above it: at 40 the difference log1p(e^-40) ≈ 4e-18 is far below
+  // the rounding of z (7e-15), e^40 is finite in float32, and the backward is σ(z) everywhere
+  // (also at z = 0, where a hand-written max(z, 0) + log1p(e^-|z|) would give 1).
+  const auto log_likelihood =
+      (labels * logits - torch::softplus(logits, /*beta=*/1.0, /*threshold=*/40.0)).sum(1);
+  const double d = static_cast<double>(dim());
+  return log_likelihood - 0.5 * w.square().sum(1) - 0.5 * d * kLog2Pi;
+}
+
+std::optional<Affine> LogisticRegression::prior() const {
+  Affine prior;
+  prior.centre = Eigen::VectorXd::Zero(dim());
+  prior.diagonal = Eigen::VectorXd::Ones(dim());
+  return prior;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Lgcp
+
+Lgcp::Lgcp(const std::string& data, int64_t grid, bool whitened)
+    : grid_(grid), whitened_(whitened) {
+  if (grid_ < 1) throw Error("target.grid: lgcp needs a grid >= 1, got " + std::to_string(grid_));
+  const CsvTable table = read_csv(data, "target.data");
+  const int64_t x_column = table.column("data_x");
+  const int64_t y_column = table.column("data_y");
+  if (x_column < 0 || y_column < 0) {
+    throw Error("target.data: '" + data + "' needs columns data_x and data_y (lgcp)");
+  }
+  // Bin index floor(G·coordinate); a point on the upper edge goes to the last bin. Cells are
+  // row-major over (row = x bin, column = y bin).
+  const int64_t d = dim();
+  counts_ = Eigen::VectorXd::Zero(d);
+  points_ = static_cast<int64_t>(table.rows.size());
+  for (size_t i = 0; i < table.rows.size(); ++i) {
+    int64_t bins[2];
+    const int64_t columns[2] = {x_column, y_column};
+    for (int k = 0; k < 2; ++k) {
+      const double coordinate = table.number(i, columns[k]);
+      if (coordinate < 0.0 || coordinate > 1.0) {
+        throw Error(table.where(i, columns[k]) + ": lgcp coordinates must lie in [0, 1], got " +
+                    table.rows[i][columns[k]]);
+      }
+      bins[k] = std::min(grid_ - 1, static_cast<int64_t>(std::floor(grid_ * coordinate)));
+    }
+    counts_(bins[0] * grid_ + bins[1]) += 1.0;
+  }
+  mu0_ = std::log(static_cast<double>(points_)) - 0.5 * kLgcpVariance;
+  cell_area_ = 1.0 / static_cast<double>(d);
+
+  // K_ij = σ² exp(-|c_i - c_j| / (G β)) over the integer cell coordinates c_i.
+  Eigen::MatrixXd covariance(d, d);
+  for (int64_t i = 0; i < d; ++i) {
+    for (int64_t j = 0; j < d; ++j) {
+      const double distance = std::hypot(static_cast<double>(i / grid_ - j / grid_),
+                                         static_cast<double>(i % grid_ - j % grid_));
+      covariance(i, j) = kLgcpVariance * std::exp(-distance / (grid_ * kLgcpBeta));
+    }
+  }
+  const Eigen::LLT<Eigen::MatrixXd> llt(covariance);
+  if (llt.info() != Eigen::Success) {
+    throw Error("target.grid: the lgcp prior covariance on a " + std::to_string(grid_) + " x " +
+                std::to_string(grid_) + " grid is not positive definite (Cholesky failed)");
+  }
+  cholesky_ = llt.matrixL();
+  log_det_cholesky_ = cholesky_.diagonal().array().log().sum();
+  counts_t_ = to_tensor(counts_);
+  cholesky_t_ = to_tensor(cholesky_);
+}
+
+torch::Tensor Lgcp::log_prob(const torch::Tensor& x) const {
+  check_batch(x, dim(), name());
+  const auto cholesky = cholesky_t_.to(x.device(), x.scalar_type());
+  const auto counts = counts_t_.to(x.device(), x.scalar_type());
+  const double d = static_cast<double>(dim());
+  torch::Tensor field;      // the latent field x
+  torch::Tensor log_prior;  // log N(x; μ₀ 1, K), or log N(u; 0, I) when whitened
+  if (whitened_) {
+    field = mu0_ + torch::matmul(x, cholesky.t());  // row form of μ₀ + L u
+    log_prior = -0.5 * x.square().sum(1) - 0.5 * d * kLog2Pi;
+  } else {
+    field = x;
+    // Rows r = x - μ₀ become r L⁻ᵀ = (L⁻¹ rᵀ)ᵀ, N(0, I) under the prior: solve X Lᵀ = r.
+    const auto standard = torch::linalg_solve_triangular(cholesky.t(), x - mu0_, /*upper=*/true,
+                                                         /*left=*/false);
+    log_prior = -0.5 * standard.square().sum(1) - log_det_cholesky_ - 0.5 * d * kLog2Pi;
+  }
+  return log_prior + (field * counts - cell_area_ * torch::exp(field)).sum(1);
+}
+
+std::optional<Affine> Lgcp::prior() const {
+  Affine prior;
+  if (whitened_) {
+    prior.centre = Eigen::VectorXd::Zero(dim());
+    prior.diagonal = Eigen::VectorXd::Ones(dim());
+  } else {
+    prior.centre = Eigen::VectorXd::Constant(dim(), mu0_);
+    prior.cholesky = cholesky_;
+  }
+  return prior;
+}
+
+// ---------------------------------------------------------------------------------------------
+// TorchScriptTarget
+
+TorchScriptTarget::TorchScriptTarget(const std::string& module, const std::string& method,
+                                     int64_t dim)
+    : path_(module), method_(method), dim_(dim) {
+  if (dim_ < 1) {
+    throw Error("target.dim: torchscript needs dim >= 1, got " + std::to_string(dim_));
+  }
+  std::error_code ignored;
+  if (!std::filesystem::is_regular_file(path_, ignored)) {
+    throw Error("target.module: no such file '" + path_ + "'");
+  }
+  try {
+    module_ = torch::jit::load(path_);
+  } catch (const std::exception& e) {
+    throw Error("target.module: '" + path_ +
+                "' is not a TorchScript archive (torch::jit::load: " + torch_message(e) + ")");
+  }
+  module_.eval();
+  // Only ∇ₓ is ever wanted: no gradient should accumulate in the module's own parameters.
+  for (auto parameter : module_.parameters()) parameter.requires_grad_(false);
+  if (method_.empty()) method_ = module_.find_method("log_prob") ? "log_prob" : "forward";
+  if (!module_.find_method(method_)) {
+    std::string methods;
+    for (const auto& m : module_.get_methods()) methods += (methods.empty() ? "" : ", ") + m.name();
+    throw Error("target.module: '" + path_ + "' has no method '" + method_ +
+                "' (target.method; its methods: " + (methods.empty() ? "none" : methods) + ")");
+  }
+  // Probe batches: an unsuitable module fails here, with its file named, not during training.
+  for (const double value : {0.0, 1.0}) {
+    call(torch::full({3, dim_}, value, torch::kFloat32));
+  }
+}
+
+torch::Tensor TorchScriptTarget::call(const torch::Tensor& x) const {
+  const std::string origin = "target.module: '" + path_ + "': " + method_ + "(x) on x of shape " +
+                             shape_string(x) + " float32";
+  c10::IValue result;
+  try {
+    result = module_.get_method(method_)({x});
+  } catch (const std::exception& e) {
+    throw Error(origin + " failed: " + torch_message(e));
+  }
+  if (!result.isTensor()) {
+    throw Error(origin + " returned a " + result.tagKind() + ", expected a tensor of shape [" +
+                std::to_string(x.size(0)) + "]");
+  }
+  torch::Tensor log_prob = result.toTensor();
+  if (log_prob.dim() != 1 || log_prob.size(0) != x.size(0)) {
+    throw Error(origin + " returned shape " + shape_string(log_prob) + ", expected [" +
+                std::to_string(x.size(0)) + "] (one value per row)");
+  }
+  if (!log_prob.is_floating_point()) {
+    throw Error(origin + " returned dtype " + std::string(c10::toString(log_prob.scalar_type())) +
+                ", expected a floating-point tensor");
+  }
+  return log_prob;
+}
+
+torch::Tensor TorchScriptTarget::log_prob(const torch::Tensor& x) const {
+  check_batch(x, dim_, name());
+  return call(x.to(torch::kFloat32)).to(x.scalar_type());
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -374,6 +762,27 @@ torch::Tensor ManyWell::sample_exact(int64_t n, uint64_t seed) const {
 
 std::unique_ptr<Target> make_target(const TargetConfig& config) {
   const int64_t d = config.dim;
+  if (config.name == "gmm40") {
+    Gmm target = make_gmm40(config.data);
+    check_implied_dim(
+        d, target.dim(),
+        "the means in '" + config.data + "' have " + std::to_string(target.dim()) + " coordinates");
+    return std::make_unique<Gmm>(std::move(target));
+  }
+  if (config.name == "logreg" || config.name == "logreg_ionosphere" ||
+      config.name == "logreg_sonar") {
+    return std::make_unique<LogisticRegression>(config.name, config.data, config.label, d);
+  }
+  if (config.name == "lgcp") {
+    auto target = std::make_unique<Lgcp>(config.data, config.grid, config.whitened);
+    check_implied_dim(d, target->dim(),
+                      "lgcp on a " + std::to_string(config.grid) + " x " +
+                          std::to_string(config.grid) + " grid (target.grid)");
+    return target;
+  }
+  if (config.name == "torchscript") {
+    return std::make_unique<TorchScriptTarget>(config.module, config.method, d);
+  }
   if (config.name == "funnel") {
     return std::make_unique<Funnel>(d);
   }
@@ -382,7 +791,8 @@ std::unique_ptr<Target> make_target(const TargetConfig& config) {
   }
   if (config.name != "gaussian" && config.name != "gmm") {
     throw Error("target.name: unknown target '" + config.name +
-                "'; accepted: gaussian, gmm, funnel, many_well");
+                "'; accepted: gaussian, gmm, funnel, many_well, gmm40, logreg, "
+                "logreg_ionosphere, logreg_sonar, lgcp, torchscript");
   }
   if (d < 1) {
     throw Error("target.dim: " + config.name + " needs dim >= 1, got " + std::to_string(d));

@@ -11,8 +11,12 @@ namespace rbsde {
 
 /// target.*: which distribution to sample and its parameters.
 struct TargetConfig {
-  std::string name;  ///< gaussian | gmm | funnel | many_well (required)
-  int64_t dim = 0;   ///< dimension d (required)
+  /// gaussian | gmm | funnel | many_well | gmm40 | logreg | logreg_ionosphere | logreg_sonar |
+  /// lgcp | torchscript (required)
+  std::string name;
+  /// dimension d: required, except for the data targets (gmm40, logreg*, lgcp), where 0 means
+  /// "implied by the data" (lgcp: target.grid², filled in here; the others when the file is read)
+  int64_t dim = 0;
   // gaussian: mean (scalar or d-vector, default 0); covariance as a scalar c (c I) or a
   // d-vector (diagonal), kept in covariance_diagonal without a d x d matrix, or a d x d
   // symmetric positive definite matrix, kept in covariance. Default I (a diagonal of ones).
@@ -24,6 +28,14 @@ struct TargetConfig {
   std::vector<double> weights;
   std::vector<Eigen::VectorXd> means;
   std::vector<Eigen::MatrixXd> covariances;
+  // gmm40, logreg*, lgcp: the CSV file (relative to the current directory); default for the
+  // named benchmarks: the project's copy in data/ (required for logreg).
+  std::string data;
+  std::string label = "Class";  ///< logreg*: the 0/1 label column; every other one is a feature
+  int64_t grid = 40;            ///< lgcp: G, a G x G grid (d = G²)
+  bool whitened = false;        ///< lgcp: sample u with x = μ₀ + L u instead of x
+  std::string module;           ///< torchscript: the TorchScript file (required)
+  std::string method;           ///< torchscript: the method; empty = log_prob if any, else forward
 };
 
 /// sde.*: the variance-preserving noising SDE and its time grid (method.md §2, §4).

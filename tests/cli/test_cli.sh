@@ -112,6 +112,92 @@ for f in small np2; do
   check_file "$work/out/$f.h5" 500 2 20 && pass || fail "layout of $f.h5"
 done
 
+# Data targets: the dimension comes from the file and is recorded in the output's config.
+cat > "$work/logreg.yaml" <<YAML
+target: {name: logreg_ionosphere}
+sde: {steps: 10}
+network: {width: 16, depth: 1}
+train: {iterations: 5, paths: 64}
+sample: {count: 200}
+output: {path: $work/out/logreg.h5}
+YAML
+rm -rf "$work/out"
+if "$rbsde" run "$work/logreg.yaml" > "$work/logreg.log" 2>&1 \
+  && grep -q "target logreg_ionosphere (d = 35)" "$work/logreg.log"; then
+  pass
+else
+  fail "logreg_ionosphere run: $(cat "$work/logreg.log")"
+fi
+/usr/bin/python3 - "$work/out/logreg.h5" <<'PY' && pass || fail "logreg_ionosphere output"
+import sys, h5py
+with h5py.File(sys.argv[1], "r") as f:
+    assert f["samples"].shape == (200, 35), f["samples"].shape
+    config = f.attrs["config"]
+    assert "dim: 35" in config and "ionosphere.csv" in config and "label: Class" in config, config
+PY
+expect_error "logreg dimension mismatch" "target.dim: '" \
+  "$rbsde" run "$work/logreg.yaml" --set target.dim=34
+expect_error "logreg missing data file" "$work/nowhere.csv" \
+  "$rbsde" run "$work/logreg.yaml" --set target.data="$work/nowhere.csv"
+expect_error "lgcp grid and dim disagree" "target.dim" \
+  "$rbsde" run "$work/logreg.yaml" --set target.name=lgcp --set target.grid=8 --set target.dim=65
+
+# TorchScript user targets: the example module runs end to end; unsuitable modules are
+# refused at start-up with the module's path and what is wrong.
+if /usr/bin/python3 "$source_dir/examples/torchscript_target.py" "$work/banana.pt" > /dev/null \
+  && "$rbsde" run "$source_dir/configs/torchscript_banana.yaml" --set target.module="$work/banana.pt" \
+    --set train.iterations=10 --set train.paths=64 --set network.width=16 --set sde.steps=10 \
+    --set sample.count=300 --set output.path="$work/out/banana.h5" > "$work/banana.log" 2>&1 \
+  && grep -q "rbsde-summary command=run target=torchscript dim=2" "$work/banana.log" \
+  && check_file "$work/out/banana.h5" 300 2 10; then
+  pass
+else
+  fail "torchscript example: $(cat "$work/banana.log")"
+fi
+# torch.jit.script reads the classes' source: the script must be a file, not stdin.
+cat > "$work/bad_modules.py" <<'PY'
+import sys, torch
+
+class WrongShape(torch.nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x
+
+class Integer(torch.nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.sum(1).long()
+
+class NotTensor(torch.nn.Module):
+    def forward(self, x: torch.Tensor) -> float:
+        return 1.0
+
+for name, module in (("shape", WrongShape()), ("integer", Integer()), ("scalar", NotTensor())):
+    torch.jit.save(torch.jit.script(module), sys.argv[1] + "/" + name + ".pt")
+PY
+/usr/bin/python3 "$work/bad_modules.py" "$work" || fail "writing the bad TorchScript modules"
+echo "not a zip archive" > "$work/junk.pt"
+ts_run() {
+  "$rbsde" run "$source_dir/configs/torchscript_banana.yaml" --set output.path="$work/out/ts.h5" "$@"
+}
+expect_error "torchscript missing module" "target.module: no such file '$work/none.pt'" \
+  ts_run --set target.module="$work/none.pt"
+expect_error "torchscript not an archive" "target.module: '$work/junk.pt' is not a TorchScript archive" \
+  ts_run --set target.module="$work/junk.pt"
+expect_error "torchscript no such method" "'$work/banana.pt' has no method 'energy' (target.method" \
+  ts_run --set target.module="$work/banana.pt" --set target.method=energy
+expect_error "torchscript call throws" "banana: expected x of shape [M, 2]" \
+  ts_run --set target.module="$work/banana.pt" --set target.dim=3
+expect_error "torchscript wrong shape" \
+  "target.module: '$work/shape.pt': forward(x) on x of shape [3, 2] float32 returned shape [3, 2], expected [3]" \
+  ts_run --set target.module="$work/shape.pt"
+expect_error "torchscript integer result" "'$work/integer.pt': forward(x) on x of shape [3, 2] float32 returned dtype Long" \
+  ts_run --set target.module="$work/integer.pt"
+expect_error "torchscript non-tensor result" "'$work/scalar.pt': forward(x) on x of shape [3, 2] float32 returned a Double" \
+  ts_run --set target.module="$work/scalar.pt"
+expect_error "torchscript error on 2 ranks" "'$work/shape.pt'" \
+  timeout 60 mpirun -np 2 --oversubscribe --bind-to none "$rbsde" run \
+  "$source_dir/configs/torchscript_banana.yaml" --set target.module="$work/shape.pt" \
+  --set output.path="$work/out/ts.h5"
+
 # Checkpoint and restart: a run stopped by SIGTERM during training and resumed with --resume
 # ends exactly where the uninterrupted run ends; SIGUSR1 writes a checkpoint and goes on.
 sed -e 's/iterations: 20/iterations: 4000, log_every: 100, checkpoint_every: 0/' \

@@ -15,6 +15,7 @@
 namespace {
 
 using ::testing::HasSubstr;
+using ::testing::Not;
 
 // The smallest valid configuration; tests add or override keys on top of it.
 const std::string kMinimal =
@@ -127,6 +128,12 @@ void expect_same(const rbsde::Config& a, const rbsde::Config& b) {
   EXPECT_EQ(a.target.weights, b.target.weights);
   EXPECT_TRUE(identical(a.target.means, b.target.means));
   EXPECT_TRUE(identical(a.target.covariances, b.target.covariances));
+  EXPECT_EQ(a.target.data, b.target.data);
+  EXPECT_EQ(a.target.label, b.target.label);
+  EXPECT_EQ(a.target.grid, b.target.grid);
+  EXPECT_EQ(a.target.whitened, b.target.whitened);
+  EXPECT_EQ(a.target.module, b.target.module);
+  EXPECT_EQ(a.target.method, b.target.method);
   EXPECT_EQ(a.sde.schedule, b.sde.schedule);
   EXPECT_EQ(a.sde.beta, b.sde.beta);
   EXPECT_EQ(a.sde.beta_min, b.sde.beta_min);
@@ -274,6 +281,72 @@ TEST(Config, FunnelAndManyWellTakeOnlyNameAndDim) {
   expect_error("target: {name: many_well, dim: 5}", {"target.dim", "even"});
 }
 
+TEST(Config, LogregTakesItsDataAndDimensionFromTheFile) {
+  const rbsde::Config ionosphere = rbsde::parse_config("target: {name: logreg_ionosphere}");
+  EXPECT_EQ(ionosphere.target.data, std::string(RBSDE_DATA_DIR) + "/ionosphere.csv");
+  EXPECT_EQ(ionosphere.target.dim, 0);  // read from the file by make_target
+  EXPECT_EQ(ionosphere.target.label, "Class");
+  EXPECT_THAT(ionosphere.resolved_yaml, HasSubstr("data: " + ionosphere.target.data));
+  EXPECT_THAT(ionosphere.resolved_yaml, HasSubstr("label: Class"));
+  EXPECT_THAT(ionosphere.resolved_yaml, Not(HasSubstr("dim:")));
+  EXPECT_THAT(ionosphere.resolved_yaml, Not(HasSubstr("grid:")));
+  EXPECT_EQ(rbsde::parse_config("target: {name: logreg_sonar}").target.data,
+            std::string(RBSDE_DATA_DIR) + "/sonar.csv");
+  const rbsde::Config custom =
+      rbsde::parse_config("target: {name: logreg, dim: 5, data: my/data.csv, label: outcome}");
+  EXPECT_EQ(custom.target.data, "my/data.csv");  // relative to the current directory
+  EXPECT_EQ(custom.target.label, "outcome");
+  EXPECT_EQ(custom.target.dim, 5);
+  expect_round_trip(ionosphere);
+  expect_round_trip(custom);
+}
+
+TEST(Config, LgcpDimensionIsTheGridSquared) {
+  const rbsde::Config lgcp = rbsde::parse_config("target: {name: lgcp}");
+  EXPECT_EQ(lgcp.target.grid, 40);
+  EXPECT_EQ(lgcp.target.dim, 1600);
+  EXPECT_FALSE(lgcp.target.whitened);
+  EXPECT_EQ(lgcp.target.data, std::string(RBSDE_DATA_DIR) + "/pines.csv");
+  const rbsde::Config small =
+      rbsde::parse_config("target: {name: lgcp, grid: 8, whitened: true, dim: 64}");
+  EXPECT_EQ(small.target.dim, 64);
+  EXPECT_TRUE(small.target.whitened);
+  EXPECT_THAT(small.resolved_yaml, HasSubstr("grid: 8"));
+  EXPECT_THAT(small.resolved_yaml, HasSubstr("whitened: true"));
+  expect_round_trip(lgcp);
+  expect_round_trip(small);
+  const rbsde::Config gmm40 = rbsde::parse_config("target: {name: gmm40}");
+  EXPECT_EQ(gmm40.target.data, std::string(RBSDE_DATA_DIR) + "/gmm40_means.csv");
+  expect_round_trip(gmm40);
+}
+
+TEST(Config, TorchScriptNeedsModuleAndDim) {
+  const rbsde::Config config =
+      rbsde::parse_config("target: {name: torchscript, dim: 2, module: banana.pt}");
+  EXPECT_EQ(config.target.module, "banana.pt");
+  EXPECT_EQ(config.target.method, "");  // log_prob if the module has one, else forward
+  expect_round_trip(config);
+  const rbsde::Config named =
+      rbsde::parse_config("target: {name: torchscript, dim: 2, module: banana.pt, method: energy}");
+  EXPECT_EQ(named.target.method, "energy");
+  expect_round_trip(named);
+  expect_error("target: {name: torchscript, dim: 2}", {"missing required key 'target.module'"});
+  expect_error("target: {name: torchscript, module: a.pt}", {"missing required key 'target.dim'"});
+  expect_error("target: {name: torchscript, dim: 2, module: ''}", {"target.module", "non-empty"});
+}
+
+TEST(ConfigErrors, DataTargetKeys) {
+  expect_error("target: {name: logreg}", {"missing required key 'target.data'", "logreg"});
+  expect_error("target: {name: logreg, data: ''}", {"target.data", "non-empty"});
+  expect_error("target: {name: logreg_sonar, label: ''}", {"target.label", "non-empty"});
+  expect_error("target: {name: logreg_sonar, dim: 0}", {"target.dim", ">= 1"});
+  expect_error("target: {name: lgcp, grid: 0}", {"target.grid", ">= 1", "got 0"});
+  expect_error("target: {name: lgcp, grid: 8, dim: 1600}",
+               {"target.dim", "8 x 8 grid (target.grid) has 64 dimensions, got 1600"});
+  expect_error("target: {name: lgcp, whitened: 1}", {"target.whitened", "true or false"});
+  expect_error("target: {name: lgcp, data: [a.csv]}", {"target.data", "string"});
+}
+
 TEST(ConfigErrors, UnknownKeyInEverySectionNamesFileKeyAndAcceptedKeys) {
   const std::vector<std::pair<std::string, std::string>> sections = {
       {"target", "name"},  {"sde", "steps"},   {"network", "width"},   {"train", "iterations"},
@@ -407,7 +480,10 @@ TEST(ConfigErrors, BadEnumValuesListTheAcceptedOnes) {
                         "silu, tanh, relu, gelu");
   expect_override_error("train.lr_schedule=step", "train.lr_schedule", "cosine, constant");
   expect_error("target: {name: banana, dim: 2}",
-               {"target.name", "gaussian, gmm, funnel, many_well", "'banana'"});
+               {"target.name",
+                "gaussian, gmm, funnel, many_well, gmm40, logreg, logreg_ionosphere, "
+                "logreg_sonar, lgcp, torchscript",
+                "'banana'"});
 }
 
 TEST(ConfigErrors, MissingRequiredKeys) {
@@ -423,6 +499,17 @@ TEST(ConfigErrors, KeysOfAnotherTargetAreRejected) {
                {"target.mean is used only by target.name: gaussian"});
   expect_error("target: {name: funnel, dim: 3, covariance: 1}",
                {"target.covariance is used only by target.name: gaussian"});
+  expect_error("target: {name: gaussian, dim: 2, data: x.csv}",
+               {"target.data is used only by target.name: gmm40, logreg, logreg_ionosphere, "
+                "logreg_sonar, lgcp (here target.name: gaussian)"});
+  expect_error("target: {name: logreg_sonar, grid: 8}",
+               {"target.grid is used only by target.name: lgcp"});
+  expect_error("target: {name: lgcp, label: y}",
+               {"target.label is used only by target.name: logreg, logreg_ionosphere"});
+  expect_error("target: {name: lgcp, module: m.pt}",
+               {"target.module is used only by target.name: torchscript"});
+  expect_error("target: {name: torchscript, dim: 2, module: m.pt, whitened: true}",
+               {"target.whitened is used only by target.name: lgcp"});
 }
 
 TEST(ConfigErrors, YamlSyntaxErrorNamesFileAndLine) {
