@@ -179,6 +179,10 @@ void print_estimates(const Estimates& e, const Target& target) {
   std::printf("log Z (network c)           = %.4f\n", e.log_z_network);
   std::printf("ELBO                        = %.4f +- %.4f\n", e.elbo, e.elbo_stderr);
   std::printf("ESS                         = %.1f  (ESS/M = %.4f)\n", e.ess, e.ess_fraction);
+  if (e.method == "ode") {
+    std::printf("(probability-flow ODE: the weights are approximate, so log Z (importance\n"
+                " sampling) is an approximation, not an unbiased estimate; method.md §5)\n");
+  }
 }
 
 int run_phases(const Arguments& args, Problem& p, const Communicator& comm, OutputFile* out,
@@ -304,6 +308,20 @@ Estimates sample_into(OutputFile& out, const Target& target, BsdeModel& model,
   const int64_t largest_share = (sample.count + comm.size() - 1) / comm.size();
   const int64_t rounds = (largest_share + sample.batch - 1) / sample.batch;
   out.create_samples(sample.count, target.dim());
+  const bool flow = sample.method == "ode";
+  const Divergence divergence = choose_divergence(sample, target.dim());
+  if (comm.is_root()) {
+    const std::string steps = "N = " + std::to_string(grid.steps);
+    const std::string how =
+        divergence == Divergence::kExact
+            ? "exact divergence"
+            : "Hutchinson divergence, " + std::to_string(sample.probes) + " probes";
+    std::printf("sampler: %s\n",
+                flow ? ("probability-flow ODE (midpoint rule, " + steps + ", " + how +
+                        "); approximate weights").c_str()
+                     : ("reverse SDE (" + steps + "); exact weights").c_str());
+    std::fflush(stdout);
+  }
   EvidenceAccumulator evidence;
   for (int64_t round = 0; round < rounds; ++round) {
     const int64_t done = round * sample.batch;
@@ -313,7 +331,9 @@ Estimates sample_into(OutputFile& out, const Target& target, BsdeModel& model,
       continue;
     }
     const SampleBatch batch =
-        simulate_paths(target, model, grid, sample.seed, first_path + done, rows);
+        flow ? simulate_flow(target, model, schedule, grid, sample.seed, first_path + done, rows,
+                             divergence, sample.probes)
+             : simulate_paths(target, model, grid, sample.seed, first_path + done, rows);
     const auto samples = batch.samples.to(torch::kFloat32).contiguous();
     const auto log_weights = batch.log_weights.contiguous();
     const auto log_target = batch.log_target.contiguous();
@@ -328,7 +348,10 @@ Estimates sample_into(OutputFile& out, const Target& target, BsdeModel& model,
       std::fflush(stdout);
     }
   }
-  return evidence.reduce(comm);
+  Estimates estimates = evidence.reduce(comm);
+  estimates.method = sample.method;
+  if (flow) estimates.divergence = divergence == Divergence::kExact ? "exact" : "hutchinson";
+  return estimates;
 }
 
 int run_app(int argc, char** argv, MPI_Comm world) {

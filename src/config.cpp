@@ -40,7 +40,7 @@ const std::vector<Section> kSections = {
     {"train",
      {"iterations", "paths", "seed", "lr", "lr_schedule", "lr_final", "grad_clip", "anneal_gamma0",
       "anneal_fraction", "detach_paths", "constant_memory", "explore", "log_every", "checkpoint_every"}},
-    {"sample", {"count", "seed", "batch", "model"}},
+    {"sample", {"count", "seed", "batch", "model", "method", "divergence", "probes"}},
     {"output", {"path"}},
     {"parallel", {"threads"}},
 };
@@ -62,6 +62,9 @@ const std::vector<std::pair<std::string, std::string>> kDefaultData = {
 const std::vector<std::string> kSchedules = {"constant", "linear"};
 const std::vector<std::string> kActivations = {"silu", "tanh", "relu", "gelu"};
 const std::vector<std::string> kLrSchedules = {"cosine", "constant"};
+const std::vector<std::string> kSampleMethods = {"sde", "ode"};
+const std::vector<std::string> kDivergences = {"exact", "hutchinson", "auto"};
+constexpr int64_t kMaxProbes = int64_t{1} << 28;
 
 // The target.* keys that only some targets read, each with those targets' names.
 const std::vector<std::pair<std::string, std::vector<std::string>>> kTargetSpecificKeys = {
@@ -646,8 +649,16 @@ SampleConfig read_sample(const Reader& in) {
   in.read_seed("sample.seed", sample.seed);
   in.read("sample.batch", sample.batch);
   in.read("sample.model", sample.model);
+  in.read("sample.method", sample.method);
+  in.read("sample.divergence", sample.divergence);
+  in.read("sample.probes", sample.probes);
   in.require(sample.count >= 1, "sample.count", ">= 1", sample.count);
   in.require(sample.batch >= 1, "sample.batch", ">= 1", sample.batch);
+  in.require_one_of("sample.method", sample.method, kSampleMethods);
+  in.require_one_of("sample.divergence", sample.divergence, kDivergences);
+  // The probe index keys the 28 epoch bits of the noise counter (noise.hpp).
+  in.require(sample.probes >= 1 && sample.probes <= kMaxProbes, "sample.probes",
+             "in [1, 2^28]", sample.probes);
   return sample;
 }
 
@@ -771,6 +782,9 @@ std::string emit_resolved(const Config& config) {
   emit_entry(out, "seed", config.sample.seed);
   emit_entry(out, "batch", config.sample.batch);
   emit_entry(out, "model", config.sample.model);
+  emit_entry(out, "method", config.sample.method);
+  emit_entry(out, "divergence", config.sample.divergence);
+  emit_entry(out, "probes", config.sample.probes);
   out << YAML::EndMap;
 
   out << YAML::Key << "output" << YAML::Value << YAML::BeginMap;

@@ -62,12 +62,16 @@ constexpr int64_t kPairsPerChunk = 128;
   }
 }
 
+/// The last counter word: the stream in the top 4 bits, the epoch in the other 28.
+uint32_t stream_word(const NoiseKey& key) {
+  return (static_cast<uint32_t>(key.stream) << 28) | (key.epoch & 0x0FFFFFFFu);
+}
+
 template <typename T>
 void fill_normal_impl(T* out, int64_t rows, int64_t dim, const NoiseKey& key, int64_t first_path,
                       uint32_t step) {
   const uint32_t k[2] = {static_cast<uint32_t>(key.seed), static_cast<uint32_t>(key.seed >> 32)};
-  // The stream occupies the top 4 bits of the last counter word, the epoch the other 28.
-  const uint32_t word3 = (static_cast<uint32_t>(key.stream) << 28) | (key.epoch & 0x0FFFFFFFu);
+  const uint32_t word3 = stream_word(key);
   for_each_path(rows, [=](int64_t i) {
     T* row = out + i * dim;
     const uint32_t path = static_cast<uint32_t>(first_path + i);
@@ -118,6 +122,25 @@ void philox4x32(const uint32_t counter[4], const uint32_t key[2], uint32_t out[4
 void fill_normal(float* out, int64_t rows, int64_t dim, const NoiseKey& key, int64_t first_path,
                  uint32_t step) {
   fill_normal_impl(out, rows, dim, key, first_path, step);
+}
+
+void fill_rademacher(float* out, int64_t rows, int64_t dim, const NoiseKey& key,
+                     int64_t first_path, uint32_t step) {
+  const uint32_t k[2] = {static_cast<uint32_t>(key.seed), static_cast<uint32_t>(key.seed >> 32)};
+  const uint32_t word3 = stream_word(key);
+  for_each_path(rows, [=](int64_t i) {
+    float* row = out + i * dim;
+    const uint32_t path = static_cast<uint32_t>(first_path + i);
+    uint32_t bits[4] = {};
+    for (int64_t j = 0; j < dim; ++j) {
+      if (j % 128 == 0) {
+        const uint32_t counter[4] = {static_cast<uint32_t>(j / 128), step, path, word3};
+        philox4x32(counter, k, bits);
+      }
+      const uint32_t word = bits[(j % 128) / 32];
+      row[j] = (word >> (j % 32)) & 1u ? 1.0f : -1.0f;
+    }
+  });
 }
 
 void fill_normal(double* out, int64_t rows, int64_t dim, const NoiseKey& key, int64_t first_path,

@@ -321,6 +321,10 @@ void OutputFile::write_estimates(const Estimates& estimates) {
   }
   write_scalar_attribute(group.get(), "count", H5T_STD_I64LE, H5T_NATIVE_INT64, estimates.count,
                          tmp_path_);
+  write_string_attribute(group.get(), "method", estimates.method, tmp_path_);
+  if (!estimates.divergence.empty()) {
+    write_string_attribute(group.get(), "divergence", estimates.divergence, tmp_path_);
+  }
 }
 
 void OutputFile::commit() {

@@ -39,7 +39,93 @@ void advance_weighted(double* x, const float* z, const double* xi, double* log_w
   });
 }
 
+/// The probability-flow drift f = ½ b x + ½ √b Z in float64 for x [B, d] float64, Z float32.
+torch::Tensor flow_drift(const torch::Tensor& x, const torch::Tensor& z, double b) {
+  return 0.5 * b * x + (0.5 * std::sqrt(b)) * z.to(torch::kFloat64);
+}
+
 }  // namespace
+
+Divergence choose_divergence(const SampleConfig& sample, int64_t dim) {
+  if (sample.divergence == "exact") return Divergence::kExact;
+  if (sample.divergence == "hutchinson") return Divergence::kHutchinson;
+  return dim <= kExactDivergenceMaxDim ? Divergence::kExact : Divergence::kHutchinson;
+}
+
+ZDivergence z_divergence_exact(BsdeModel& model, double s, const torch::Tensor& x) {
+  torch::AutoGradMode enable(true);
+  const auto input = x.detach().requires_grad_(true);
+  const auto z = model->z(s, input);
+  const int64_t d = x.size(1);
+  auto divergence = torch::zeros({x.size(0)}, x.options());
+  for (int64_t j = 0; j < d; ++j) {
+    const auto jacobian_row =
+        torch::autograd::grad({z.select(1, j).sum()}, {input}, {}, /*retain_graph=*/j + 1 < d)[0];
+    divergence += jacobian_row.select(1, j);
+  }
+  return {z.detach(), divergence};
+}
+
+ZDivergence z_divergence_hutchinson(BsdeModel& model, double s, const torch::Tensor& x,
+                                    const torch::Tensor& probes) {
+  torch::AutoGradMode enable(true);
+  const auto input = x.detach().requires_grad_(true);
+  const auto z = model->z(s, input);
+  const int64_t count = probes.size(0);
+  auto divergence = torch::zeros({x.size(0)}, x.options());
+  for (int64_t k = 0; k < count; ++k) {
+    const auto vjp =
+        torch::autograd::grad({z}, {input}, {probes[k]}, /*retain_graph=*/k + 1 < count)[0];
+    divergence += (vjp * probes[k]).sum(1);
+  }
+  return {z.detach(), divergence / static_cast<double>(count)};
+}
+
+SampleBatch simulate_flow(const Target& target, BsdeModel& model, const NoiseSchedule& schedule,
+                          const TimeGrid& grid, uint64_t seed, int64_t first_path, int64_t rows,
+                          Divergence divergence, int64_t probes) {
+  // Not InferenceMode: the divergence needs autograd through the network for a moment.
+  torch::NoGradGuard no_grad;
+  const int64_t d = model->dim();
+  auto x = torch::empty({rows, d}, torch::kFloat64);
+  fill_normal(x.data_ptr<double>(), rows, d, NoiseKey{seed, NoiseStream::kSampling, 0},
+              first_path, kInitialStep);
+  auto probe = divergence == Divergence::kHutchinson
+                   ? torch::empty({probes, rows, d}, torch::kFloat32)
+                   : torch::Tensor();
+
+  SampleBatch batch;
+  batch.y0_offset = model->y0_residual(x.to(torch::kFloat32)).to(torch::kFloat64) +
+                    model->constant();
+  auto log_q = BsdeModelImpl::log_reference(x);
+  for (int64_t n = 0; n < grid.steps; ++n) {
+    // Midpoint rule on (X, log q): one divergence per step, and no evaluation at s = T,
+    // where training never evaluates the network.
+    const double h = grid.h[n], s_mid = grid.s[n] + 0.5 * h, b_mid = schedule.b(s_mid);
+    const auto x_mid =
+        x + (0.5 * h) * flow_drift(x, model->z(grid.s[n], x.to(torch::kFloat32)), grid.b[n]);
+    const auto x_mid32 = x_mid.to(torch::kFloat32);
+    ZDivergence mid;
+    if (divergence == Divergence::kExact) {
+      mid = z_divergence_exact(model, s_mid, x_mid32);
+    } else {
+      for (int64_t k = 0; k < probes; ++k) {
+        fill_rademacher(probe[k].data_ptr<float>(), rows, d,
+                        NoiseKey{seed, NoiseStream::kProbes, static_cast<uint32_t>(k)},
+                        first_path, static_cast<uint32_t>(n));
+      }
+      mid = z_divergence_hutchinson(model, s_mid, x_mid32, probe);
+    }
+    x = x + h * flow_drift(x_mid, mid.z, b_mid);
+    // div f = ½ b d + ½ √b div Z (the −√b x part of Z contributes −√b d to div Z).
+    log_q -= h * (0.5 * b_mid * static_cast<double>(d) +
+                  0.5 * std::sqrt(b_mid) * mid.divergence.to(torch::kFloat64));
+  }
+  batch.log_target = target.log_prob(x);
+  batch.log_weights = batch.log_target - log_q;
+  batch.samples = x;
+  return batch;
+}
 
 SampleBatch simulate_paths(const Target& target, BsdeModel& model, const TimeGrid& grid,
                            uint64_t seed, int64_t first_path, int64_t rows) {

@@ -80,12 +80,16 @@ struct TrainConfig {
   int64_t checkpoint_every = 500;     ///< checkpoint interval; 0 = only on SIGTERM/SIGUSR1
 };
 
-/// sample.*: drawing samples from the trained reverse SDE (method.md §5).
+/// sample.*: drawing samples from the trained reverse SDE (method.md §5) or its
+/// probability-flow ODE (method.md §5, last part).
 struct SampleConfig {
   int64_t count = 10000;
   uint64_t seed = 2;
   int64_t batch = 65536;  ///< paths simulated at once per rank (bounds memory)
   std::string model;      ///< network parameters to load; default: output.path with .pt
+  std::string method = "sde";       ///< sde (exact weights) | ode (probability-flow ODE)
+  std::string divergence = "auto";  ///< ode: exact | hutchinson | auto (exact for d <= 32)
+  int64_t probes = 4;               ///< ode, hutchinson: Rademacher probes per divergence
 };
 
 /// output.*

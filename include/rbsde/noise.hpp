@@ -7,8 +7,9 @@
 
 namespace rbsde {
 
-/// What a noise draw is for; different streams never share a counter.
-enum class NoiseStream : uint32_t { kTraining = 1, kSampling = 2 };
+/// What a noise draw is for; different streams never share a counter. kProbes: the
+/// Rademacher probes of the ODE sampler's Hutchinson divergence (epoch = probe index).
+enum class NoiseStream : uint32_t { kTraining = 1, kSampling = 2, kProbes = 3 };
 
 /// The step index that keys the initial point X₀ (steps 0 … N−1 key the increments ξ_n).
 inline constexpr uint32_t kInitialStep = 0xFFFFFFFFu;
@@ -25,6 +26,12 @@ void fill_normal(float* out, int64_t rows, int64_t dim, const NoiseKey& key, int
                  uint32_t step);
 void fill_normal(double* out, int64_t rows, int64_t dim, const NoiseKey& key, int64_t first_path,
                  uint32_t step);
+
+/// Fills out[i * dim + j] for i < rows with independent signs ±1 (Rademacher) of global path
+/// first_path + i, coordinate j, at `step`: bit j % 128 of Philox block j / 128. OpenMP-parallel
+/// over rows.
+void fill_rademacher(float* out, int64_t rows, int64_t dim, const NoiseKey& key,
+                     int64_t first_path, uint32_t step);
 
 /// One Philox4x32-10 block: 4 uniform 32-bit words for a 128-bit counter and 64-bit key.
 void philox4x32(const uint32_t counter[4], const uint32_t key[2], uint32_t out[4]);

@@ -31,6 +31,8 @@ struct Estimates {
   double elbo_stderr = 0.0;
   double ess = 0.0;              ///< (Σw)² / Σw²
   double ess_fraction = 0.0;     ///< ESS / M
+  std::string method = "sde";    ///< the sampler: sde (exact weights) | ode (approximate weights)
+  std::string divergence;        ///< ode: exact | hutchinson; empty for sde
 };
 
 /// One rank's rows of the per-path datasets (each `rows` long; `samples` rows × d).
@@ -58,7 +60,8 @@ class OutputFile {
   void create_samples(int64_t count, int64_t dim);
   /// Collective: every rank writes its `rows` rows at global row `offset` (rows may be 0).
   void write_samples(int64_t offset, int64_t rows, const PathRows& data);
-  /// Collective: attributes of the group /estimates.
+  /// Collective: attributes of the group /estimates (`method`, and `divergence` for ode, as
+  /// strings).
   void write_estimates(const Estimates& estimates);
   /// Collective: closes the file and renames it to its final path.
   void commit();

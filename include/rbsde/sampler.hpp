@@ -1,6 +1,7 @@
 #pragma once
 /// \file sampler.hpp
-/// Sampling the trained reverse SDE with exact discrete-time importance weights (method.md §5).
+/// Sampling the trained reverse SDE with exact discrete-time importance weights, or its
+/// probability-flow ODE with approximate ones (method.md §5).
 #include <torch/torch.h>
 
 #include "rbsde/communicator.hpp"
@@ -24,6 +25,45 @@ struct SampleBatch {
 /// float32) and every log-kernel term is float64, as method.md §5 requires.
 SampleBatch simulate_paths(const Target& target, BsdeModel& model, const TimeGrid& grid,
                            uint64_t seed, int64_t first_path, int64_t rows);
+
+/// How the ODE sampler evaluates div_x Z_θ.
+enum class Divergence {
+  kExact,       ///< the Jacobian trace by d vector–Jacobian products
+  kHutchinson,  ///< mean of vᵀ (∂Z/∂x) v over Rademacher probes v: unbiased, noisy
+};
+
+/// sample.divergence: auto is exact up to this dimension, Hutchinson above it.
+inline constexpr int64_t kExactDivergenceMaxDim = 32;
+
+/// sample.divergence resolved for target dimension `dim`.
+Divergence choose_divergence(const SampleConfig& sample, int64_t dim);
+
+/// Z_θ(s, x) and div_x Z_θ(s, x) at one time for the rows of x [B, d], both [B, ·] in x's
+/// dtype and without a graph.
+struct ZDivergence {
+  torch::Tensor z;           ///< [B, d]
+  torch::Tensor divergence;  ///< [B]
+};
+
+/// Exact divergence: the rows of the network are independent, so the vector–Jacobian product
+/// of Σ_i Z_θ(s, x_i)_j gives the j-th Jacobian row of every row at once; d of them.
+ZDivergence z_divergence_exact(BsdeModel& model, double s, const torch::Tensor& x);
+
+/// Hutchinson's estimate (1/K) Σ_k v_kᵀ (∂Z/∂x) v_k with probes [K, B, d] in x's dtype, one
+/// vector–Jacobian product each; unbiased when the probes have mean 0 and covariance I.
+ZDivergence z_divergence_hutchinson(BsdeModel& model, double s, const torch::Tensor& x,
+                                    const torch::Tensor& probes);
+
+/// Integrates the probability-flow ODE dX/ds = ½ b X + ½ √b Z_θ(s, X) from X₀ ~ N(0, I) (the
+/// same X₀ as simulate_paths for `seed`) over the grid with the midpoint rule, together with
+/// the model's log-density log q(X_N) = log N(X₀) − Σ_n h_n div f(s_n + h_n/2, X_mid). X and
+/// log q run in float64, the network in float32. log w = log π̃(X_N) − log q(X_N) is NOT an
+/// exact importance weight: it carries the discretisation error of the flow and of its
+/// log-density, and with Hutchinson probes (`probes` of them, keyed by global path index in
+/// the kProbes stream of `seed`) log q is noisy, which biases exp(log w).
+SampleBatch simulate_flow(const Target& target, BsdeModel& model, const NoiseSchedule& schedule,
+                          const TimeGrid& grid, uint64_t seed, int64_t first_path, int64_t rows,
+                          Divergence divergence, int64_t probes);
 
 /// Streaming, max-shifted accumulation of log-weight statistics; reduce() combines ranks.
 class EvidenceAccumulator {

@@ -80,6 +80,24 @@ if "$rbsde" sample "$work/small.yaml" --set sample.seed=9 --set sample.model="$w
 else
   fail "sample: $(cat "$work/sample.log")"
 fi
+# The probability-flow ODE from the same network: it says so, and the file records it.
+if "$rbsde" sample "$work/small.yaml" --set sample.method=ode --set sample.model="$work/out/small.pt" \
+  --set output.path="$work/out/ode.h5" > "$work/ode.log" 2>&1 \
+  && grep -q "^sampler: probability-flow ODE (midpoint rule, N = 10, exact divergence)" "$work/ode.log" \
+  && grep -q "weights are approximate" "$work/ode.log" \
+  && /usr/bin/python3 -c '
+import sys, h5py
+with h5py.File(sys.argv[1], "r") as f:
+    e = f["estimates"].attrs
+    assert e["method"] == "ode" and e["divergence"] == "exact", dict(e)
+    assert f["samples"].shape == (500, 2)
+with h5py.File(sys.argv[2], "r") as f:
+    assert f["estimates"].attrs["method"] == "sde" and "divergence" not in f["estimates"].attrs
+' "$work/out/ode.h5" "$work/out/resampled.h5"; then
+  pass
+else
+  fail "sample with the ODE: $(cat "$work/ode.log")"
+fi
 # A saved network trained with other settings is refused by name.
 out=$("$rbsde" sample "$work/small.yaml" --set network.width=32 --set sample.model="$work/out/small.pt" \
   --set output.path="$work/out/x.h5" 2>&1)

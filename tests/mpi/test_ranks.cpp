@@ -131,15 +131,15 @@ std::vector<T> read_dataset(hid_t file, const char* name, hid_t type, hsize_t& r
   return values;
 }
 
-/// Samples a 5-iteration model of kConfig on the first `size` ranks into `path`; rank 0
-/// reads the file back.
-SampleFile sample_on(int size, const std::string& path) {
+/// Samples a 5-iteration model of kConfig (with `overrides`) on the first `size` ranks into
+/// `path`; rank 0 reads the file back.
+SampleFile sample_on(int size, const std::string& path, const std::vector<std::string>& overrides) {
   MPI_Comm sub = first_ranks(size);
   SampleFile result;
   if (sub == MPI_COMM_NULL) return result;
   {
     Communicator comm(sub);
-    Config config = parse_config(kConfig);
+    Config config = parse_config(kConfig, overrides);
     config.train.iterations = 5;
     const auto target = make_target(config.target);
     const auto schedule = NoiseSchedule::from_config(config.sde);
@@ -166,14 +166,16 @@ SampleFile sample_on(int size, const std::string& path) {
   return result;
 }
 
-TEST(Ranks, SampleFileIsIndependentOfTheNumberOfRanks) {
+/// Samples with `overrides` on 1 … world-size ranks; rank 0 compares the files.
+void expect_sample_files_independent_of_ranks(const std::vector<std::string>& overrides) {
   // One directory name for all ranks: rank 0's pid, broadcast.
   int id = static_cast<int>(::getpid());
   MPI_Bcast(&id, 1, MPI_INT, 0, MPI_COMM_WORLD);
   const auto dir = std::filesystem::temp_directory_path() / ("rbsde_ranks_" + std::to_string(id));
-  const SampleFile reference = sample_on(1, (dir / "np1.h5").string());
+  const SampleFile reference = sample_on(1, (dir / "np1.h5").string(), overrides);
   for (int size = 2; size <= world_size(); ++size) {
-    const SampleFile other = sample_on(size, (dir / ("np" + std::to_string(size) + ".h5")).string());
+    const SampleFile other =
+        sample_on(size, (dir / ("np" + std::to_string(size) + ".h5")).string(), overrides);
     if (reference.samples.empty()) continue;  // not rank 0
     ASSERT_EQ(other.rows, reference.rows);
     ASSERT_EQ(other.dim, reference.dim);
@@ -191,6 +193,8 @@ TEST(Ranks, SampleFileIsIndependentOfTheNumberOfRanks) {
     const Estimates& a = reference.estimates;
     const Estimates& b = other.estimates;
     EXPECT_EQ(a.count, b.count);
+    EXPECT_EQ(a.method, b.method);
+    EXPECT_EQ(a.divergence, b.divergence);
     for (const auto& [name, x, y] :
          {std::tuple{"log_z_is", a.log_z_is, b.log_z_is},
           std::tuple{"log_z_is_stderr", a.log_z_is_stderr, b.log_z_is_stderr},
@@ -204,6 +208,15 @@ TEST(Ranks, SampleFileIsIndependentOfTheNumberOfRanks) {
   int rank = 0;
   MPI_Comm_rank(MPI_COMM_WORLD, &rank);
   if (rank == 0) std::filesystem::remove_all(dir);
+}
+
+TEST(Ranks, SampleFileIsIndependentOfTheNumberOfRanks) {
+  expect_sample_files_independent_of_ranks({});
+}
+
+// The ODE sampler with Hutchinson probes: the probes are keyed by global path index too.
+TEST(Ranks, OdeSampleFileIsIndependentOfTheNumberOfRanks) {
+  expect_sample_files_independent_of_ranks({"sample.method=ode", "sample.divergence=hutchinson"});
 }
 
 }  // namespace

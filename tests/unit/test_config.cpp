@@ -63,6 +63,9 @@ const std::string kFull =
     "  seed: 7\n"
     "  batch: 1000\n"
     "  model: models/net.pt\n"
+    "  method: ode\n"
+    "  divergence: hutchinson\n"
+    "  probes: 16\n"
     "output:\n"
     "  path: out/full.h5\n"
     "parallel:\n"
@@ -161,6 +164,9 @@ void expect_same(const rbsde::Config& a, const rbsde::Config& b) {
   EXPECT_EQ(a.sample.seed, b.sample.seed);
   EXPECT_EQ(a.sample.batch, b.sample.batch);
   EXPECT_EQ(a.sample.model, b.sample.model);
+  EXPECT_EQ(a.sample.method, b.sample.method);
+  EXPECT_EQ(a.sample.divergence, b.sample.divergence);
+  EXPECT_EQ(a.sample.probes, b.sample.probes);
   EXPECT_EQ(a.output.path, b.output.path);
   EXPECT_EQ(a.parallel.threads, b.parallel.threads);
   EXPECT_EQ(a.resolved_yaml, b.resolved_yaml);
@@ -208,6 +214,9 @@ TEST(Config, ParsesFullConfig) {
   EXPECT_EQ(config.sample.seed, 7u);
   EXPECT_EQ(config.sample.batch, 1000);
   EXPECT_EQ(config.sample.model, "models/net.pt");
+  EXPECT_EQ(config.sample.method, "ode");
+  EXPECT_EQ(config.sample.divergence, "hutchinson");
+  EXPECT_EQ(config.sample.probes, 16);
   EXPECT_EQ(config.output.path, "out/full.h5");
   EXPECT_EQ(config.parallel.threads, 4);
 }
@@ -470,6 +479,8 @@ TEST(ConfigErrors, ValuesOutOfRangeNameKeyAndRange) {
   expect_override_error("train.checkpoint_every=-1", "train.checkpoint_every", ">= 0");
   expect_override_error("sample.count=0", "sample.count", ">= 1");
   expect_override_error("sample.batch=0", "sample.batch", ">= 1");
+  expect_override_error("sample.probes=0", "sample.probes", "in [1, 2^28]");
+  expect_override_error("sample.probes=268435457", "sample.probes", "in [1, 2^28]");
   expect_override_error("output.path=''", "output.path", "non-empty");
   expect_override_error("parallel.threads=-1", "parallel.threads", ">= 0");
 }
@@ -479,6 +490,9 @@ TEST(ConfigErrors, BadEnumValuesListTheAcceptedOnes) {
   expect_override_error("network.activation=sigmoid", "network.activation",
                         "silu, tanh, relu, gelu");
   expect_override_error("train.lr_schedule=step", "train.lr_schedule", "cosine, constant");
+  expect_override_error("sample.method=langevin", "sample.method", "sde, ode");
+  expect_override_error("sample.divergence=skilling", "sample.divergence",
+                        "exact, hutchinson, auto");
   expect_error("target: {name: banana, dim: 2}",
                {"target.name",
                 "gaussian, gmm, funnel, many_well, gmm40, logreg, logreg_ionosphere, "
@@ -576,6 +590,9 @@ TEST(ConfigResolved, ContainsDefaultsAndNormalisedWeights) {
   EXPECT_THAT(config.resolved_yaml, HasSubstr("detach_paths: true"));
   EXPECT_THAT(config.resolved_yaml, HasSubstr("path: results/run.h5"));
   EXPECT_THAT(config.resolved_yaml, HasSubstr("threads: 0"));
+  EXPECT_THAT(config.resolved_yaml, HasSubstr("method: sde"));
+  EXPECT_THAT(config.resolved_yaml, HasSubstr("divergence: auto"));
+  EXPECT_THAT(config.resolved_yaml, HasSubstr("probes: 4"));
 }
 
 TEST(Config, ModelPath) {

@@ -88,5 +88,29 @@ TEST(Noise, KeysSeparateStreams) {
   }
 }
 
+TEST(Noise, RademacherSignsAreBalancedAndIndependentOfTheSplit) {
+  // 300 coordinates cross the 128-sign Philox blocks.
+  const int64_t rows = 400, dim = 300;
+  const NoiseKey key{3, NoiseStream::kProbes, 2};
+  std::vector<float> whole(rows * dim), parts(rows * dim);
+  fill_rademacher(whole.data(), rows, dim, key, 50, 7);
+  fill_rademacher(parts.data(), 150, dim, key, 50, 7);
+  fill_rademacher(parts.data() + 150 * dim, 250, dim, key, 200, 7);
+  EXPECT_EQ(whole, parts);
+  double sum = 0.0, lag = 0.0;  // mean and neighbour correlation, each 0 ± 1/√n
+  for (size_t i = 0; i < whole.size(); ++i) {
+    ASSERT_TRUE(whole[i] == 1.0f || whole[i] == -1.0f) << whole[i];
+    sum += whole[i];
+    if (i > 0) lag += whole[i] * whole[i - 1];
+  }
+  const double n = static_cast<double>(whole.size());
+  EXPECT_NEAR(sum / n, 0.0, 5.0 / std::sqrt(n));
+  EXPECT_NEAR(lag / n, 0.0, 5.0 / std::sqrt(n));
+  // Another probe index (the epoch) gives other signs.
+  std::vector<float> other(rows * dim);
+  fill_rademacher(other.data(), rows, dim, NoiseKey{3, NoiseStream::kProbes, 3}, 50, 7);
+  EXPECT_NE(whole, other);
+}
+
 }  // namespace
 }  // namespace rbsde
