@@ -17,6 +17,7 @@
 #include "rbsde/model.hpp"
 #include "rbsde/output_file.hpp"
 #include "rbsde/parallel_for.hpp"
+#include "rbsde/precondition.hpp"
 #include "rbsde/runtime.hpp"
 #include "rbsde/sampler.hpp"
 #include "rbsde/schedule.hpp"
@@ -133,19 +134,32 @@ int choose_threads(const Config& config, MPI_Comm comm, std::string& source) {
 /// Everything a run needs, built identically on every rank.
 struct Problem {
   Config config;
-  std::unique_ptr<Target> target;
+  std::unique_ptr<Target> target;  ///< what training and sampling run on (precondition())
   BsdeModel model{nullptr};
   NoiseSchedule schedule;
 };
 
-Problem build_problem(const Arguments& args) {
+/// The AffineTarget of a preconditioned run, or nullptr.
+const AffineTarget* preconditioned(const Target& target) {
+  return dynamic_cast<const AffineTarget*>(&target);
+}
+
+/// The configured target, whose log 𝒵 the reported estimates are of.
+const Target& configured(const Target& target) {
+  const AffineTarget* affine = preconditioned(target);
+  return affine ? affine->inner() : target;
+}
+
+/// Collective (the preconditioner is computed on rank 0 and broadcast).
+Problem build_problem(const Arguments& args, const Communicator& comm) {
   Problem p;
   p.config = load_config(args.config_path, args.overrides);
-  p.target = make_target(p.config.target);
+  auto target = make_target(p.config.target);
   if (p.config.target.dim == 0) {  // taken from the data file: record it in the resolved YAML
     p.config = parse_config(p.config.resolved_yaml,
-                            {"target.dim=" + std::to_string(p.target->dim())}, args.config_path);
+                            {"target.dim=" + std::to_string(target->dim())}, args.config_path);
   }
+  p.target = precondition(std::move(target), p.config.precondition, comm);
   p.schedule = NoiseSchedule::from_config(p.config.sde);
   torch::manual_seed(p.config.train.seed);  // rank 0's initialisation is broadcast anyway
   p.model = BsdeModel(p.target->dim(), p.config.network, p.schedule);
@@ -170,6 +184,7 @@ bool agree_on_success(const Communicator& comm, const std::string& error) {
   return first_failure == comm.size();
 }
 
+/// `e` are estimates of the configured target's log 𝒵 (sample_into maps them back).
 void print_estimates(const Estimates& e, const Target& target) {
   std::printf("log Z (importance sampling) = %.4f +- %.4f  (M = %lld)\n", e.log_z_is,
               e.log_z_is_stderr, static_cast<long long>(e.count));
@@ -192,7 +207,7 @@ int execute(const Arguments& args, const Communicator& comm) {
   std::string setup_error;
   std::optional<Problem> problem;
   try {
-    problem.emplace(build_problem(args));
+    problem.emplace(build_problem(args, comm));
   } catch (const std::exception& e) {
     setup_error = e.what();
   }
@@ -210,6 +225,13 @@ int execute(const Arguments& args, const Communicator& comm) {
         kVersion, args.command.c_str(), args.config_path.c_str(), p.target->name().c_str(),
         static_cast<long long>(p.target->dim()), comm.size(), threads, thread_source.c_str(),
         kernel_backend());
+    if (const AffineTarget* affine = preconditioned(*p.target)) {
+      std::printf(
+          "precondition %s: x = m + L x^ with %s L, log|det L| = %.6g; training reports log Z^ = "
+          "log Z - log|det L| of x^, samples and estimates are for x\n",
+          p.config.precondition.kind.c_str(),
+          affine->map().is_diagonal() ? "diagonal" : "triangular", affine->map().log_det());
+    }
     std::fflush(stdout);
   }
 
@@ -268,7 +290,12 @@ int run_phases(const Arguments& args, Problem& p, const Communicator& comm, Outp
   if (out) {
     const auto sample_start = Clock::now();
     out->write_metadata(p.config.resolved_yaml, kVersion);
-    out->write_training(history);
+    TrainingHistory recorded = history;
+    if (const AffineTarget* affine = preconditioned(*p.target)) {
+      out->write_preconditioning(affine->map(), p.config.precondition.kind);
+      for (double& c : recorded.log_z) c += affine->map().log_det();  // c_θ estimates log 𝒵̂
+    }
+    out->write_training(recorded);
     estimates = sample_into(*out, *p.target, p.model, p.schedule, p.config, comm);
     out->write_estimates(*estimates);
     out->commit();
@@ -277,11 +304,11 @@ int run_phases(const Arguments& args, Problem& p, const Communicator& comm, Outp
 
   if (comm.is_root()) {
     if (estimates) {
-      print_estimates(*estimates, *p.target);
+      print_estimates(*estimates, configured(*p.target));
       std::printf("wrote %s\n", p.config.output.path.c_str());
     }
     if (args.command != "sample") std::printf("wrote %s\n", p.config.model_path().c_str());
-    const auto truth = p.target->log_z();
+    const auto truth = configured(*p.target).log_z();
     std::printf(
         "rbsde-summary command=%s target=%s dim=%lld ranks=%d threads=%d log_z_is=%.6f "
         "log_z_is_stderr=%.6f log_z_true=%s ess_fraction=%.6f setup_s=%.2f train_s=%.2f "
@@ -322,6 +349,7 @@ Estimates sample_into(OutputFile& out, const Target& target, BsdeModel& model,
                      : ("reverse SDE (" + steps + "); exact weights").c_str());
     std::fflush(stdout);
   }
+  const AffineTarget* affine = preconditioned(target);
   EvidenceAccumulator evidence;
   for (int64_t round = 0; round < rounds; ++round) {
     const int64_t done = round * sample.batch;
@@ -330,10 +358,19 @@ Estimates sample_into(OutputFile& out, const Target& target, BsdeModel& model,
       out.write_samples(0, 0, PathRows{});
       continue;
     }
-    const SampleBatch batch =
+    SampleBatch batch =
         flow ? simulate_flow(target, model, schedule, grid, sample.seed, first_path + done, rows,
                              divergence, sample.probes)
              : simulate_paths(target, model, grid, sample.seed, first_path + done, rows);
+    if (affine) {
+      // Back to the target's coordinates x = m + L x̂. The density of x is that of x̂ divided
+      // by |det L|, so each weight (and the network's 𝒵̂ = 𝒵 / |det L|) gains the factor
+      // |det L|; log π̃ has the same value in either coordinate.
+      batch.samples = affine->to_target_space(batch.samples);
+      // Out of place: the batch holds inference tensors.
+      batch.log_weights = batch.log_weights + affine->map().log_det();
+      batch.y0_offset = batch.y0_offset + affine->map().log_det();
+    }
     const auto samples = batch.samples.to(torch::kFloat32).contiguous();
     const auto log_weights = batch.log_weights.contiguous();
     const auto log_target = batch.log_target.contiguous();

@@ -73,6 +73,13 @@ void Communicator::broadcast(float* data, int64_t count) const {
   }
 }
 
+void Communicator::broadcast(double* data, int64_t count) const {
+  for (int64_t done = 0; done < count; done += kMaxCount) {
+    const int n = static_cast<int>(std::min(kMaxCount, count - done));
+    check_mpi(MPI_Bcast(data + done, n, MPI_DOUBLE, 0, comm_), "MPI_Bcast(double)");
+  }
+}
+
 void Communicator::barrier() const { check_mpi(MPI_Barrier(comm_), "MPI_Barrier"); }
 
 PathRange path_range(int64_t total, int rank, int size) {

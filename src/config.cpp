@@ -43,6 +43,7 @@ const std::vector<Section> kSections = {
     {"sample", {"count", "seed", "batch", "model", "method", "divergence", "probes"}},
     {"output", {"path"}},
     {"parallel", {"threads"}},
+    {"precondition", {"kind", "centre", "scale", "form", "iterations", "pilot"}},
 };
 
 const std::vector<std::string> kTargetNames = {
@@ -65,6 +66,8 @@ const std::vector<std::string> kLrSchedules = {"cosine", "constant"};
 const std::vector<std::string> kSampleMethods = {"sde", "ode"};
 const std::vector<std::string> kDivergences = {"exact", "hutchinson", "auto"};
 constexpr int64_t kMaxProbes = int64_t{1} << 28;
+const std::vector<std::string> kPreconditionKinds = {"none", "config", "prior", "laplace", "pilot"};
+const std::vector<std::string> kPreconditionForms = {"cholesky", "diagonal"};
 
 // The target.* keys that only some targets read, each with those targets' names.
 const std::vector<std::pair<std::string, std::vector<std::string>>> kTargetSpecificKeys = {
@@ -79,6 +82,12 @@ const std::vector<std::pair<std::string, std::vector<std::string>>> kTargetSpeci
     {"whitened", {"lgcp"}},
     {"module", {"torchscript"}},
     {"method", {"torchscript"}},
+};
+
+// The precondition.* keys that only some kinds read, each with those kinds.
+const std::vector<std::pair<std::string, std::vector<std::string>>> kPreconditionKeys = {
+    {"centre", {"config"}},      {"scale", {"config"}}, {"form", {"laplace", "pilot"}},
+    {"iterations", {"laplace"}}, {"pilot", {"pilot"}},
 };
 
 // Mixture weights whose sum is this close to 1 are kept as given: renormalising them would
@@ -677,6 +686,59 @@ ParallelConfig read_parallel(const Reader& in) {
   return parallel;
 }
 
+PreconditionConfig read_precondition(const Reader& in, int64_t dim) {
+  PreconditionConfig precondition;
+  in.read("precondition.kind", precondition.kind);
+  in.require_one_of("precondition.kind", precondition.kind, kPreconditionKinds);
+  // Settings of another kind are rejected rather than ignored: they signal a mistake.
+  for (const auto& [key, kinds] : kPreconditionKeys) {
+    if (in.find("precondition." + key) && !contains(kinds, precondition.kind)) {
+      throw Error(in.origin("precondition." + key) + ": precondition." + key +
+                  " is used only by precondition.kind: " + join(kinds) +
+                  " (here precondition.kind: " + precondition.kind + ")");
+    }
+  }
+  if (precondition.kind == "config") {
+    const YAML::Node centre = in.find("precondition.centre");
+    precondition.centre =
+        centre ? read_vector(in, centre, "precondition.centre", dim, /*allow_scalar=*/true)
+               : Eigen::VectorXd::Zero(dim);
+    // A list of rows is a covariance (L its Cholesky factor); a number or a list of numbers
+    // is the diagonal of L itself.
+    const YAML::Node scale = in.find("precondition.scale");
+    if (scale && scale.IsSequence() && scale.size() > 0 && scale[0].IsSequence()) {
+      precondition.scale_covariance = read_covariance(in, scale, "precondition.scale", dim);
+    } else {
+      precondition.scale_diagonal =
+          scale ? read_vector(in, scale, "precondition.scale", dim, /*allow_scalar=*/true)
+                : Eigen::VectorXd::Ones(dim);
+      const bool one_number = scale && scale.IsScalar();
+      for (int64_t i = 0; i < dim; ++i) {
+        in.require(precondition.scale_diagonal(i) > 0.0,
+                   one_number ? "precondition.scale" : indexed("precondition.scale", i), "> 0",
+                   precondition.scale_diagonal(i));
+      }
+    }
+  }
+  if (precondition.kind == "laplace" || precondition.kind == "pilot") {
+    in.read("precondition.form", precondition.form);
+    in.require_one_of("precondition.form", precondition.form, kPreconditionForms);
+  }
+  if (precondition.kind == "laplace") {
+    in.read("precondition.iterations", precondition.iterations);
+    in.require(precondition.iterations >= 1, "precondition.iterations", ">= 1",
+               precondition.iterations);
+  }
+  if (precondition.kind == "pilot") {
+    if (!in.find("precondition.pilot")) {
+      in.fail_missing("precondition.pilot", "the HDF5 output file of an earlier rbsde run");
+    }
+    in.read("precondition.pilot", precondition.pilot);
+    if (precondition.pilot.empty()) in.fail("precondition.pilot", "must be a non-empty file path");
+  }
+  return precondition;
+}
+
 template <typename T>
 void emit_entry(YAML::Emitter& out, const char* key, const T& value) {
   out << YAML::Key << key << YAML::Value << value;
@@ -738,6 +800,27 @@ void emit_target(YAML::Emitter& out, const TargetConfig& target) {
   out << YAML::EndMap;
 }
 
+void emit_precondition(YAML::Emitter& out, const PreconditionConfig& precondition) {
+  out << YAML::Key << "precondition" << YAML::Value << YAML::BeginMap;
+  emit_entry(out, "kind", precondition.kind);
+  if (precondition.kind == "config") {
+    out << YAML::Key << "centre" << YAML::Value;
+    emit_vector(out, precondition.centre);
+    out << YAML::Key << "scale" << YAML::Value;
+    if (precondition.scale_covariance.size() > 0) {
+      emit_matrix(out, precondition.scale_covariance);
+    } else {
+      emit_vector(out, precondition.scale_diagonal);
+    }
+  }
+  if (precondition.kind == "laplace" || precondition.kind == "pilot") {
+    emit_entry(out, "form", precondition.form);
+  }
+  if (precondition.kind == "laplace") emit_entry(out, "iterations", precondition.iterations);
+  if (precondition.kind == "pilot") emit_entry(out, "pilot", precondition.pilot);
+  out << YAML::EndMap;
+}
+
 std::string emit_resolved(const Config& config) {
   YAML::Emitter out;
   out << YAML::BeginMap;
@@ -795,6 +878,8 @@ std::string emit_resolved(const Config& config) {
   emit_entry(out, "threads", config.parallel.threads);
   out << YAML::EndMap;
 
+  emit_precondition(out, config.precondition);
+
   out << YAML::EndMap;
   return std::string(out.c_str()) + "\n";
 }
@@ -835,6 +920,7 @@ Config parse_config(const std::string& yaml_text, const std::vector<std::string>
     config.sample = read_sample(in);
     config.output = read_output(in);
     config.parallel = read_parallel(in);
+    config.precondition = read_precondition(in, config.target.dim);
     config.resolved_yaml = emit_resolved(config);
     return config;
   } catch (const YAML::Exception& e) {

@@ -7,6 +7,7 @@
 #include <utility>
 
 #include "rbsde/error.hpp"
+#include "rbsde/target.hpp"
 
 namespace rbsde {
 namespace {
@@ -100,27 +101,36 @@ void write_scalar_attribute(hid_t object, const char* name, hid_t file_type, hid
   checked(H5Awrite(attribute.get(), memory_type, &value), what, file);
 }
 
-/// A 1-D float64 dataset holding `values`, identical on every rank: rank 0 writes it, the other
-/// ranks join the collective transfer with empty selections.
-void write_vector(hid_t group, const char* name, const std::vector<double>& values, bool is_root,
-                  const std::string& file) {
-  const std::string what = std::string("writing dataset /training/") + name;
-  const hsize_t length = values.size();
-  Handle file_space(checked(H5Screate_simple(1, &length, nullptr), what, file), H5Sclose);
+/// A float64 dataset of extent `dims` (1-D or 2-D) holding `values` (row-major), identical on
+/// every rank: rank 0 writes it, the other ranks join the collective transfer with empty
+/// selections. `what` names it in errors.
+void write_array(hid_t group, const char* name, const std::vector<hsize_t>& dims,
+                 const double* values, bool is_root, const std::string& what,
+                 const std::string& file) {
+  const int rank = static_cast<int>(dims.size());
+  Handle file_space(checked(H5Screate_simple(rank, dims.data(), nullptr), what, file), H5Sclose);
   Handle dataset(checked(H5Dcreate2(group, name, H5T_IEEE_F64LE, file_space.get(), H5P_DEFAULT,
                                     H5P_DEFAULT, H5P_DEFAULT),
                          what, file),
                  H5Dclose);
-  if (length == 0) return;  // an empty record: nothing to transfer (alike on every rank)
-  Handle memory_space(checked(H5Screate_simple(1, &length, nullptr), what, file), H5Sclose);
+  // An empty array: nothing to transfer (alike on every rank).
+  if (H5Sget_simple_extent_npoints(file_space.get()) == 0) return;
+  Handle memory_space(checked(H5Screate_simple(rank, dims.data(), nullptr), what, file), H5Sclose);
   if (!is_root) {
     checked(H5Sselect_none(memory_space.get()), what, file);
     checked(H5Sselect_none(file_space.get()), what, file);
   }
   Handle dxpl(collective_transfer(file), H5Pclose);
   checked(H5Dwrite(dataset.get(), H5T_NATIVE_DOUBLE, memory_space.get(), file_space.get(),
-                   dxpl.get(), values.data()),
+                   dxpl.get(), values),
           what, file);
+}
+
+/// A 1-D float64 dataset /training/`name`.
+void write_vector(hid_t group, const char* name, const std::vector<double>& values, bool is_root,
+                  const std::string& file) {
+  write_array(group, name, {values.size()}, values.data(), is_root,
+              std::string("writing dataset /training/") + name, file);
 }
 
 /// Creation properties of a chunked dataset with `rows` rows per chunk.
@@ -325,6 +335,28 @@ void OutputFile::write_estimates(const Estimates& estimates) {
   if (!estimates.divergence.empty()) {
     write_string_attribute(group.get(), "divergence", estimates.divergence, tmp_path_);
   }
+}
+
+void OutputFile::write_preconditioning(const Affine& map, const std::string& kind) {
+  require_open(file_, "write_preconditioning", path_);
+  Handle group(checked(H5Gcreate2(file_, "preconditioning", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT),
+                       "creating group /preconditioning", tmp_path_),
+               H5Gclose);
+  const hsize_t d = static_cast<hsize_t>(map.dim());
+  write_array(group.get(), "centre", {d}, map.centre.data(), comm_.is_root(),
+              "writing dataset /preconditioning/centre", tmp_path_);
+  // L row-major, as h5py and numpy read it (Eigen stores column-major).
+  const Eigen::Matrix<double, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor> cholesky =
+      map.cholesky;
+  write_array(group.get(), "scale",
+              map.is_diagonal() ? std::vector<hsize_t>{d} : std::vector<hsize_t>{d, d},
+              map.is_diagonal() ? map.diagonal.data() : cholesky.data(), comm_.is_root(),
+              "writing dataset /preconditioning/scale", tmp_path_);
+  write_string_attribute(group.get(), "kind", kind, tmp_path_);
+  write_string_attribute(group.get(), "form", map.is_diagonal() ? "diagonal" : "cholesky",
+                         tmp_path_);
+  write_scalar_attribute(group.get(), "log_det", H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, map.log_det(),
+                         tmp_path_);
 }
 
 void OutputFile::commit() {

@@ -14,7 +14,9 @@ namespace rbsde {
 
 /// Collective: draws sample.count paths of the trained model, shared over the ranks of
 /// `comm` in contiguous ranges (offsets by MPI_Exscan) and simulated sample.batch at a time,
-/// writes them into `out` and returns the evidence estimates.
+/// writes them into `out` and returns the evidence estimates. When `target` is an
+/// AffineTarget, the paths run in x̂ and are written and estimated in the inner target's
+/// coordinates x = m + L x̂: log weights and network estimates gain log |det L|.
 Estimates sample_into(OutputFile& out, const Target& target, BsdeModel& model,
                       const NoiseSchedule& schedule, const Config& config,
                       const Communicator& comm);

@@ -30,6 +30,7 @@ class Communicator {
   int64_t exscan_sum(int64_t value) const;
   /// Broadcast from rank 0.
   void broadcast(float* data, int64_t count) const;
+  void broadcast(double* data, int64_t count) const;
   void barrier() const;
   /// Number of gradient all-reduces performed (allreduce_sum on float data) since creation.
   int64_t float_allreduce_count() const { return float_allreduces_; }

@@ -102,6 +102,21 @@ struct ParallelConfig {
   int64_t threads = 0;  ///< threads per rank; 0 = SLURM_CPUS_PER_TASK, OMP_NUM_THREADS or all
 };
 
+/// precondition.*: the affine map x = centre + L x̂ under which training and sampling run
+/// (method.md §4; precondition.hpp builds it).
+struct PreconditionConfig {
+  std::string kind = "none";  ///< none | config | prior | laplace | pilot
+  // config: centre (scalar or d-vector; default 0) and scale, either a scalar or d-vector, the
+  // diagonal of L (scale_diagonal; default 1), or a d x d symmetric positive definite
+  // covariance whose Cholesky factor is L (scale_covariance). Exactly one of the two is set.
+  Eigen::VectorXd centre;
+  Eigen::VectorXd scale_diagonal;
+  Eigen::MatrixXd scale_covariance;
+  std::string form = "cholesky";  ///< laplace, pilot: cholesky (full L) | diagonal
+  int64_t iterations = 1000;      ///< laplace: L-BFGS iterations at most
+  std::string pilot;              ///< pilot: the output file (HDF5) of an earlier run (required)
+};
+
 struct Config {
   TargetConfig target;
   SdeConfig sde;
@@ -110,6 +125,7 @@ struct Config {
   SampleConfig sample;
   OutputConfig output;
   ParallelConfig parallel;
+  PreconditionConfig precondition;
   /// The resolved configuration (every key, defaults filled in) as YAML text.
   std::string resolved_yaml;
 

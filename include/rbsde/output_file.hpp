@@ -13,6 +13,8 @@
 
 namespace rbsde {
 
+struct Affine;
+
 /// Per-iteration training record, identical on every rank.
 struct TrainingHistory {
   std::vector<double> loss;    ///< variance of the terminal residual Y_N − log π̃_γ(X_N)
@@ -63,6 +65,10 @@ class OutputFile {
   /// Collective: attributes of the group /estimates (`method`, and `divergence` for ode, as
   /// strings).
   void write_estimates(const Estimates& estimates);
+  /// Collective: the group /preconditioning of a run on x = m + L x̂ (precondition.kind
+  /// `kind`): datasets centre (m, float64 [d]) and scale (the diagonal of L [d], or L [d, d]),
+  /// attributes kind, form (diagonal | cholesky) and log_det (log |det L|).
+  void write_preconditioning(const Affine& map, const std::string& kind);
   /// Collective: closes the file and renames it to its final path.
   void commit();
 

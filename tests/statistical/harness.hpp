@@ -9,6 +9,7 @@
 #include "rbsde/communicator.hpp"
 #include "rbsde/config.hpp"
 #include "rbsde/model.hpp"
+#include "rbsde/precondition.hpp"
 #include "rbsde/sampler.hpp"
 #include "rbsde/schedule.hpp"
 #include "rbsde/target.hpp"
@@ -18,7 +19,7 @@ namespace rbsde::testing {
 
 struct TrainedRun {
   Config config;
-  std::unique_ptr<Target> target;
+  std::unique_ptr<Target> target;  // preconditioned as the configuration says
   NoiseSchedule schedule;
   BsdeModel model{nullptr};
   TrainingHistory history;
@@ -27,11 +28,11 @@ struct TrainedRun {
 inline TrainedRun train_run(const std::string& yaml) {
   TrainedRun run;
   run.config = parse_config(yaml);
-  run.target = make_target(run.config.target);
+  Communicator comm(MPI_COMM_WORLD);
+  run.target = precondition(make_target(run.config.target), run.config.precondition, comm);
   run.schedule = NoiseSchedule::from_config(run.config.sde);
   torch::manual_seed(run.config.train.seed);
   run.model = BsdeModel(run.target->dim(), run.config.network, run.schedule);
-  Communicator comm(MPI_COMM_WORLD);
   Trainer trainer(*run.target, run.model, run.config.sde, run.config.train, comm);
   run.history = trainer.train();
   return run;
@@ -41,7 +42,8 @@ inline TrainedRun train_run(const std::string& yaml) {
 inline TrainedRun untrained_copy(const TrainedRun& run) {
   TrainedRun copy;
   copy.config = run.config;
-  copy.target = make_target(run.config.target);
+  Communicator comm(MPI_COMM_WORLD);
+  copy.target = precondition(make_target(run.config.target), run.config.precondition, comm);
   copy.schedule = run.schedule;
   copy.model = BsdeModel(copy.target->dim(), copy.config.network, copy.schedule);
   return copy;
