@@ -38,7 +38,8 @@ const std::vector<Section> kSections = {
     {"train",
      {"iterations", "paths", "seed", "lr", "lr_schedule", "lr_final", "grad_clip", "anneal_gamma0",
       "anneal_fraction", "detach_paths", "log_every", "checkpoint_every"}},
-    {"sample", {"count", "seed", "batch", "model"}},
+    {"sample", {"count", "seed", "batch", "model", "resample", "mala_steps", "mala_step_size"}},
+    {"reference", {"chains", "warmup", "steps", "seed"}},
     {"output", {"path"}},
     {"parallel", {"threads"}},
 };
@@ -59,6 +60,8 @@ const std::vector<std::pair<std::string, std::string>> kTargetSpecificKeys = {
 constexpr double kWeightSumTolerance = 1e-12;
 // Relative tolerance of the symmetry check of a covariance matrix (as written in a file).
 constexpr double kSymmetryTolerance = 1e-10;
+// The most paths systematic resampling accepts.
+constexpr int64_t kMaxResampleCount = (int64_t{1} << 31) - 1;
 
 std::string join(const std::vector<std::string>& items) {
   std::string text;
@@ -551,9 +554,36 @@ SampleConfig read_sample(const Reader& in) {
   in.read_seed("sample.seed", sample.seed);
   in.read("sample.batch", sample.batch);
   in.read("sample.model", sample.model);
+  in.read("sample.resample", sample.resample);
+  in.read("sample.mala_steps", sample.mala_steps);
+  in.read("sample.mala_step_size", sample.mala_step_size);
   in.require(sample.count >= 1, "sample.count", ">= 1", sample.count);
+  // Systematic resampling computes positions exactly in 128-bit integers (posterior.hpp).
+  in.require(!sample.resample || sample.count <= kMaxResampleCount, "sample.count",
+             "<= 2^31 - 1 with sample.resample: true", sample.count);
   in.require(sample.batch >= 1, "sample.batch", ">= 1", sample.batch);
+  in.require(sample.mala_steps >= 0, "sample.mala_steps", ">= 0", sample.mala_steps);
+  if (sample.mala_steps > 0 && !sample.resample) {
+    in.fail("sample.mala_steps", "MALA refines the resampled samples: set sample.resample: true "
+                                 "or sample.mala_steps: 0");
+  }
+  in.require(sample.mala_step_size >= 0.0, "sample.mala_step_size", ">= 0 (0: adapted)",
+             sample.mala_step_size);
   return sample;
+}
+
+ReferenceConfig read_reference(const Reader& in) {
+  ReferenceConfig reference;
+  in.read("reference.chains", reference.chains);
+  in.read("reference.warmup", reference.warmup);
+  in.read("reference.steps", reference.steps);
+  in.read_seed("reference.seed", reference.seed);
+  // The standard error of the mean is the spread of the chains' means: at least two chains.
+  in.require(reference.chains >= 2, "reference.chains", ">= 2", reference.chains);
+  // The warm-up is cut in quarters (mcmc.hpp).
+  in.require(reference.warmup >= 4, "reference.warmup", ">= 4", reference.warmup);
+  in.require(reference.steps >= 1, "reference.steps", ">= 1", reference.steps);
+  return reference;
 }
 
 OutputConfig read_output(const Reader& in) {
@@ -658,6 +688,16 @@ std::string emit_resolved(const Config& config) {
   emit_entry(out, "seed", config.sample.seed);
   emit_entry(out, "batch", config.sample.batch);
   emit_entry(out, "model", config.sample.model);
+  emit_entry(out, "resample", config.sample.resample);
+  emit_entry(out, "mala_steps", config.sample.mala_steps);
+  emit_entry(out, "mala_step_size", config.sample.mala_step_size);
+  out << YAML::EndMap;
+
+  out << YAML::Key << "reference" << YAML::Value << YAML::BeginMap;
+  emit_entry(out, "chains", config.reference.chains);
+  emit_entry(out, "warmup", config.reference.warmup);
+  emit_entry(out, "steps", config.reference.steps);
+  emit_entry(out, "seed", config.reference.seed);
   out << YAML::EndMap;
 
   out << YAML::Key << "output" << YAML::Value << YAML::BeginMap;
@@ -706,6 +746,7 @@ Config parse_config(const std::string& yaml_text, const std::vector<std::string>
     config.network = read_network(in);
     config.train = read_train(in);
     config.sample = read_sample(in);
+    config.reference = read_reference(in);
     config.output = read_output(in);
     config.parallel = read_parallel(in);
     config.resolved_yaml = emit_resolved(config);

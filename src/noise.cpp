@@ -62,12 +62,19 @@ constexpr int64_t kPairsPerChunk = 128;
   }
 }
 
+/// The counter's last word: the stream in the top 4 bits, the epoch in the other 28.
+uint32_t stream_word(const NoiseKey& key) {
+  return (static_cast<uint32_t>(key.stream) << 28) | (key.epoch & 0x0FFFFFFFu);
+}
+
+/// The coordinate block of fill_uniform's draws (fill_normal would need d > 2³⁴ to reach it).
+constexpr uint32_t kUniformBlock = 0xFFFFFFFFu;
+
 template <typename T>
 void fill_normal_impl(T* out, int64_t rows, int64_t dim, const NoiseKey& key, int64_t first_path,
                       uint32_t step) {
   const uint32_t k[2] = {static_cast<uint32_t>(key.seed), static_cast<uint32_t>(key.seed >> 32)};
-  // The stream occupies the top 4 bits of the last counter word, the epoch the other 28.
-  const uint32_t word3 = (static_cast<uint32_t>(key.stream) << 28) | (key.epoch & 0x0FFFFFFFu);
+  const uint32_t word3 = stream_word(key);
   for_each_path(rows, [=](int64_t i) {
     T* row = out + i * dim;
     const uint32_t path = static_cast<uint32_t>(first_path + i);
@@ -123,6 +130,18 @@ void fill_normal(float* out, int64_t rows, int64_t dim, const NoiseKey& key, int
 void fill_normal(double* out, int64_t rows, int64_t dim, const NoiseKey& key, int64_t first_path,
                  uint32_t step) {
   fill_normal_impl(out, rows, dim, key, first_path, step);
+}
+
+void fill_uniform(double* out, int64_t rows, const NoiseKey& key, int64_t first_path,
+                  uint32_t step) {
+  const uint32_t k[2] = {static_cast<uint32_t>(key.seed), static_cast<uint32_t>(key.seed >> 32)};
+  const uint32_t word3 = stream_word(key);
+  for_each_path(rows, [=](int64_t i) {
+    const uint32_t counter[4] = {kUniformBlock, step, static_cast<uint32_t>(first_path + i), word3};
+    uint32_t bits[4];
+    philox4x32(counter, k, bits);
+    out[i] = (static_cast<double>(bits[0]) + 0.5) * kTwoPow32Inv;
+  });
 }
 
 }  // namespace rbsde

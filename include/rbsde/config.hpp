@@ -65,6 +65,17 @@ struct SampleConfig {
   uint64_t seed = 2;
   int64_t batch = 65536;  ///< paths simulated at once per rank (bounds memory)
   std::string model;      ///< network parameters to load; default: output.path with .pt
+  bool resample = true;   ///< systematic resampling into /resampled (method.md §5)
+  int64_t mala_steps = 0;       ///< MALA steps refining the resampled samples (needs resample)
+  double mala_step_size = 0.0;  ///< MALA step size; 0 = adapted in the first half of the steps
+};
+
+/// reference.*: the long-run MALA reference sampler of `rbsde reference` (mcmc.hpp).
+struct ReferenceConfig {
+  int64_t chains = 64;    ///< independent chains, global over all ranks
+  int64_t warmup = 2000;  ///< adaptation steps per chain (step size and preconditioner)
+  int64_t steps = 10000;  ///< sampling steps per chain after the warm-up
+  uint64_t seed = 3;
 };
 
 /// output.*
@@ -83,6 +94,7 @@ struct Config {
   NetworkConfig network;
   TrainConfig train;
   SampleConfig sample;
+  ReferenceConfig reference;
   OutputConfig output;
   ParallelConfig parallel;
   /// The resolved configuration (every key, defaults filled in) as YAML text.
