@@ -3,8 +3,10 @@
 
 usage: summary.py RUN.h5 [--png OUT.png] [--truth-log-z X]
 
-Prints the target, the evidence estimates and the weight diagnostics, and draws three panels:
-(a) the first two coordinates after systematic resampling by the importance weights,
+Prints the target, the evidence estimates, the weight diagnostics and the posterior moments,
+and draws three panels: (a) the first two coordinates of the equally weighted samples
+(/resampled/samples, or systematic resampling by the importance weights here when the run did
+not resample),
 (b) the training loss, (c) the network's log Z during training against the final IS estimate.
 """
 import argparse
@@ -81,6 +83,11 @@ def read_run(path):
             "config": config.decode() if isinstance(config, bytes) else str(config),
             "shape": file["samples"].shape,
             "points": file["samples"][:, :2].astype(np.float64),
+            "resampled": (file["resampled/samples"][:, :2].astype(np.float64)
+                          if "resampled/samples" in file else None),
+            "posterior": ((file["estimates/posterior_mean"][:], file["estimates/posterior_sd"][:])
+                          if "posterior_mean" in estimates else None),
+            "refined": (dict(file["refined/samples"].attrs) if "refined/samples" in file else None),
             "log_weights": file["log_weights"][:],
             "loss": file["training/loss"][:],
             "log_z": file["training/log_z"][:],
@@ -106,6 +113,14 @@ def print_summary(path, run, truth):
         error = e["log_z_is"] - truth
         z = error / e["log_z_is_stderr"] if e["log_z_is_stderr"] > 0 else float("inf")
         lines.append(("true log Z", f"{truth:.6f} (IS error {error:+.6f} = {z:+.2f} stderr)"))
+    if run["posterior"] is not None:
+        mean, sd = run["posterior"]
+        shown = ", ".join(f"{m:.4g} ± {s:.3g}" for m, s in zip(mean[:4], sd[:4]))
+        lines.append(("posterior", f"mean ± sd: {shown}{' …' if len(mean) > 4 else ''}"))
+    if run["refined"] is not None:
+        refined = run["refined"]
+        lines.append(("MALA refined", f"acceptance {refined['acceptance_rate']:.3f}, "
+                                      f"step size {refined['step_size']:.4g}"))
     loss = run["loss"]
     lines.append(("final loss", f"{loss[-1]:.6g} ({len(loss)} iterations)" if len(loss) else
                   "n/a (no training record)"))
@@ -119,7 +134,9 @@ def plot(run, truth, png):
     import matplotlib.pyplot as plt
 
     fig, (ax_samples, ax_loss, ax_log_z) = plt.subplots(1, 3, figsize=(15, 4.5))
-    points = run["points"][systematic_resample(run["log_weights"], np.random.default_rng(0))]
+    points = run["resampled"]
+    if points is None:
+        points = run["points"][systematic_resample(run["log_weights"], np.random.default_rng(0))]
     if points.shape[1] >= 2:
         ax_samples.hist2d(points[:, 0], points[:, 1], bins=100, cmap="viridis")
         ax_samples.set_ylabel("$x_2$")

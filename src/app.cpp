@@ -2,7 +2,9 @@
 
 #include <omp.h>
 
+#include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
@@ -14,10 +16,12 @@
 #include "rbsde/communicator.hpp"
 #include "rbsde/config.hpp"
 #include "rbsde/error.hpp"
+#include "rbsde/mcmc.hpp"
 #include "rbsde/model.hpp"
 #include "rbsde/output_file.hpp"
 #include "rbsde/parallel_for.hpp"
 #include "rbsde/precondition.hpp"
+#include "rbsde/posterior.hpp"
 #include "rbsde/runtime.hpp"
 #include "rbsde/sampler.hpp"
 #include "rbsde/schedule.hpp"
@@ -40,6 +44,8 @@ constexpr const char* kUsage =
     "  train    train only; writes the network parameters and training history (.pt)\n"
     "  sample   load saved network parameters (sample.model, default output.path with .pt)\n"
     "           and sample; writes output.path\n"
+    "  reference  long-run MALA reference sampler of the target's posterior mean and sd\n"
+    "           (reference.*); writes output.path\n"
     "\n"
     "options:\n"
     "  --resume          (run, train) continue from the checkpoint next to output.path\n"
@@ -90,15 +96,17 @@ Arguments parse_arguments(int argc, char** argv) {
       throw Error("unexpected argument '" + arg + "' (see rbsde --help)");
     }
   }
-  if (args.command != "run" && args.command != "train" && args.command != "sample") {
-    throw Error(args.command.empty() ? "no command given (run, train or sample; see rbsde --help)"
-                                     : "unknown command '" + args.command +
-                                           "' (accepted: run, train, sample)");
+  if (args.command != "run" && args.command != "train" && args.command != "sample" &&
+      args.command != "reference") {
+    throw Error(args.command.empty()
+                    ? "no command given (run, train, sample or reference; see rbsde --help)"
+                    : "unknown command '" + args.command +
+                          "' (accepted: run, train, sample, reference)");
   }
   if (args.config_path.empty()) {
     throw Error("no configuration file given (rbsde " + args.command + " CONFIG.yaml)");
   }
-  if (args.resume && args.command == "sample") {
+  if (args.resume && (args.command == "sample" || args.command == "reference")) {
     throw Error("--resume continues training: use it with run or train");
   }
   return args;
@@ -252,8 +260,50 @@ int execute(const Arguments& args, const Communicator& comm) {
   }
 }
 
+/// `rbsde reference`: the MALA reference sampler (mcmc.hpp) with its chains shared over the
+/// ranks; writes /reference into `out`.
+int run_reference(const Problem& p, const Communicator& comm, OutputFile& out,
+                  Clock::time_point start, double setup_seconds, int threads) {
+  const auto reference_start = Clock::now();
+  const ReferenceMoments r = reference_moments(configured(*p.target), p.config.reference, comm);
+  out.write_metadata(p.config.resolved_yaml, kVersion);
+  out.write_reference(r);
+  out.commit();
+  const double reference_seconds = seconds_since(reference_start);
+  if (comm.is_root()) {
+    // Effective sample size sd² / stderr²: how many independent draws the estimate is worth.
+    double min_ess = INFINITY;
+    for (size_t j = 0; j < r.mean.size(); ++j) {
+      if (r.mean_stderr[j] > 0) {
+        min_ess = std::min(min_ess, std::pow(r.sd[j] / r.mean_stderr[j], 2));
+      }
+    }
+    const size_t shown = std::min<size_t>(r.mean.size(), 10);
+    std::printf("coordinate        mean   +- stderr          sd\n");
+    for (size_t j = 0; j < shown; ++j) {
+      std::printf("%10zu %11.5f +- %-9.2e %11.5f\n", j, r.mean[j], r.mean_stderr[j], r.sd[j]);
+    }
+    if (shown < r.mean.size()) std::printf("(%zu more in the file)\n", r.mean.size() - shown);
+    std::printf("MALA: %lld chains x %lld steps after %lld warm-up, acceptance %.3f, step size "
+                "%.4g, smallest ESS %.0f\n",
+                static_cast<long long>(r.chains), static_cast<long long>(r.steps),
+                static_cast<long long>(r.warmup), r.acceptance_rate, r.step_size, min_ess);
+    std::printf("wrote %s (/reference)\n", p.config.output.path.c_str());
+    std::printf("rbsde-summary command=reference target=%s dim=%lld ranks=%d threads=%d "
+                "acceptance=%.4f step_size=%.6g min_ess=%.1f setup_s=%.2f reference_s=%.2f "
+                "total_s=%.2f\n",
+                p.target->name().c_str(), static_cast<long long>(p.target->dim()), comm.size(),
+                threads, r.acceptance_rate, r.step_size, min_ess, setup_seconds,
+                reference_seconds, seconds_since(start));
+  }
+  return 0;
+}
+
 int run_phases(const Arguments& args, Problem& p, const Communicator& comm, OutputFile* out,
                Clock::time_point start, double setup_seconds, int threads) {
+  if (args.command == "reference") {
+    return run_reference(p, comm, *out, start, setup_seconds, threads);
+  }
   TrainingHistory history;
   double train_seconds = 0.0;
   if (args.command == "sample") {
@@ -351,6 +401,7 @@ Estimates sample_into(OutputFile& out, const Target& target, BsdeModel& model,
   }
   const AffineTarget* affine = preconditioned(target);
   EvidenceAccumulator evidence;
+  MomentAccumulator moments(target.dim());
   for (int64_t round = 0; round < rounds; ++round) {
     const int64_t done = round * sample.batch;
     const int64_t rows = std::max<int64_t>(0, std::min(sample.batch, mine - done));
@@ -379,6 +430,7 @@ Estimates sample_into(OutputFile& out, const Target& target, BsdeModel& model,
                       PathRows{samples.data_ptr<float>(), log_weights.data_ptr<double>(),
                                log_target.data_ptr<double>(), network_log_z.data_ptr<double>()});
     evidence.add(batch.log_weights, batch.y0_offset);
+    moments.add(batch.samples, batch.log_weights);
     if (comm.is_root() && rounds > 1) {
       std::printf("sample batch %lld/%lld\n", static_cast<long long>(round + 1),
                   static_cast<long long>(rounds));
@@ -388,6 +440,35 @@ Estimates sample_into(OutputFile& out, const Target& target, BsdeModel& model,
   Estimates estimates = evidence.reduce(comm);
   estimates.method = sample.method;
   if (flow) estimates.divergence = divergence == Divergence::kExact ? "exact" : "hutchinson";
+  const MomentAccumulator::Moments posterior = moments.reduce(comm);
+  estimates.posterior_mean = posterior.mean;
+  estimates.posterior_sd = posterior.sd;
+
+  // Bias correction (method.md §5), reading back the rows just written.
+  std::string written = "/samples, /log_weights, /paths, /estimates (with posterior_mean, _sd)";
+  if (sample.resample) {
+    out.synchronise();
+    resample_into(out, sample, target.dim(), posterior.max_log_weight, comm);
+    written += ", /resampled";
+  }
+  if (sample.mala_steps > 0) {
+    out.synchronise();
+    std::vector<double> variance;
+    for (const double sd : posterior.sd) variance.push_back(sd * sd);
+    // MALA runs on the configured target: /resampled holds x, not x̂.
+    const Refinement refinement = refine_into(out, configured(target), sample, variance, comm);
+    written += ", /refined";
+    if (comm.is_root()) {
+      std::printf("MALA refinement: %lld steps, acceptance %.3f, step size %.4g\n",
+                  static_cast<long long>(sample.mala_steps), refinement.acceptance_rate,
+                  refinement.step_size);
+    }
+  }
+  if (comm.is_root()) {
+    std::printf("sample: %lld paths -> %s\n", static_cast<long long>(sample.count),
+                written.c_str());
+    std::fflush(stdout);
+  }
   return estimates;
 }
 

@@ -60,6 +60,12 @@ void Communicator::allreduce_max(double* data, int64_t count) const {
   }
 }
 
+int64_t Communicator::allreduce_sum(int64_t value) const {
+  check_mpi(MPI_Allreduce(MPI_IN_PLACE, &value, 1, MPI_INT64_T, MPI_SUM, comm_),
+            "MPI_Allreduce(sum, int64)");
+  return value;
+}
+
 int64_t Communicator::exscan_sum(int64_t value) const {
   int64_t below = 0;
   check_mpi(MPI_Exscan(&value, &below, 1, MPI_INT64_T, MPI_SUM, comm_), "MPI_Exscan");

@@ -40,7 +40,9 @@ const std::vector<Section> kSections = {
     {"train",
      {"iterations", "paths", "seed", "lr", "lr_schedule", "lr_final", "grad_clip", "anneal_gamma0",
       "anneal_fraction", "detach_paths", "constant_memory", "explore", "log_every", "checkpoint_every"}},
-    {"sample", {"count", "seed", "batch", "model", "method", "divergence", "probes"}},
+    {"sample", {"count", "seed", "batch", "model", "method", "divergence", "probes", "resample",
+                "mala_steps", "mala_step_size"}},
+    {"reference", {"chains", "warmup", "steps", "seed"}},
     {"output", {"path"}},
     {"parallel", {"threads"}},
     {"precondition", {"kind", "centre", "scale", "form", "iterations", "pilot"}},
@@ -95,6 +97,8 @@ const std::vector<std::pair<std::string, std::vector<std::string>>> kPreconditio
 constexpr double kWeightSumTolerance = 1e-12;
 // Relative tolerance of the symmetry check of a covariance matrix (as written in a file).
 constexpr double kSymmetryTolerance = 1e-10;
+// The most paths systematic resampling accepts.
+constexpr int64_t kMaxResampleCount = (int64_t{1} << 31) - 1;
 
 std::string join(const std::vector<std::string>& items) {
   std::string text;
@@ -661,14 +665,41 @@ SampleConfig read_sample(const Reader& in) {
   in.read("sample.method", sample.method);
   in.read("sample.divergence", sample.divergence);
   in.read("sample.probes", sample.probes);
+  in.read("sample.resample", sample.resample);
+  in.read("sample.mala_steps", sample.mala_steps);
+  in.read("sample.mala_step_size", sample.mala_step_size);
   in.require(sample.count >= 1, "sample.count", ">= 1", sample.count);
+  // Systematic resampling computes positions exactly in 128-bit integers (posterior.hpp).
+  in.require(!sample.resample || sample.count <= kMaxResampleCount, "sample.count",
+             "<= 2^31 - 1 with sample.resample: true", sample.count);
   in.require(sample.batch >= 1, "sample.batch", ">= 1", sample.batch);
   in.require_one_of("sample.method", sample.method, kSampleMethods);
   in.require_one_of("sample.divergence", sample.divergence, kDivergences);
   // The probe index keys the 28 epoch bits of the noise counter (noise.hpp).
   in.require(sample.probes >= 1 && sample.probes <= kMaxProbes, "sample.probes",
              "in [1, 2^28]", sample.probes);
+  in.require(sample.mala_steps >= 0, "sample.mala_steps", ">= 0", sample.mala_steps);
+  if (sample.mala_steps > 0 && !sample.resample) {
+    in.fail("sample.mala_steps", "MALA refines the resampled samples: set sample.resample: true "
+                                 "or sample.mala_steps: 0");
+  }
+  in.require(sample.mala_step_size >= 0.0, "sample.mala_step_size", ">= 0 (0: adapted)",
+             sample.mala_step_size);
   return sample;
+}
+
+ReferenceConfig read_reference(const Reader& in) {
+  ReferenceConfig reference;
+  in.read("reference.chains", reference.chains);
+  in.read("reference.warmup", reference.warmup);
+  in.read("reference.steps", reference.steps);
+  in.read_seed("reference.seed", reference.seed);
+  // The standard error of the mean is the spread of the chains' means: at least two chains.
+  in.require(reference.chains >= 2, "reference.chains", ">= 2", reference.chains);
+  // The warm-up is cut in quarters (mcmc.hpp).
+  in.require(reference.warmup >= 4, "reference.warmup", ">= 4", reference.warmup);
+  in.require(reference.steps >= 1, "reference.steps", ">= 1", reference.steps);
+  return reference;
 }
 
 OutputConfig read_output(const Reader& in) {
@@ -868,6 +899,16 @@ std::string emit_resolved(const Config& config) {
   emit_entry(out, "method", config.sample.method);
   emit_entry(out, "divergence", config.sample.divergence);
   emit_entry(out, "probes", config.sample.probes);
+  emit_entry(out, "resample", config.sample.resample);
+  emit_entry(out, "mala_steps", config.sample.mala_steps);
+  emit_entry(out, "mala_step_size", config.sample.mala_step_size);
+  out << YAML::EndMap;
+
+  out << YAML::Key << "reference" << YAML::Value << YAML::BeginMap;
+  emit_entry(out, "chains", config.reference.chains);
+  emit_entry(out, "warmup", config.reference.warmup);
+  emit_entry(out, "steps", config.reference.steps);
+  emit_entry(out, "seed", config.reference.seed);
   out << YAML::EndMap;
 
   out << YAML::Key << "output" << YAML::Value << YAML::BeginMap;
@@ -918,6 +959,7 @@ Config parse_config(const std::string& yaml_text, const std::vector<std::string>
     config.network = read_network(in);
     config.train = read_train(in);
     config.sample = read_sample(in);
+    config.reference = read_reference(in);
     config.output = read_output(in);
     config.parallel = read_parallel(in);
     config.precondition = read_precondition(in, config.target.dim);

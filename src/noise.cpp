@@ -67,6 +67,9 @@ uint32_t stream_word(const NoiseKey& key) {
   return (static_cast<uint32_t>(key.stream) << 28) | (key.epoch & 0x0FFFFFFFu);
 }
 
+/// The coordinate block of fill_uniform's draws (fill_normal would need d > 2³⁴ to reach it).
+constexpr uint32_t kUniformBlock = 0xFFFFFFFFu;
+
 template <typename T>
 void fill_normal_impl(T* out, int64_t rows, int64_t dim, const NoiseKey& key, int64_t first_path,
                       uint32_t step) {
@@ -146,6 +149,18 @@ void fill_rademacher(float* out, int64_t rows, int64_t dim, const NoiseKey& key,
 void fill_normal(double* out, int64_t rows, int64_t dim, const NoiseKey& key, int64_t first_path,
                  uint32_t step) {
   fill_normal_impl(out, rows, dim, key, first_path, step);
+}
+
+void fill_uniform(double* out, int64_t rows, const NoiseKey& key, int64_t first_path,
+                  uint32_t step) {
+  const uint32_t k[2] = {static_cast<uint32_t>(key.seed), static_cast<uint32_t>(key.seed >> 32)};
+  const uint32_t word3 = stream_word(key);
+  for_each_path(rows, [=](int64_t i) {
+    const uint32_t counter[4] = {kUniformBlock, step, static_cast<uint32_t>(first_path + i), word3};
+    uint32_t bits[4];
+    philox4x32(counter, k, bits);
+    out[i] = (static_cast<double>(bits[0]) + 0.5) * kTwoPow32Inv;
+  });
 }
 
 }  // namespace rbsde

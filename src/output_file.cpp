@@ -126,11 +126,11 @@ void write_array(hid_t group, const char* name, const std::vector<hsize_t>& dims
           what, file);
 }
 
-/// A 1-D float64 dataset /training/`name`.
-void write_vector(hid_t group, const char* name, const std::vector<double>& values, bool is_root,
-                  const std::string& file) {
+/// A 1-D float64 dataset /`group_name`/`name`.
+void write_vector(hid_t group, const char* group_name, const char* name,
+                  const std::vector<double>& values, bool is_root, const std::string& file) {
   write_array(group, name, {values.size()}, values.data(), is_root,
-              std::string("writing dataset /training/") + name, file);
+              std::string("writing dataset /") + group_name + "/" + name, file);
 }
 
 /// Creation properties of a chunked dataset with `rows` rows per chunk.
@@ -201,7 +201,8 @@ OutputFile::OutputFile(const std::string& path, const Communicator& comm)
 OutputFile::~OutputFile() {
   // Never throws. The closes are collective, as the constructor was: every rank destroys its
   // OutputFile, also when a failure (detected alike on all ranks) unwinds the stack.
-  for (hid_t dataset : {samples_, log_weights_, log_target_, network_log_z_}) {
+  for (hid_t dataset : {samples_, log_weights_, log_target_, network_log_z_, resampled_samples_,
+                        resampled_index_, refined_samples_}) {
     if (dataset >= 0) H5Dclose(dataset);
   }
   if (file_ >= 0) H5Fclose(file_);
@@ -222,18 +223,23 @@ void OutputFile::write_training(const TrainingHistory& history) {
   Handle group(checked(H5Gcreate2(file_, "training", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT),
                        "creating group /training", tmp_path_),
                H5Gclose);
-  write_vector(group.get(), "loss", history.loss, comm_.is_root(), tmp_path_);
-  write_vector(group.get(), "log_z", history.log_z, comm_.is_root(), tmp_path_);
-  write_vector(group.get(), "time", history.time, comm_.is_root(), tmp_path_);
-  write_vector(group.get(), "gamma", history.gamma, comm_.is_root(), tmp_path_);
+  write_vector(group.get(), "training", "loss", history.loss, comm_.is_root(), tmp_path_);
+  write_vector(group.get(), "training", "log_z", history.log_z, comm_.is_root(), tmp_path_);
+  write_vector(group.get(), "training", "time", history.time, comm_.is_root(), tmp_path_);
+  write_vector(group.get(), "training", "gamma", history.gamma, comm_.is_root(), tmp_path_);
 }
 
-hid_t OutputFile::create_path_dataset(const char* name, hsize_t rows) {
+hid_t OutputFile::create_row_dataset(const char* name, hid_t file_type, hsize_t element_bytes,
+                                     hsize_t rows, hsize_t columns) {
   const std::string what = std::string("creating /") + name;
-  const hsize_t chunk = std::clamp<hsize_t>(kChunkBytes / sizeof(double), 1, rows);
-  Handle space(checked(H5Screate_simple(1, &rows, nullptr), what, tmp_path_), H5Sclose);
-  Handle dcpl(chunked_creation(1, &chunk, what, tmp_path_), H5Pclose);
-  return checked(H5Dcreate2(file_, name, H5T_IEEE_F64LE, space.get(), H5P_DEFAULT, dcpl.get(),
+  const int dims = columns == 0 ? 1 : 2;
+  const hsize_t extent[2] = {rows, columns};
+  const hsize_t chunk[2] = {
+      std::clamp<hsize_t>(kChunkBytes / (std::max<hsize_t>(columns, 1) * element_bytes), 1, rows),
+      columns};
+  Handle space(checked(H5Screate_simple(dims, extent, nullptr), what, tmp_path_), H5Sclose);
+  Handle dcpl(chunked_creation(dims, chunk, what, tmp_path_), H5Pclose);
+  return checked(H5Dcreate2(file_, name, file_type, space.get(), H5P_DEFAULT, dcpl.get(),
                             H5P_DEFAULT),
                  what, tmp_path_);
 }
@@ -246,25 +252,15 @@ void OutputFile::create_samples(int64_t count, int64_t dim) {
                 "': needs count >= 1 and dim >= 1, once per file");
   }
   const hsize_t rows = static_cast<hsize_t>(count);
-  const hsize_t columns = static_cast<hsize_t>(dim);
-
-  const hsize_t sample_dims[2] = {rows, columns};
-  const hsize_t sample_chunk[2] = {
-      std::clamp<hsize_t>(kChunkBytes / (columns * sizeof(float)), 1, rows), columns};
-  Handle sample_space(checked(H5Screate_simple(2, sample_dims, nullptr), "creating /samples",
-                              tmp_path_),
-                      H5Sclose);
-  Handle sample_dcpl(chunked_creation(2, sample_chunk, "creating /samples", tmp_path_), H5Pclose);
-  samples_ = checked(H5Dcreate2(file_, "samples", H5T_IEEE_F32LE, sample_space.get(), H5P_DEFAULT,
-                                sample_dcpl.get(), H5P_DEFAULT),
-                     "creating /samples", tmp_path_);
-
-  log_weights_ = create_path_dataset("log_weights", rows);
+  samples_ = create_row_dataset("samples", H5T_IEEE_F32LE, sizeof(float), rows,
+                                static_cast<hsize_t>(dim));
+  log_weights_ = create_row_dataset("log_weights", H5T_IEEE_F64LE, sizeof(double), rows, 0);
   Handle paths(checked(H5Gcreate2(file_, "paths", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT),
                        "creating /paths", tmp_path_),
                H5Gclose);
-  log_target_ = create_path_dataset("paths/log_target", rows);
-  network_log_z_ = create_path_dataset("paths/network_log_z", rows);
+  log_target_ = create_row_dataset("paths/log_target", H5T_IEEE_F64LE, sizeof(double), rows, 0);
+  network_log_z_ =
+      create_row_dataset("paths/network_log_z", H5T_IEEE_F64LE, sizeof(double), rows, 0);
   count_ = count;
   dim_ = dim;
 }
@@ -294,13 +290,7 @@ bool OutputFile::write_rows(hid_t dataset, hid_t memory_type, int dims, int64_t 
 }
 
 void OutputFile::write_samples(int64_t offset, int64_t rows, const PathRows& data) {
-  require_open(file_, "write_samples", path_);
-  if (samples_ < 0 || offset < 0 || rows < 0 || offset + rows > count_) {
-    throw Error("OutputFile::write_samples(offset=" + std::to_string(offset) +
-                ", rows=" + std::to_string(rows) + ") for '" + path_ +
-                "': call create_samples first and keep the rows within [0, " +
-                std::to_string(count_) + ")");
-  }
+  check_rows(samples_, "write_samples", offset, rows);
   bool collective = write_rows(samples_, H5T_NATIVE_FLOAT, 2, offset, rows, dim_, data.samples,
                                "samples");
   collective &= write_rows(log_weights_, H5T_NATIVE_DOUBLE, 1, offset, rows, 1, data.log_weights,
@@ -335,6 +325,12 @@ void OutputFile::write_estimates(const Estimates& estimates) {
   if (!estimates.divergence.empty()) {
     write_string_attribute(group.get(), "divergence", estimates.divergence, tmp_path_);
   }
+  if (!estimates.posterior_mean.empty()) {
+    write_vector(group.get(), "estimates", "posterior_mean", estimates.posterior_mean,
+                 comm_.is_root(), tmp_path_);
+    write_vector(group.get(), "estimates", "posterior_sd", estimates.posterior_sd,
+                 comm_.is_root(), tmp_path_);
+  }
 }
 
 void OutputFile::write_preconditioning(const Affine& map, const std::string& kind) {
@@ -359,11 +355,145 @@ void OutputFile::write_preconditioning(const Affine& map, const std::string& kin
                          tmp_path_);
 }
 
+void OutputFile::synchronise() {
+  require_open(file_, "synchronise", path_);
+  // H5Fflush calls MPI_File_sync on every rank: sync, barrier, sync is the MPI-IO recipe for
+  // making writes, done by whichever ranks aggregated them, visible to reads on all ranks.
+  checked(H5Fflush(file_, H5F_SCOPE_GLOBAL), "flushing before a read-back", tmp_path_);
+  comm_.barrier();
+  checked(H5Fflush(file_, H5F_SCOPE_GLOBAL), "flushing before a read-back", tmp_path_);
+}
+
+void OutputFile::check_rows(hid_t dataset, const char* method, int64_t offset,
+                            int64_t rows) const {
+  require_open(file_, method, path_);
+  if (dataset < 0 || offset < 0 || rows < 0 || offset + rows > count_) {
+    throw Error(std::string("OutputFile::") + method + "(offset=" + std::to_string(offset) +
+                ", rows=" + std::to_string(rows) + ") for '" + path_ +
+                "': create the dataset first and keep the rows within [0, " +
+                std::to_string(count_) + ")");
+  }
+}
+
+void OutputFile::read_rows(hid_t dataset, hid_t memory_type, int dims, int64_t offset,
+                           int64_t rows, int64_t columns, void* data, const char* name) {
+  const std::string what = std::string("reading rows of /") + name;
+  const hsize_t start[2] = {static_cast<hsize_t>(offset), 0};
+  const hsize_t extent[2] = {static_cast<hsize_t>(rows), static_cast<hsize_t>(columns)};
+  Handle dxpl(collective_transfer(tmp_path_), H5Pclose);
+  Handle file_space(checked(H5Dget_space(dataset), what, tmp_path_), H5Sclose);
+  Handle memory_space(checked(H5Screate_simple(dims, extent, nullptr), what, tmp_path_), H5Sclose);
+  double nothing = 0.0;  // as in write_rows: a rank without rows joins with empty selections
+  if (rows > 0) {
+    checked(H5Sselect_hyperslab(file_space.get(), H5S_SELECT_SET, start, nullptr, extent, nullptr),
+            what, tmp_path_);
+  } else {
+    checked(H5Sselect_none(file_space.get()), what, tmp_path_);
+    checked(H5Sselect_none(memory_space.get()), what, tmp_path_);
+    data = &nothing;
+  }
+  checked(H5Dread(dataset, memory_type, memory_space.get(), file_space.get(), dxpl.get(), data),
+          what, tmp_path_);
+}
+
+void OutputFile::read_samples(int64_t offset, int64_t rows, float* samples, double* log_weights) {
+  check_rows(samples_, "read_samples", offset, rows);
+  read_rows(samples_, H5T_NATIVE_FLOAT, 2, offset, rows, dim_, samples, "samples");
+  read_rows(log_weights_, H5T_NATIVE_DOUBLE, 1, offset, rows, 1, log_weights, "log_weights");
+}
+
+void OutputFile::read_log_weights(int64_t offset, int64_t rows, double* log_weights) {
+  check_rows(log_weights_, "read_log_weights", offset, rows);
+  read_rows(log_weights_, H5T_NATIVE_DOUBLE, 1, offset, rows, 1, log_weights, "log_weights");
+}
+
+void OutputFile::create_resampled() {
+  require_open(file_, "create_resampled", path_);
+  if (samples_ < 0 || resampled_samples_ >= 0) {
+    throw Error("OutputFile::create_resampled for '" + path_ +
+                "': call create_samples first, and create_resampled once");
+  }
+  Handle group(checked(H5Gcreate2(file_, "resampled", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT),
+                       "creating /resampled", tmp_path_),
+               H5Gclose);
+  const hsize_t rows = static_cast<hsize_t>(count_);
+  resampled_samples_ = create_row_dataset("resampled/samples", H5T_IEEE_F32LE, sizeof(float),
+                                          rows, static_cast<hsize_t>(dim_));
+  resampled_index_ =
+      create_row_dataset("resampled/index", H5T_STD_I64LE, sizeof(int64_t), rows, 0);
+}
+
+void OutputFile::write_resampled(int64_t offset, int64_t rows, const float* samples,
+                                 const int64_t* index) {
+  check_rows(resampled_samples_, "write_resampled", offset, rows);
+  write_rows(resampled_samples_, H5T_NATIVE_FLOAT, 2, offset, rows, dim_, samples,
+             "resampled/samples");
+  write_rows(resampled_index_, H5T_NATIVE_INT64, 1, offset, rows, 1, index, "resampled/index");
+}
+
+void OutputFile::read_resampled(int64_t offset, int64_t rows, float* samples) {
+  check_rows(resampled_samples_, "read_resampled", offset, rows);
+  read_rows(resampled_samples_, H5T_NATIVE_FLOAT, 2, offset, rows, dim_, samples,
+            "resampled/samples");
+}
+
+void OutputFile::create_refined() {
+  require_open(file_, "create_refined", path_);
+  if (samples_ < 0 || refined_samples_ >= 0) {
+    throw Error("OutputFile::create_refined for '" + path_ +
+                "': call create_samples first, and create_refined once");
+  }
+  Handle group(checked(H5Gcreate2(file_, "refined", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT),
+                       "creating /refined", tmp_path_),
+               H5Gclose);
+  refined_samples_ = create_row_dataset("refined/samples", H5T_IEEE_F32LE, sizeof(float),
+                                        static_cast<hsize_t>(count_), static_cast<hsize_t>(dim_));
+}
+
+void OutputFile::write_refined(int64_t offset, int64_t rows, const float* samples) {
+  check_rows(refined_samples_, "write_refined", offset, rows);
+  write_rows(refined_samples_, H5T_NATIVE_FLOAT, 2, offset, rows, dim_, samples,
+             "refined/samples");
+}
+
+void OutputFile::write_refined_attributes(double acceptance_rate, double step_size) {
+  require_open(file_, "write_refined_attributes", path_);
+  if (refined_samples_ < 0) {
+    throw Error("OutputFile::write_refined_attributes for '" + path_ +
+                "': call create_refined first");
+  }
+  write_scalar_attribute(refined_samples_, "acceptance_rate", H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE,
+                         acceptance_rate, tmp_path_);
+  write_scalar_attribute(refined_samples_, "step_size", H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE,
+                         step_size, tmp_path_);
+}
+
+void OutputFile::write_reference(const ReferenceMoments& reference) {
+  require_open(file_, "write_reference", path_);
+  Handle group(checked(H5Gcreate2(file_, "reference", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT),
+                       "creating group /reference", tmp_path_),
+               H5Gclose);
+  write_vector(group.get(), "reference", "mean", reference.mean, comm_.is_root(), tmp_path_);
+  write_vector(group.get(), "reference", "sd", reference.sd, comm_.is_root(), tmp_path_);
+  write_vector(group.get(), "reference", "mean_stderr", reference.mean_stderr, comm_.is_root(),
+               tmp_path_);
+  for (const auto& [name, value] : {std::pair{"acceptance_rate", reference.acceptance_rate},
+                                    std::pair{"step_size", reference.step_size}}) {
+    write_scalar_attribute(group.get(), name, H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, value, tmp_path_);
+  }
+  for (const auto& [name, value] : {std::pair{"chains", reference.chains},
+                                    std::pair{"warmup", reference.warmup},
+                                    std::pair{"steps", reference.steps}}) {
+    write_scalar_attribute(group.get(), name, H5T_STD_I64LE, H5T_NATIVE_INT64, value, tmp_path_);
+  }
+}
+
 void OutputFile::commit() {
   require_open(file_, "commit", path_);
   // Each handle is forgotten before its close is checked: a failed close is not retried by the
   // destructor.
-  for (hid_t* dataset : {&samples_, &log_weights_, &log_target_, &network_log_z_}) {
+  for (hid_t* dataset : {&samples_, &log_weights_, &log_target_, &network_log_z_,
+                         &resampled_samples_, &resampled_index_, &refined_samples_}) {
     const hid_t id = *dataset;
     *dataset = -1;
     if (id >= 0) checked(H5Dclose(id), "closing a dataset", tmp_path_);

@@ -1,6 +1,6 @@
 #pragma once
 /// \file app.hpp
-/// The rbsde command line: `rbsde run|train|sample CONFIG [--set key=value ...]`.
+/// The rbsde command line: `rbsde run|train|sample|reference CONFIG [--set key=value ...]`.
 #include <mpi.h>
 
 #include "rbsde/communicator.hpp"
@@ -14,7 +14,9 @@ namespace rbsde {
 
 /// Collective: draws sample.count paths of the trained model, shared over the ranks of
 /// `comm` in contiguous ranges (offsets by MPI_Exscan) and simulated sample.batch at a time,
-/// writes them into `out` and returns the evidence estimates. When `target` is an
+/// writes them into `out`, then, as sample.* asks, resamples them into /resampled and refines
+/// those by MALA into /refined (posterior.hpp, reading the written rows back). Returns the
+/// evidence estimates with the self-normalised posterior moments. When `target` is an
 /// AffineTarget, the paths run in x̂ and are written and estimated in the inner target's
 /// coordinates x = m + L x̂: log weights and network estimates gain log |det L|.
 Estimates sample_into(OutputFile& out, const Target& target, BsdeModel& model,

@@ -26,6 +26,8 @@ class Communicator {
   void allreduce_sum(double* data, int64_t count) const;
   /// In-place maximum over ranks.
   void allreduce_max(double* data, int64_t count) const;
+  /// The sum of `value` over all ranks (exact: integers).
+  int64_t allreduce_sum(int64_t value) const;
   /// Exclusive prefix sum: the sum of `value` over the ranks below this one (0 on rank 0).
   int64_t exscan_sum(int64_t value) const;
   /// Broadcast from rank 0.

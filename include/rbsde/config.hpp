@@ -90,6 +90,17 @@ struct SampleConfig {
   std::string method = "sde";       ///< sde (exact weights) | ode (probability-flow ODE)
   std::string divergence = "auto";  ///< ode: exact | hutchinson | auto (exact for d <= 32)
   int64_t probes = 4;               ///< ode, hutchinson: Rademacher probes per divergence
+  bool resample = true;   ///< systematic resampling into /resampled (method.md §5)
+  int64_t mala_steps = 0;       ///< MALA steps refining the resampled samples (needs resample)
+  double mala_step_size = 0.0;  ///< MALA step size; 0 = adapted in the first half of the steps
+};
+
+/// reference.*: the long-run MALA reference sampler of `rbsde reference` (mcmc.hpp).
+struct ReferenceConfig {
+  int64_t chains = 64;    ///< independent chains, global over all ranks
+  int64_t warmup = 2000;  ///< adaptation steps per chain (step size and preconditioner)
+  int64_t steps = 10000;  ///< sampling steps per chain after the warm-up
+  uint64_t seed = 3;
 };
 
 /// output.*
@@ -123,6 +134,7 @@ struct Config {
   NetworkConfig network;
   TrainConfig train;
   SampleConfig sample;
+  ReferenceConfig reference;
   OutputConfig output;
   ParallelConfig parallel;
   PreconditionConfig precondition;

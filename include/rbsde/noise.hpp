@@ -8,8 +8,16 @@
 namespace rbsde {
 
 /// What a noise draw is for; different streams never share a counter. kProbes: the
-/// Rademacher probes of the ODE sampler's Hutchinson divergence (epoch = probe index).
-enum class NoiseStream : uint32_t { kTraining = 1, kSampling = 2, kProbes = 3 };
+/// Rademacher probes of the ODE sampler's Hutchinson divergence (epoch = probe index);
+/// kMcmc keys the MALA chains (reference sampler and refinement), kResampling the one uniform
+/// of systematic resampling.
+enum class NoiseStream : uint32_t {
+  kTraining = 1,
+  kSampling = 2,
+  kProbes = 3,
+  kMcmc = 4,
+  kResampling = 5
+};
 
 /// The step index that keys the initial point X₀ (steps 0 … N−1 key the increments ξ_n).
 inline constexpr uint32_t kInitialStep = 0xFFFFFFFFu;
@@ -32,6 +40,11 @@ void fill_normal(double* out, int64_t rows, int64_t dim, const NoiseKey& key, in
 /// over rows.
 void fill_rademacher(float* out, int64_t rows, int64_t dim, const NoiseKey& key,
                      int64_t first_path, uint32_t step);
+/// Fills out[i] for i < rows with a uniform on (0, 1) of global path (or chain) first_path + i
+/// at `step`: u = (w + ½) / 2³² for the first word w of one Philox block whose coordinate block
+/// is 2³² − 1, a block fill_normal never uses, so u is independent of that path's normals.
+void fill_uniform(double* out, int64_t rows, const NoiseKey& key, int64_t first_path,
+                  uint32_t step);
 
 /// One Philox4x32-10 block: 4 uniform 32-bit words for a 128-bit counter and 64-bit key.
 void philox4x32(const uint32_t counter[4], const uint32_t key[2], uint32_t out[4]);

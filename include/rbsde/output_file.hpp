@@ -35,6 +35,22 @@ struct Estimates {
   double ess_fraction = 0.0;     ///< ESS / M
   std::string method = "sde";    ///< the sampler: sde (exact weights) | ode (approximate weights)
   std::string divergence;        ///< ode: exact | hutchinson; empty for sde
+  /// Self-normalised posterior mean and sd per coordinate (posterior.hpp); written as the
+  /// datasets /estimates/posterior_mean and /estimates/posterior_sd when not empty.
+  std::vector<double> posterior_mean;
+  std::vector<double> posterior_sd;
+};
+
+/// What the MALA reference sampler measured (mcmc.hpp), identical on every rank.
+struct ReferenceMoments {
+  std::vector<double> mean;         ///< posterior mean per coordinate
+  std::vector<double> sd;           ///< posterior standard deviation per coordinate
+  std::vector<double> mean_stderr;  ///< Monte Carlo standard error of `mean` (across chains)
+  double acceptance_rate = 0.0;     ///< over the sampling steps of all chains
+  double step_size = 0.0;           ///< MALA step size after the warm-up
+  int64_t chains = 0;
+  int64_t warmup = 0;
+  int64_t steps = 0;                ///< sampling steps per chain
 };
 
 /// One rank's rows of the per-path datasets (each `rows` long; `samples` rows × d).
@@ -69,6 +85,32 @@ class OutputFile {
   /// `kind`): datasets centre (m, float64 [d]) and scale (the diagonal of L [d], or L [d, d]),
   /// attributes kind, form (diagonal | cholesky) and log_det (log |det L|).
   void write_preconditioning(const Affine& map, const std::string& kind);
+  /// Collective: attributes of the group /estimates, and its posterior moment datasets.
+  void write_estimates(const Estimates& estimates);
+  /// Collective: makes the rows every rank has written so far readable by every rank (the
+  /// MPI-IO sync-barrier-sync); call it before reading rows back.
+  void synchronise();
+  /// Collective: reads rows [offset, offset + rows) of /samples into `samples` [rows, dim]
+  /// and of /log_weights into `log_weights` (rows may be 0).
+  void read_samples(int64_t offset, int64_t rows, float* samples, double* log_weights);
+  /// Collective: reads rows [offset, offset + rows) of /log_weights only.
+  void read_log_weights(int64_t offset, int64_t rows, double* log_weights);
+  /// Collective: creates /resampled/samples (float32, the shape of /samples) and
+  /// /resampled/index (int64 [count], the row of /samples each was drawn from).
+  void create_resampled();
+  /// Collective: every rank writes its `rows` resampled rows at `offset` (rows may be 0).
+  void write_resampled(int64_t offset, int64_t rows, const float* samples, const int64_t* index);
+  /// Collective: reads rows [offset, offset + rows) of /resampled/samples.
+  void read_resampled(int64_t offset, int64_t rows, float* samples);
+  /// Collective: creates /refined/samples (float32, the shape of /samples).
+  void create_refined();
+  /// Collective: every rank writes its `rows` refined rows at `offset` (rows may be 0).
+  void write_refined(int64_t offset, int64_t rows, const float* samples);
+  /// Collective: attributes acceptance_rate and step_size of /refined/samples.
+  void write_refined_attributes(double acceptance_rate, double step_size);
+  /// Collective: the group /reference: datasets mean, sd and mean_stderr [d], attributes
+  /// acceptance_rate, step_size, chains, warmup and steps.
+  void write_reference(const ReferenceMoments& reference);
   /// Collective: closes the file and renames it to its final path.
   void commit();
 
@@ -77,10 +119,17 @@ class OutputFile {
   bool last_write_collective() const { return last_write_collective_; }
 
  private:
-  hid_t create_path_dataset(const char* name, hsize_t rows);
+  /// A chunked dataset of `rows` rows: 1-D when columns is 0, else [rows, columns].
+  hid_t create_row_dataset(const char* name, hid_t file_type, hsize_t element_bytes, hsize_t rows,
+                           hsize_t columns);
   /// One collective write of `rows` rows at `offset`; returns whether HDF5 did it collectively.
   bool write_rows(hid_t dataset, hid_t memory_type, int dims, int64_t offset, int64_t rows,
                   int64_t columns, const void* data, const char* name);
+  /// One collective read of `rows` rows at `offset` of a dataset with `count_` rows.
+  void read_rows(hid_t dataset, hid_t memory_type, int dims, int64_t offset, int64_t rows,
+                 int64_t columns, void* data, const char* name);
+  /// Throws unless `dataset` was created and [offset, offset + rows) lies within its rows.
+  void check_rows(hid_t dataset, const char* method, int64_t offset, int64_t rows) const;
 
   std::string path_;
   std::string tmp_path_;
@@ -90,6 +139,9 @@ class OutputFile {
   hid_t log_weights_ = -1;
   hid_t log_target_ = -1;
   hid_t network_log_z_ = -1;
+  hid_t resampled_samples_ = -1;
+  hid_t resampled_index_ = -1;
+  hid_t refined_samples_ = -1;
   int64_t count_ = 0;
   int64_t dim_ = 0;
   bool committed_ = false;

@@ -20,7 +20,7 @@ target: {name: gaussian, dim: 2, mean: [1, -1], covariance: 0.5}
 sde: {steps: 10}
 network: {width: 16, depth: 1}
 train: {iterations: 20, paths: 64}
-sample: {count: 500, batch: 200}
+sample: {count: 500, batch: 200, mala_steps: 6}
 output: {path: $work/out/small.h5}
 YAML
 
@@ -58,6 +58,9 @@ expect_error "wrong type" "train.paths" "$rbsde" run "$work/small.yaml" --set tr
 expect_error "dimension mismatch" "target.mean" "$rbsde" run "$work/small.yaml" --set "target.mean=[1,2,3]"
 expect_error "non-positive steps" "sde.steps" "$rbsde" run "$work/small.yaml" --set sde.steps=0
 expect_error "bad override" "key=value" "$rbsde" run "$work/small.yaml" --set train.paths
+expect_error "MALA without resampling" "sample.mala_steps" \
+  "$rbsde" run "$work/small.yaml" --set sample.resample=false --set sample.mala_steps=3
+expect_error "resume a reference run" "--resume" "$rbsde" reference "$work/small.yaml" --resume
 expect_error "missing model file" "$work/nowhere.pt" \
   "$rbsde" sample "$work/small.yaml" --set sample.model="$work/nowhere.pt"
 expect_error "unwritable output" "/proc/rbsde/out.h5" \
@@ -131,6 +134,15 @@ with h5py.File(path, "r") as f:
         assert f["training"][name].shape == (iterations,), name
     for name in ("log_z_is", "log_z_is_stderr", "log_z_network", "elbo", "ess", "ess_fraction"):
         assert name in f["estimates"].attrs, name
+    for name in ("posterior_mean", "posterior_sd"):
+        assert f["estimates"][name].shape == (dim,), name
+    for name in ("resampled/samples", "refined/samples"):
+        assert f[name].shape == (count, dim) and f[name].dtype == "float32", name
+    index = f["resampled/index"][:]
+    assert index.dtype == "int64" and index.min() >= 0 and index.max() < count, index
+    assert (f["resampled/samples"][:] == f["samples"][:][index]).all(), "resampled rows"
+    assert 0 < f["refined/samples"].attrs["acceptance_rate"] <= 1
+    assert f["refined/samples"].attrs["step_size"] > 0
     assert "target:" in f.attrs["config"] and f.attrs["version"]
 PY
 }
@@ -313,6 +325,31 @@ status=$?
   || fail "SIGUSR1: status $status, $(cat "$work/usr1.log")"
 expect_error "resume without a checkpoint" "run.ckpt" \
   "$rbsde" run "$work/long.yaml" --set output.path="$work/out/run.h5" --resume
+
+# rbsde reference: the MALA reference sampler on the small Gaussian (mean [1, -1], sd √0.5),
+# on 1 and 2 ranks (chains shared over the ranks; the same moments up to rounding).
+for np in 1 2; do
+  if timeout 120 mpirun -np $np --oversubscribe "$rbsde" reference "$work/small.yaml" \
+    --set output.path="$work/ref/np$np.h5" --set reference.warmup=200 --set reference.steps=1000 \
+    > "$work/ref$np.log" 2>&1 && grep -q "^rbsde-summary command=reference" "$work/ref$np.log"; then
+    pass
+  else
+    fail "reference on $np ranks: $(cat "$work/ref$np.log")"
+  fi
+done
+/usr/bin/python3 - "$work/ref/np1.h5" "$work/ref/np2.h5" <<'PY' && pass || fail "reference file"
+import sys, h5py, numpy as np
+with h5py.File(sys.argv[1], "r") as one, h5py.File(sys.argv[2], "r") as two:
+    r = one["reference"]
+    mean, sd, se = r["mean"][:], r["sd"][:], r["mean_stderr"][:]
+    # 64 chains x 1000 steps: stderr ~1 % of sd; five of them, and sd within 10 %.
+    assert (np.abs(mean - [1, -1]) < 5 * se).all(), (mean, se)
+    assert (np.abs(sd - 0.5 ** 0.5) < 0.1 * 0.5 ** 0.5).all(), sd
+    assert r.attrs["chains"] == 64 and r.attrs["steps"] == 1000 and r.attrs["warmup"] == 200
+    assert 0.4 < r.attrs["acceptance_rate"] < 0.75 and r.attrs["step_size"] > 0
+    assert "reference:" in one.attrs["config"]
+    assert np.allclose(two["reference/mean"][:], mean, rtol=0, atol=1e-9), two["reference/mean"][:]
+PY
 
 echo "cli: $passes passed, $failures failed"
 [[ $failures -eq 0 ]]

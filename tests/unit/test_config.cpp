@@ -66,6 +66,14 @@ const std::string kFull =
     "  method: ode\n"
     "  divergence: hutchinson\n"
     "  probes: 16\n"
+    "  resample: true\n"
+    "  mala_steps: 20\n"
+    "  mala_step_size: 0.3\n"
+    "reference:\n"
+    "  chains: 16\n"
+    "  warmup: 100\n"
+    "  steps: 2000\n"
+    "  seed: 11\n"
     "output:\n"
     "  path: out/full.h5\n"
     "parallel:\n"
@@ -167,6 +175,13 @@ void expect_same(const rbsde::Config& a, const rbsde::Config& b) {
   EXPECT_EQ(a.sample.method, b.sample.method);
   EXPECT_EQ(a.sample.divergence, b.sample.divergence);
   EXPECT_EQ(a.sample.probes, b.sample.probes);
+  EXPECT_EQ(a.sample.resample, b.sample.resample);
+  EXPECT_EQ(a.sample.mala_steps, b.sample.mala_steps);
+  EXPECT_EQ(a.sample.mala_step_size, b.sample.mala_step_size);
+  EXPECT_EQ(a.reference.chains, b.reference.chains);
+  EXPECT_EQ(a.reference.warmup, b.reference.warmup);
+  EXPECT_EQ(a.reference.steps, b.reference.steps);
+  EXPECT_EQ(a.reference.seed, b.reference.seed);
   EXPECT_EQ(a.output.path, b.output.path);
   EXPECT_EQ(a.parallel.threads, b.parallel.threads);
   EXPECT_EQ(a.resolved_yaml, b.resolved_yaml);
@@ -217,6 +232,13 @@ TEST(Config, ParsesFullConfig) {
   EXPECT_EQ(config.sample.method, "ode");
   EXPECT_EQ(config.sample.divergence, "hutchinson");
   EXPECT_EQ(config.sample.probes, 16);
+  EXPECT_TRUE(config.sample.resample);
+  EXPECT_EQ(config.sample.mala_steps, 20);
+  EXPECT_EQ(config.sample.mala_step_size, 0.3);
+  EXPECT_EQ(config.reference.chains, 16);
+  EXPECT_EQ(config.reference.warmup, 100);
+  EXPECT_EQ(config.reference.steps, 2000);
+  EXPECT_EQ(config.reference.seed, 11u);
   EXPECT_EQ(config.output.path, "out/full.h5");
   EXPECT_EQ(config.parallel.threads, 4);
 }
@@ -359,7 +381,7 @@ TEST(ConfigErrors, DataTargetKeys) {
 TEST(ConfigErrors, UnknownKeyInEverySectionNamesFileKeyAndAcceptedKeys) {
   const std::vector<std::pair<std::string, std::string>> sections = {
       {"target", "name"},  {"sde", "steps"},   {"network", "width"},   {"train", "iterations"},
-      {"sample", "count"}, {"output", "path"}, {"parallel", "threads"}};
+      {"sample", "count"}, {"output", "path"}, {"parallel", "threads"}, {"reference", "chains"}};
   for (const auto& [section, accepted] : sections) {
     // target is already open at the end of kMinimal; a second "target:" would be a duplicate.
     const std::string yaml =
@@ -481,6 +503,17 @@ TEST(ConfigErrors, ValuesOutOfRangeNameKeyAndRange) {
   expect_override_error("sample.batch=0", "sample.batch", ">= 1");
   expect_override_error("sample.probes=0", "sample.probes", "in [1, 2^28]");
   expect_override_error("sample.probes=268435457", "sample.probes", "in [1, 2^28]");
+  expect_override_error("sample.count=2147483648", "sample.count", "sample.resample: true");
+  EXPECT_EQ(rbsde::parse_config(kMinimal, {"sample.count=2147483648", "sample.resample=false"})
+                .sample.count,
+            2147483648);
+  expect_override_error("sample.mala_steps=-1", "sample.mala_steps", ">= 0");
+  expect_error(kMinimal, {"sample.resample=false", "sample.mala_steps=5"},
+               {"sample.mala_steps", "sample.resample: true"});
+  expect_override_error("sample.mala_step_size=-0.1", "sample.mala_step_size", ">= 0");
+  expect_override_error("reference.chains=1", "reference.chains", ">= 2");
+  expect_override_error("reference.warmup=3", "reference.warmup", ">= 4");
+  expect_override_error("reference.steps=0", "reference.steps", ">= 1");
   expect_override_error("output.path=''", "output.path", "non-empty");
   expect_override_error("parallel.threads=-1", "parallel.threads", ">= 0");
 }
@@ -593,6 +626,9 @@ TEST(ConfigResolved, ContainsDefaultsAndNormalisedWeights) {
   EXPECT_THAT(config.resolved_yaml, HasSubstr("method: sde"));
   EXPECT_THAT(config.resolved_yaml, HasSubstr("divergence: auto"));
   EXPECT_THAT(config.resolved_yaml, HasSubstr("probes: 4"));
+  EXPECT_THAT(config.resolved_yaml, HasSubstr("resample: true"));
+  EXPECT_THAT(config.resolved_yaml, HasSubstr("mala_steps: 0"));
+  EXPECT_THAT(config.resolved_yaml, HasSubstr("chains: 64"));
 }
 
 TEST(Config, ModelPath) {

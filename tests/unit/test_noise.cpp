@@ -68,6 +68,32 @@ TEST(Noise, IndependentOfHowPathsAreSplit) {
   EXPECT_EQ(whole, parts);
 }
 
+TEST(Noise, UniformsAreUniformAndIndependentOfTheSplit) {
+  const int64_t rows = 40000;
+  const NoiseKey key{3, NoiseStream::kMcmc, 0};
+  std::vector<double> whole(rows), parts(rows);
+  fill_uniform(whole.data(), rows, key, 500, 7);
+  fill_uniform(parts.data(), 15000, key, 500, 7);
+  fill_uniform(parts.data() + 15000, rows - 15000, key, 15500, 7);
+  EXPECT_EQ(whole, parts);
+  double mean = 0.0, below_tenth = 0.0;
+  for (const double u : whole) {
+    ASSERT_GT(u, 0.0);
+    ASSERT_LT(u, 1.0);
+    mean += u / rows;
+    below_tenth += u < 0.1 ? 1.0 / rows : 0.0;
+  }
+  // Standard errors: mean √(1/12 / n) = 0.0014, a tenth's share √(0.09 / n) = 0.0015; 5 each.
+  EXPECT_NEAR(mean, 0.5, 5.0 * std::sqrt(1.0 / 12.0 / rows));
+  EXPECT_NEAR(below_tenth, 0.1, 5.0 * std::sqrt(0.09 / rows));
+  // Another step or stream gives other uniforms.
+  std::vector<double> other(rows);
+  fill_uniform(other.data(), rows, key, 500, 8);
+  EXPECT_NE(other, whole);
+  fill_uniform(other.data(), rows, NoiseKey{3, NoiseStream::kResampling, 0}, 500, 7);
+  EXPECT_NE(other, whole);
+}
+
 TEST(Noise, KeysSeparateStreams) {
   const int64_t dim = 4;
   std::vector<float> a(dim), b(dim);

@@ -295,6 +295,101 @@ TEST_F(OutputFileTest, RanksWithoutRowsJoinTheCollectiveWrite) {
   }
 }
 
+TEST_F(OutputFileTest, ReadsBackAnotherRanksRowsAndWritesTheBiasCorrection) {
+  const int64_t count = 23;
+  const int64_t dim = 2;
+  const rbsde::PathRange mine = rbsde::path_range(count, comm_.rank(), comm_.size());
+  // The rows of the next rank (cyclically), which this rank did not write.
+  const rbsde::PathRange next = rbsde::path_range(count, (comm_.rank() + 1) % comm_.size(),
+                                                  comm_.size());
+  {
+    rbsde::OutputFile output(path_, comm_);
+    output.create_samples(count, dim);
+    const PathData data(mine, dim);
+    output.write_samples(mine.begin, mine.count(), data.rows());
+    output.synchronise();
+    std::vector<float> samples(next.count() * dim);
+    std::vector<double> log_weights(next.count());
+    output.read_samples(next.begin, next.count(), samples.data(), log_weights.data());
+    EXPECT_EQ(samples, sample_rows(next, dim));
+    EXPECT_EQ(log_weights, log_weight_rows(next));
+
+    // /resampled: row i holds /samples row count − 1 − i; /refined: those rows plus 1.
+    output.create_resampled();
+    std::vector<float> reversed;
+    std::vector<int64_t> index;
+    for (int64_t i = mine.begin; i < mine.end; ++i) {
+      index.push_back(count - 1 - i);
+      for (int64_t j = 0; j < dim; ++j) reversed.push_back(sample_value(count - 1 - i, j));
+    }
+    output.write_resampled(mine.begin, mine.count(), reversed.data(), index.data());
+    output.synchronise();
+    std::vector<float> back(next.count() * dim);
+    output.read_resampled(next.begin, next.count(), back.data());
+    for (int64_t i = next.begin; i < next.end; ++i) {
+      EXPECT_EQ(back[(i - next.begin) * dim], sample_value(count - 1 - i, 0)) << i;
+    }
+    output.create_refined();
+    std::vector<float> refined = reversed;
+    for (float& value : refined) value += 1.0f;
+    output.write_refined(mine.begin, mine.count(), refined.data());
+    output.write_refined_attributes(0.61, 0.25);
+    rbsde::Estimates estimates = test_estimates(count);
+    estimates.posterior_mean = {1.5, -2.5};
+    estimates.posterior_sd = {0.5, 0.75};
+    output.write_estimates(estimates);
+    rbsde::ReferenceMoments reference;
+    reference.mean = {0.1, 0.2};
+    reference.sd = {1.1, 1.2};
+    reference.mean_stderr = {0.01, 0.02};
+    reference.acceptance_rate = 0.57;
+    reference.step_size = 0.8;
+    reference.chains = 64;
+    reference.warmup = 100;
+    reference.steps = 1000;
+    output.write_reference(reference);
+    EXPECT_THROW(output.read_resampled(count - 1, 2, back.data()), rbsde::Error) << "past the end";
+    output.commit();
+  }
+  if (comm_.is_root()) {
+    const hid_t file = H5Fopen(path_.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT);
+    ASSERT_GE(file, 0);
+    std::vector<hsize_t> dims;
+    bool type_ok = false;
+    const auto index = read_dataset<int64_t>(file, "/resampled/index", H5T_NATIVE_INT64, &dims,
+                                             &type_ok);
+    EXPECT_TRUE(type_ok) << "/resampled/index is not int64";
+    ASSERT_EQ(index.size(), static_cast<size_t>(count));
+    for (int64_t i = 0; i < count; ++i) EXPECT_EQ(index[i], count - 1 - i);
+    const auto resampled = read_dataset<float>(file, "/resampled/samples", H5T_NATIVE_FLOAT,
+                                               &dims, &type_ok);
+    EXPECT_TRUE(type_ok);
+    EXPECT_EQ(dims, (std::vector<hsize_t>{static_cast<hsize_t>(count), static_cast<hsize_t>(dim)}));
+    const auto refined =
+        read_dataset<float>(file, "/refined/samples", H5T_NATIVE_FLOAT, &dims, &type_ok);
+    ASSERT_EQ(refined.size(), resampled.size());
+    for (size_t i = 0; i < refined.size(); ++i) EXPECT_EQ(refined[i], resampled[i] + 1.0f);
+    EXPECT_EQ(read_attribute<double>(file, "/refined/samples", "acceptance_rate",
+                                     H5T_NATIVE_DOUBLE), 0.61);
+    EXPECT_EQ(read_attribute<double>(file, "/refined/samples", "step_size", H5T_NATIVE_DOUBLE),
+              0.25);
+    EXPECT_EQ(read_dataset<double>(file, "/estimates/posterior_mean", H5T_NATIVE_DOUBLE, &dims,
+                                   &type_ok),
+              (std::vector<double>{1.5, -2.5}));
+    EXPECT_EQ(read_dataset<double>(file, "/estimates/posterior_sd", H5T_NATIVE_DOUBLE, &dims,
+                                   &type_ok),
+              (std::vector<double>{0.5, 0.75}));
+    EXPECT_EQ(read_dataset<double>(file, "/reference/mean_stderr", H5T_NATIVE_DOUBLE, &dims,
+                                   &type_ok),
+              (std::vector<double>{0.01, 0.02}));
+    EXPECT_EQ(read_dataset<double>(file, "/reference/sd", H5T_NATIVE_DOUBLE, &dims, &type_ok),
+              (std::vector<double>{1.1, 1.2}));
+    EXPECT_EQ(read_attribute<double>(file, "/reference", "step_size", H5T_NATIVE_DOUBLE), 0.8);
+    EXPECT_EQ(read_attribute<int64_t>(file, "/reference", "steps", H5T_NATIVE_INT64), 1000);
+    H5Fclose(file);
+  }
+}
+
 TEST_F(OutputFileTest, EmptyTrainingHistoryGivesEmptyDatasets) {
   {
     rbsde::OutputFile output(path_, comm_);
