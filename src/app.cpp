@@ -265,7 +265,7 @@ int execute(const Arguments& args, const Communicator& comm) {
 int run_reference(const Problem& p, const Communicator& comm, OutputFile& out,
                   Clock::time_point start, double setup_seconds, int threads) {
   const auto reference_start = Clock::now();
-  const ReferenceMoments r = reference_moments(configured(*p.target), p.config.reference, comm);
+  const ReferenceMoments r = reference_moments(*p.target, p.config.reference, comm);
   out.write_metadata(p.config.resolved_yaml, kVersion);
   out.write_reference(r);
   out.commit();

@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "rbsde/error.hpp"
+#include "rbsde/precondition.hpp"
 
 namespace rbsde {
 
@@ -186,15 +187,20 @@ ReferenceMoments reference_moments(const Target& target, const ReferenceConfig& 
   }
   const double step_size = second_half.final_step_size();
 
-  // Sampling: per-chain sums (for the spread of the chains' means) and pooled squares.
-  shift = global_mean(chains.x, chains_total, comm);
+  // Sampling: per-chain sums (for the spread of the chains' means) and pooled squares, of the
+  // configured coordinates x = m + L x̂ when the chains run on a preconditioned target.
+  const auto* affine = dynamic_cast<const AffineTarget*>(&target);
+  const auto observed = [&]() {
+    return affine ? affine->to_target_space(chains.x) : chains.x;
+  };
+  shift = global_mean(observed(), chains_total, comm);
   auto chain_sums = torch::zeros({mine.count(), d}, torch::kFloat64);
   auto pooled = torch::zeros({2 * d + 1}, torch::kFloat64);  // Σ(x − shift), Σ(x − shift)², accepted
   int64_t accepted_count = 0;
   for (int64_t t = 0; t < reference.steps; ++t) {
     accepted_count +=
         mala_step(target, chains, step_size, preconditioner, key, step++).sum().item<int64_t>();
-    const auto centred = chains.x - shift;
+    const auto centred = observed() - shift;
     chain_sums += centred;
     pooled.slice(0, d, 2 * d).add_(centred.pow(2).sum(0));
   }

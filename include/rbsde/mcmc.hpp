@@ -89,7 +89,9 @@ class StepSizeAdapter {
 /// for a standard error of r posterior sds. τ grows like d^{1/3} for a well-preconditioned
 /// target; for configs/gaussian.yaml (d = 10) it is about 8 steps (README.md), and
 /// `rbsde reference` prints the smallest effective sample size sd² / mean_stderr². MALA does
-/// not move between well-separated modes: no reference for multimodal targets.
+/// not move between well-separated modes: no reference for multimodal targets. On an
+/// AffineTarget (a preconditioned run) the chains run in x̂, where a Laplace map makes the
+/// target close to N(0, I) and correlations vanish, and the moments are of x = m + L x̂.
 ReferenceMoments reference_moments(const Target& target, const ReferenceConfig& reference,
                                    const Communicator& comm, const torch::Tensor& start = {});
 

@@ -78,15 +78,13 @@ class OutputFile {
   void create_samples(int64_t count, int64_t dim);
   /// Collective: every rank writes its `rows` rows at global row `offset` (rows may be 0).
   void write_samples(int64_t offset, int64_t rows, const PathRows& data);
-  /// Collective: attributes of the group /estimates (`method`, and `divergence` for ode, as
-  /// strings).
+  /// Collective: attributes of the group /estimates (with `method`, and `divergence` for ode,
+  /// as strings), and its posterior moment datasets.
   void write_estimates(const Estimates& estimates);
   /// Collective: the group /preconditioning of a run on x = m + L x̂ (precondition.kind
   /// `kind`): datasets centre (m, float64 [d]) and scale (the diagonal of L [d], or L [d, d]),
   /// attributes kind, form (diagonal | cholesky) and log_det (log |det L|).
   void write_preconditioning(const Affine& map, const std::string& kind);
-  /// Collective: attributes of the group /estimates, and its posterior moment datasets.
-  void write_estimates(const Estimates& estimates);
   /// Collective: makes the rows every rank has written so far readable by every rank (the
   /// MPI-IO sync-barrier-sync); call it before reading rows back.
   void synchronise();

@@ -185,7 +185,7 @@ expect_error "lgcp grid and dim disagree" "target.dim" \
 if /usr/bin/python3 "$source_dir/examples/torchscript_target.py" "$work/banana.pt" > /dev/null \
   && "$rbsde" run "$source_dir/configs/torchscript_banana.yaml" --set target.module="$work/banana.pt" \
     --set train.iterations=10 --set train.paths=64 --set network.width=16 --set sde.steps=10 \
-    --set sample.count=300 --set output.path="$work/out/banana.h5" > "$work/banana.log" 2>&1 \
+    --set sample.count=300 --set sample.mala_steps=5 --set output.path="$work/out/banana.h5" > "$work/banana.log" 2>&1 \
   && grep -q "rbsde-summary command=run target=torchscript dim=2" "$work/banana.log" \
   && check_file "$work/out/banana.h5" 300 2 10; then
   pass
