@@ -730,6 +730,10 @@ PreconditionConfig read_precondition(const Reader& in, int64_t dim) {
     }
   }
   if (precondition.kind == "config") {
+    if (dim == 0) {
+      in.fail("precondition.kind", "config needs target.dim in the configuration (the sizes of "
+                                   "precondition.centre and precondition.scale follow from it)");
+    }
     const YAML::Node centre = in.find("precondition.centre");
     precondition.centre =
         centre ? read_vector(in, centre, "precondition.centre", dim, /*allow_scalar=*/true)
