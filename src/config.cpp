@@ -35,7 +35,7 @@ const std::vector<Section> kSections = {
     {"target",
      {"name", "dim", "mean", "covariance", "weights", "means", "covariances", "data", "label",
       "grid", "whitened", "module", "method"}},
-    {"sde", {"schedule", "beta", "beta_min", "beta_max", "horizon", "steps"}},
+    {"sde", {"schedule", "beta", "beta_min", "beta_max", "horizon", "steps", "integrator"}},
     {"network", {"width", "depth", "activation", "time_features", "y0_residual"}},
     {"train",
      {"iterations", "paths", "seed", "lr", "lr_schedule", "lr_final", "grad_clip", "anneal_gamma0",
@@ -63,6 +63,7 @@ const std::vector<std::pair<std::string, std::string>> kDefaultData = {
     {"lgcp", "pines.csv"},
 };
 const std::vector<std::string> kSchedules = {"constant", "linear"};
+const std::vector<std::string> kIntegrators = {"euler", "exponential"};
 const std::vector<std::string> kActivations = {"silu", "tanh", "relu", "gelu"};
 const std::vector<std::string> kLrSchedules = {"cosine", "constant"};
 const std::vector<std::string> kSampleMethods = {"sde", "ode"};
@@ -586,7 +587,9 @@ SdeConfig read_sde(const Reader& in) {
   in.read("sde.beta_max", sde.beta_max);
   in.read("sde.horizon", sde.horizon);
   in.read("sde.steps", sde.steps);
+  in.read("sde.integrator", sde.integrator);
   in.require_one_of("sde.schedule", sde.schedule, kSchedules);
+  in.require_one_of("sde.integrator", sde.integrator, kIntegrators);
   in.require(sde.beta > 0.0, "sde.beta", "> 0", sde.beta);
   if (sde.schedule == "linear") {
     in.require(sde.beta_min > 0.0, "sde.beta_min", "> 0 (schedule: linear)", sde.beta_min);
@@ -868,6 +871,7 @@ std::string emit_resolved(const Config& config) {
   emit_entry(out, "beta_max", config.sde.beta_max);
   emit_entry(out, "horizon", config.sde.horizon);
   emit_entry(out, "steps", config.sde.steps);
+  emit_entry(out, "integrator", config.sde.integrator);
   out << YAML::EndMap;
 
   out << YAML::Key << "network" << YAML::Value << YAML::BeginMap;

@@ -9,19 +9,20 @@ namespace rbsde {
 namespace {
 
 
-/// One reverse-SDE step in float64 for `rows` paths, in place, with the step's log-weight:
-///   X_{n+1} = X_n + (½ b X_n + √b Z_n) h + √(b h) ξ_n
+/// One reverse-SDE step n in float64 for `rows` paths, in place, with the step's log-weight:
+///   X_{n+1} = x_gain X_n + z_gain Z_n + noise ξ_n      (TimeGrid: Euler or exponential)
 ///   log w  += log k_n(X_n | X_{n+1}) − log q_n(X_{n+1} | X_n)
-/// with q_n = N(X_n + drift h, b h I) (so its exponent is −½|ξ_n|²) and
+/// with q_n = N(x_gain X_n + z_gain Z_n, noise² I) (so its exponent is −½|ξ_n|²) and
 /// k_n = N(a X_{n+1}, (1 − a²) I), every Gaussian normalising constant kept.
 void advance_weighted(double* x, const float* z, const double* xi, double* log_weight,
-                      int64_t rows, int64_t dim, double b, double h, double a) {
-  const double drift_x = 0.5 * b * h;
-  const double drift_z = std::sqrt(b) * h;
-  const double diffusion = std::sqrt(b * h);
+                      int64_t rows, int64_t dim, const TimeGrid& grid, int64_t n) {
+  const double a = grid.a[n];
+  const double drift_x = grid.x_gain[n] - 1.0;
+  const double drift_z = grid.z_gain[n];
+  const double diffusion = grid.noise[n];
   const double k_variance = -std::expm1(2.0 * std::log(a));  // 1 − a², accurate for a ≈ 1
   const double d = static_cast<double>(dim);
-  const double normalisers = 0.5 * d * (std::log(b * h) - std::log(k_variance));
+  const double normalisers = d * (std::log(diffusion) - 0.5 * std::log(k_variance));
   for_each_path(rows, [=](int64_t i) {
     double* x_row = x + i * dim;
     const float* z_row = z + i * dim;
@@ -144,7 +145,7 @@ SampleBatch simulate_paths(const Target& target, BsdeModel& model, const TimeGri
     const auto z = model->z(grid.s[n], x.to(torch::kFloat32)).contiguous();
     fill_normal(xi.data_ptr<double>(), rows, d, key, first_path, static_cast<uint32_t>(n));
     advance_weighted(x.data_ptr<double>(), z.data_ptr<float>(), xi.data_ptr<double>(),
-                     log_weight.data_ptr<double>(), rows, d, grid.b[n], grid.h[n], grid.a[n]);
+                     log_weight.data_ptr<double>(), rows, d, grid, n);
   }
   batch.log_target = target.log_prob(x);
   batch.log_weights = log_weight + batch.log_target;

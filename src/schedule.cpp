@@ -10,6 +10,7 @@ namespace rbsde {
 NoiseSchedule NoiseSchedule::from_config(const SdeConfig& config) {
   NoiseSchedule schedule;
   schedule.horizon = config.horizon;
+  schedule.exponential = config.integrator == "exponential";
   if (config.schedule == "constant") {
     schedule.kind = Kind::kConstant;
     schedule.beta_min = schedule.beta_max = config.beta;
@@ -55,6 +56,22 @@ TimeGrid::TimeGrid(const NoiseSchedule& schedule, int64_t n_steps) : steps(n_ste
     // ∫_{s_n}^{s_{n+1}} b(s) ds = ∫_{T−s_{n+1}}^{T−s_n} β(t) dt.
     const double integral = schedule.integral(T - s[n]) - schedule.integral(T - s[n + 1]);
     a[n] = std::exp(-0.5 * integral);
+  }
+  x_gain.resize(steps);
+  z_gain.resize(steps);
+  noise.resize(steps);
+  for (int64_t n = 0; n < steps; ++n) {
+    const double root_b = std::sqrt(b[n]);
+    if (schedule.exponential) {
+      const double one_minus_a = -std::expm1(std::log(a[n]));  // 1 − a, accurate for a ≈ 1
+      x_gain[n] = 1.0 + one_minus_a;
+      z_gain[n] = 2.0 * one_minus_a / root_b;
+      noise[n] = std::sqrt(one_minus_a * (1.0 + a[n]));  // √(1 − a²)
+    } else {
+      x_gain[n] = 1.0 + 0.5 * b[n] * h[n];
+      z_gain[n] = root_b * h[n];
+      noise[n] = std::sqrt(b[n] * h[n]);
+    }
   }
 }
 

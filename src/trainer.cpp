@@ -19,18 +19,19 @@ constexpr double kPi = 3.14159265358979323846;
 /// Rows (path-steps) per chunk of the gradient pass: bounds its temporaries.
 constexpr int64_t kRowsPerChunk = int64_t{1} << 16;
 
-/// One Euler–Maruyama step for `rows` paths, in place on raw memory. Paths i < `explorers`
+/// One reverse step for `rows` paths, in place on raw memory. Paths i < `explorers`
 /// follow the reference control u = −√b X (the stationary OU process, whose X_N ~ N(0, I)
 /// covers every mode), the others the model's own, u = Z:
-///   X_{n+1} = X_n + (½ b X_n + √b u) h + √(b h) ξ_n
+///   X_{n+1} = x_gain X_n + z_gain u + noise ξ_n            (TimeGrid: Euler or exponential)
 ///   Y      += (u·Z − ½|Z|²) h − ½ b d h + √h Z·ξ_n     (the driver for any control u)
 /// and, for an explorer, ξ_n is overwritten by ξ_n + (u − Z)√h so that √h ξ_n stays
 /// ∂Y_{n+1}/∂Z_n = ΔB_n + (u − Z) h, the weight of the gradient pass (method.md §4).
 void advance_paths(const float* x, const float* z, float* xi, float* x_next, double* y,
-                   int64_t rows, int64_t explorers, int64_t dim, double b, double h) {
-  const float drift_x = static_cast<float>(0.5 * b * h);
-  const float drift_z = static_cast<float>(std::sqrt(b) * h);
-  const float diffusion = static_cast<float>(std::sqrt(b * h));
+                   int64_t rows, int64_t explorers, int64_t dim, const TimeGrid& grid, int64_t n) {
+  const double b = grid.b[n], h = grid.h[n];
+  const float drift_x = static_cast<float>(grid.x_gain[n] - 1.0);
+  const float drift_z = static_cast<float>(grid.z_gain[n]);
+  const float diffusion = static_cast<float>(grid.noise[n]);
   const float reference_gain = static_cast<float>(-std::sqrt(b));
   const float root_h = static_cast<float>(std::sqrt(h));
   const double sqrt_h = std::sqrt(h);
@@ -233,7 +234,7 @@ StepResult Trainer::step_detached(int64_t iteration, double gamma) {
     fill_normal(xi[slot(n)].data_ptr<float>(), m, d, key, paths_.begin, static_cast<uint32_t>(n));
     advance_paths(x_now.data_ptr<float>(), z.data_ptr<float>(), xi[slot(n)].data_ptr<float>(),
                   x_path[slot(n) + 1].data_ptr<float>(), y.data_ptr<double>(), m, explorers, d,
-                  grid_.b[n], grid_.h[n]);
+                  grid_, n);
   };
   const auto advance_slot = [&]() {  // constant memory: X_{n+1} becomes the next step's X_n
     if (slots == 1) x_path[0].copy_(x_path[1]);
@@ -310,7 +311,7 @@ StepResult Trainer::step_coupled(int64_t iteration, double gamma) {
     const auto z = model_->z(grid_.s[n], x);
     y = y + 0.5 * h * z.pow(2).sum(1) - 0.5 * b * static_cast<double>(d) * h +
         std::sqrt(h) * (z * xi).sum(1);
-    x = x + (0.5 * b * x + std::sqrt(b) * z) * h + std::sqrt(b * h) * xi;
+    x = grid_.x_gain[n] * x + grid_.z_gain[n] * z + grid_.noise[n] * xi;
     xi = torch::empty({m, d}, torch::kFloat32);  // the old one is saved for backward
   }
   const auto residual = y - terminal(x, gamma);

@@ -46,6 +46,7 @@ struct SdeConfig {
   double beta_max = 10.0;
   double horizon = 4.0;  ///< T
   int64_t steps = 50;    ///< N, uniform grid
+  std::string integrator = "euler";  ///< euler | exponential (schedule.hpp, TimeGrid)
 };
 
 /// network.*: Z_θ(s, x) = √b(s)(−x) + MLP([x, time features]); Y₀ = log N(x) + c (+ r_θ(x)).

@@ -15,6 +15,9 @@ struct NoiseSchedule {
   double beta_min = 2.0;  ///< β for kConstant
   double beta_max = 2.0;
   double horizon = 4.0;   ///< T
+  /// How a reverse step is discretised (sde.integrator): Euler–Maruyama, or exponential
+  /// (the linear part of the drift integrated exactly: method.md §4's exponential integrator).
+  bool exponential = false;
 
   static NoiseSchedule from_config(const SdeConfig& config);
 
@@ -38,6 +41,14 @@ struct TimeGrid {
   /// a_n = exp(−½ ∫_{s_n}^{s_{n+1}} b): the exact noising transition over step n runs
   /// backwards as k_n(x_n | x_{n+1}) = N(a_n x_{n+1}, (1 − a_n²) I) (method.md §5).
   std::vector<double> a;
+  /// The reverse step X_{n+1} = x_gain_n X_n + z_gain_n Z_n + noise_n ξ_n, ξ_n ~ N(0, I):
+  ///   Euler:        1 + ½ b h,  √b h,              √(b h)
+  ///   exponential:  2 − a,      2 (1 − a) / √b,    √(1 − a²)
+  /// The exponential step writes Z = −√b X + Z̃ (the model's split) and integrates the linear
+  /// part exactly: X_{n+1} = a X_n + 2 (1 − a)/√b Z̃_n + √(1 − a²) ξ_n. With Z̃ = 0 it is the
+  /// exact stationary OU transition, so the untrained model's weights for N(0, I) are exact
+  /// in any dimension, where Euler's per-step mismatch adds a weight variance growing with d.
+  std::vector<double> x_gain, z_gain, noise;
 
   TimeGrid(const NoiseSchedule& schedule, int64_t steps);
 };

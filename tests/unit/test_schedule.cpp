@@ -71,5 +71,38 @@ TEST(Schedule, GridStepFactorsComposeToAlpha) {
   EXPECT_NEAR(product, schedule.alpha(2.0), 1e-13);
 }
 
+// The reverse step X_{n+1} = x_gain X + z_gain Z + noise ξ. Euler: the Euler–Maruyama
+// coefficients. Exponential: with the untrained control Z = −√b X it is the exact OU
+// transition N(a X, (1 − a²) I) (here on a linear schedule), and for constant β it agrees
+// with Euler to first order in b h.
+TEST(Schedule, IntegratorStepCoefficients) {
+  SdeConfig config;
+  config.schedule = "linear";
+  config.beta_min = 0.1;
+  config.beta_max = 12.0;
+  config.horizon = 1.0;
+  config.steps = 400;
+  const TimeGrid euler(NoiseSchedule::from_config(config), config.steps);
+  config.integrator = "exponential";
+  const TimeGrid exponential(NoiseSchedule::from_config(config), config.steps);
+  for (int64_t n = 0; n < config.steps; ++n) {
+    const double b = euler.b[n], h = euler.h[n], a = exponential.a[n];
+    EXPECT_DOUBLE_EQ(euler.x_gain[n], 1.0 + 0.5 * b * h);
+    EXPECT_DOUBLE_EQ(euler.z_gain[n], std::sqrt(b) * h);
+    EXPECT_DOUBLE_EQ(euler.noise[n], std::sqrt(b * h));
+    EXPECT_NEAR(exponential.x_gain[n] - exponential.z_gain[n] * std::sqrt(b), a, 1e-14);
+    EXPECT_NEAR(exponential.noise[n] * exponential.noise[n], 1.0 - a * a, 1e-14);
+  }
+  config.schedule = "constant";
+  config.beta = 3.0;
+  const TimeGrid exponential_constant(NoiseSchedule::from_config(config), config.steps);
+  config.integrator = "euler";
+  const TimeGrid euler_constant(NoiseSchedule::from_config(config), config.steps);
+  const double bh = 3.0 / 400.0;
+  EXPECT_NEAR(exponential_constant.z_gain[0] / euler_constant.z_gain[0], 1.0, bh);
+  EXPECT_NEAR(exponential_constant.noise[0] / euler_constant.noise[0], 1.0, bh);
+  EXPECT_NEAR(exponential_constant.x_gain[0] / euler_constant.x_gain[0], 1.0, bh * bh);
+}
+
 }  // namespace
 }  // namespace rbsde

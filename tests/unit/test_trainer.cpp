@@ -70,7 +70,9 @@ std::pair<double, double> autograd_loss(const Config& config, const Target& targ
     const auto u = torch::where(explorer, -std::sqrt(b) * x, z.detach());
     y = y + ((u * z).sum(1) - 0.5 * z.pow(2).sum(1) - 0.5 * b * d) * h +
         std::sqrt(h) * (z * xi).sum(1);
-    x = x + (0.5 * b * x + std::sqrt(b) * u) * h + std::sqrt(b * h) * xi;
+    // The grid's step (Euler: x_gain = 1 + ½ b h, z_gain = √b h, noise = √(b h)), written
+    // as an increment of x like the trainer's float32 kernel.
+    x = x + (grid.x_gain[n] - 1.0) * x + grid.z_gain[n] * u + grid.noise[n] * xi;
   }
   const auto terminal = gamma * target.log_prob(x) + (1 - gamma) * BsdeModelImpl::log_reference(x);
   const auto residual = y - terminal.to(torch::kFloat64);
@@ -118,6 +120,22 @@ TEST_P(DetachedGradient, EqualsAutogradThroughTheRecursion) {
   const StepResult result = trainer.compute_gradients(iteration);
   auto model = random_model(config, schedule);
   const auto reference = autograd_loss(config, *target, model, iteration, gamma, 0);
+  expect_same_step(result, gradients(fast_model), reference, gradients(model));
+}
+
+// The exponential integrator changes only the X step; the gradient pass is unchanged.
+TEST(DetachedGradient, WithTheExponentialIntegratorEqualsAutograd) {
+  Config config = parse_config(kSmall);
+  config.sde.integrator = "exponential";
+  const auto target = make_target(config.target);
+  const auto schedule = NoiseSchedule::from_config(config.sde);
+  ASSERT_TRUE(schedule.exponential);
+  Communicator comm(MPI_COMM_WORLD);
+  auto fast_model = random_model(config, schedule);
+  Trainer trainer(*target, fast_model, config.sde, config.train, comm);
+  const StepResult result = trainer.compute_gradients(2);
+  auto model = random_model(config, schedule);
+  const auto reference = autograd_loss(config, *target, model, 2, trainer.gamma(2), 0);
   expect_same_step(result, gradients(fast_model), reference, gradients(model));
 }
 
