@@ -5,7 +5,7 @@ Features are i.i.d. N(0, 1); the true weights are N(0, 1/p) (so the logits have 
 whatever p is) plus an intercept of 0.5; labels are Bernoulli(sigmoid(logit)). The CSV has
 columns V1..Vp and Class, like data/ionosphere.csv.
 
-    scripts/synthetic_logreg.py OUT.csv --features 1000 --rows 2000 [--seed 1]
+    scripts/synthetic_logreg.py OUT.csv --features 1000 --rows 10000 [--seed 1]
 """
 import argparse
 
@@ -17,7 +17,7 @@ def main():
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("out")
     parser.add_argument("--features", type=int, default=1000)
-    parser.add_argument("--rows", type=int, default=2000)
+    parser.add_argument("--rows", type=int, default=10000)
     parser.add_argument("--seed", type=int, default=1)
     args = parser.parse_args()
     if args.features < 1 or args.rows < 2:
