@@ -1,6 +1,7 @@
 #include "rbsde/output_file.hpp"
 
 #include <algorithm>
+#include <array>
 #include <filesystem>
 #include <string>
 #include <system_error>
@@ -155,6 +156,33 @@ bool was_collective(hid_t dxpl, const std::string& file) {
   return mode != H5D_MPIO_NO_COLLECTIVE && mode != H5D_MPIO_CHUNK_INDEPENDENT;
 }
 
+/// A collective transfer of rows [offset, offset + rows) of a dataset with `columns` columns
+/// (`dims` = 1: a 1-D dataset): its transfer list and its file and memory selections. A rank
+/// without rows still joins the collective transfer, with empty selections.
+struct RowSelection {
+  RowSelection(hid_t dataset, int dims, int64_t offset, int64_t rows, int64_t columns,
+               const std::string& what, const std::string& file)
+      : dxpl(collective_transfer(file), H5Pclose),
+        file_space(checked(H5Dget_space(dataset), what, file), H5Sclose),
+        memory_space(checked(H5Screate_simple(dims, extent(rows, columns).data(), nullptr), what,
+                             file),
+                     H5Sclose) {
+    const hsize_t start[2] = {static_cast<hsize_t>(offset), 0};
+    if (rows > 0) {
+      checked(H5Sselect_hyperslab(file_space.get(), H5S_SELECT_SET, start, nullptr,
+                                  extent(rows, columns).data(), nullptr),
+              what, file);
+    } else {
+      checked(H5Sselect_none(file_space.get()), what, file);
+      checked(H5Sselect_none(memory_space.get()), what, file);
+    }
+  }
+  static std::array<hsize_t, 2> extent(int64_t rows, int64_t columns) {
+    return {static_cast<hsize_t>(rows), static_cast<hsize_t>(columns)};
+  }
+  Handle dxpl, file_space, memory_space;
+};
+
 }  // namespace
 
 OutputFile::OutputFile(const std::string& path, const Communicator& comm)
@@ -268,25 +296,12 @@ void OutputFile::create_samples(int64_t count, int64_t dim) {
 bool OutputFile::write_rows(hid_t dataset, hid_t memory_type, int dims, int64_t offset,
                             int64_t rows, int64_t columns, const void* data, const char* name) {
   const std::string what = std::string("writing rows of /") + name;
-  const hsize_t start[2] = {static_cast<hsize_t>(offset), 0};
-  const hsize_t extent[2] = {static_cast<hsize_t>(rows), static_cast<hsize_t>(columns)};
-  Handle dxpl(collective_transfer(tmp_path_), H5Pclose);
-  Handle file_space(checked(H5Dget_space(dataset), what, tmp_path_), H5Sclose);
-  Handle memory_space(checked(H5Screate_simple(dims, extent, nullptr), what, tmp_path_), H5Sclose);
-  // A rank without rows still joins the collective transfer, with empty selections (and a
-  // non-null buffer, which H5Dwrite wants even then).
-  const double nothing = 0.0;
-  if (rows > 0) {
-    checked(H5Sselect_hyperslab(file_space.get(), H5S_SELECT_SET, start, nullptr, extent, nullptr),
-            what, tmp_path_);
-  } else {
-    checked(H5Sselect_none(file_space.get()), what, tmp_path_);
-    checked(H5Sselect_none(memory_space.get()), what, tmp_path_);
-    data = &nothing;
-  }
-  checked(H5Dwrite(dataset, memory_type, memory_space.get(), file_space.get(), dxpl.get(), data),
+  const RowSelection selection(dataset, dims, offset, rows, columns, what, tmp_path_);
+  const double nothing = 0.0;  // H5Dwrite wants a non-null buffer even for an empty selection
+  checked(H5Dwrite(dataset, memory_type, selection.memory_space.get(), selection.file_space.get(),
+                   selection.dxpl.get(), rows > 0 ? data : &nothing),
           what, tmp_path_);
-  return was_collective(dxpl.get(), tmp_path_);
+  return was_collective(selection.dxpl.get(), tmp_path_);
 }
 
 void OutputFile::write_samples(int64_t offset, int64_t rows, const PathRows& data) {
@@ -378,21 +393,10 @@ void OutputFile::check_rows(hid_t dataset, const char* method, int64_t offset,
 void OutputFile::read_rows(hid_t dataset, hid_t memory_type, int dims, int64_t offset,
                            int64_t rows, int64_t columns, void* data, const char* name) {
   const std::string what = std::string("reading rows of /") + name;
-  const hsize_t start[2] = {static_cast<hsize_t>(offset), 0};
-  const hsize_t extent[2] = {static_cast<hsize_t>(rows), static_cast<hsize_t>(columns)};
-  Handle dxpl(collective_transfer(tmp_path_), H5Pclose);
-  Handle file_space(checked(H5Dget_space(dataset), what, tmp_path_), H5Sclose);
-  Handle memory_space(checked(H5Screate_simple(dims, extent, nullptr), what, tmp_path_), H5Sclose);
-  double nothing = 0.0;  // as in write_rows: a rank without rows joins with empty selections
-  if (rows > 0) {
-    checked(H5Sselect_hyperslab(file_space.get(), H5S_SELECT_SET, start, nullptr, extent, nullptr),
-            what, tmp_path_);
-  } else {
-    checked(H5Sselect_none(file_space.get()), what, tmp_path_);
-    checked(H5Sselect_none(memory_space.get()), what, tmp_path_);
-    data = &nothing;
-  }
-  checked(H5Dread(dataset, memory_type, memory_space.get(), file_space.get(), dxpl.get(), data),
+  const RowSelection selection(dataset, dims, offset, rows, columns, what, tmp_path_);
+  double nothing = 0.0;
+  checked(H5Dread(dataset, memory_type, selection.memory_space.get(), selection.file_space.get(),
+                  selection.dxpl.get(), rows > 0 ? data : &nothing),
           what, tmp_path_);
 }
 

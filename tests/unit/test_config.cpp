@@ -11,6 +11,7 @@
 
 #include "rbsde/config.hpp"
 #include "rbsde/error.hpp"
+#include "helpers.hpp"
 
 namespace {
 
@@ -642,24 +643,8 @@ TEST(Config, ModelPath) {
   EXPECT_EQ(config.checkpoint_path(), "results.d/run.ckpt");
 }
 
-/// A private directory per process (the binary may run under mpiexec, one process a rank).
-class ConfigFile : public ::testing::Test {
- protected:
-  void SetUp() override {
-    directory_ = std::filesystem::temp_directory_path() /
-                 ("rbsde_test_config_" + std::to_string(::getpid()));
-    std::filesystem::create_directories(directory_);
-  }
-  void TearDown() override { std::filesystem::remove_all(directory_); }
-
-  std::string write(const std::string& name, const std::string& text) const {
-    const std::filesystem::path path = directory_ / name;
-    std::ofstream(path) << text;
-    return path.string();
-  }
-
-  std::filesystem::path directory_;
-};
+/// Configuration files on disk.
+class ConfigFile : public rbsde::test::TempDirectory {};
 
 TEST_F(ConfigFile, LoadsFileWithOverrides) {
   const std::string path = write("run.yaml", kFull);

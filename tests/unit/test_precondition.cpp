@@ -22,9 +22,14 @@
 #include "rbsde/output_file.hpp"
 #include "rbsde/precondition.hpp"
 #include "rbsde/target.hpp"
+#include "helpers.hpp"
 
 namespace rbsde {
 namespace {
+
+using test::spd_3x3;
+using test::to_eigen;
+using test::to_torch;
 
 constexpr double kLog2Pi = 1.8378770664093454835606594728112;
 
@@ -46,31 +51,6 @@ class FunctionTarget final : public Target {
 };
 
 torch::Tensor standard_normal_log_prob(const torch::Tensor& x) { return -0.5 * x.square().sum(1); }
-
-Eigen::MatrixXd to_eigen(const torch::Tensor& t) {
-  const auto c = t.to(torch::kFloat64).contiguous();
-  Eigen::MatrixXd m(c.size(0), c.size(1));
-  const auto a = c.accessor<double, 2>();
-  for (int64_t i = 0; i < m.rows(); ++i) {
-    for (int64_t j = 0; j < m.cols(); ++j) m(i, j) = a[i][j];
-  }
-  return m;
-}
-
-torch::Tensor to_torch(const Eigen::MatrixXd& m) {
-  auto t = torch::empty({m.rows(), m.cols()}, torch::kFloat64);
-  auto a = t.accessor<double, 2>();
-  for (int64_t i = 0; i < m.rows(); ++i) {
-    for (int64_t j = 0; j < m.cols(); ++j) a[i][j] = m(i, j);
-  }
-  return t;
-}
-
-Eigen::MatrixXd spd_3x3() {
-  Eigen::MatrixXd a(3, 3);
-  a << 1.0, 0.2, -0.4, 0.5, 1.5, 0.3, -0.1, 0.7, 0.9;
-  return a * a.transpose() + 0.5 * Eigen::MatrixXd::Identity(3, 3);
-}
 
 /// A lower-triangular L with a negative diagonal entry (|det L| is what counts).
 Affine triangular_map() {
@@ -374,17 +354,8 @@ TEST(Preconditioner, LaplaceErrors) {
 
 // --- pilot ---------------------------------------------------------------------------------------
 
-/// A private directory per process.
-class PilotFile : public ::testing::Test {
- protected:
-  void SetUp() override {
-    directory_ = std::filesystem::temp_directory_path() /
-                 ("rbsde_test_precondition_" + std::to_string(::getpid()));
-    std::filesystem::create_directories(directory_);
-  }
-  void TearDown() override { std::filesystem::remove_all(directory_); }
-  std::filesystem::path directory_;
-};
+/// Pilot output files.
+class PilotFile : public test::TempDirectory {};
 
 TEST_F(PilotFile, WeightedMomentsOfAnEarlierRun) {
   Communicator comm(MPI_COMM_WORLD);

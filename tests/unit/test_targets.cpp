@@ -19,9 +19,14 @@
 #include "rbsde/config.hpp"
 #include "rbsde/error.hpp"
 #include "rbsde/target.hpp"
+#include "helpers.hpp"
 
 namespace rbsde {
 namespace {
+
+using test::spd_3x3;
+using test::to_eigen;
+using test::to_torch;
 
 constexpr double kPi = 3.14159265358979323846;
 
@@ -30,31 +35,6 @@ constexpr double kPi = 3.14159265358979323846;
 // variance or mean (off by 1% or more of a standard deviation) is far outside it.
 constexpr int64_t kSamples = 200000;
 constexpr double kStandardErrors = 5.0;
-
-Eigen::MatrixXd to_eigen(const torch::Tensor& t) {
-  const auto c = t.to(torch::kFloat64).contiguous();
-  Eigen::MatrixXd m(c.size(0), c.size(1));
-  const auto a = c.accessor<double, 2>();
-  for (int64_t i = 0; i < m.rows(); ++i) {
-    for (int64_t j = 0; j < m.cols(); ++j) m(i, j) = a[i][j];
-  }
-  return m;
-}
-
-torch::Tensor to_torch(const Eigen::MatrixXd& m) {
-  auto t = torch::empty({m.rows(), m.cols()}, torch::kFloat64);
-  auto a = t.accessor<double, 2>();
-  for (int64_t i = 0; i < m.rows(); ++i) {
-    for (int64_t j = 0; j < m.cols(); ++j) a[i][j] = m(i, j);
-  }
-  return t;
-}
-
-Eigen::MatrixXd spd_3x3() {
-  Eigen::MatrixXd a(3, 3);
-  a << 1.0, 0.2, -0.4, 0.5, 1.5, 0.3, -0.1, 0.7, 0.9;
-  return a * a.transpose() + 0.5 * Eigen::MatrixXd::Identity(3, 3);
-}
 
 Eigen::MatrixXd test_points(int64_t m, int64_t d, uint64_t seed) {
   torch::manual_seed(seed);
@@ -596,24 +576,8 @@ double softplus(double z) {
   return z > 0.0 ? z + std::log1p(std::exp(-z)) : std::log1p(std::exp(z));
 }
 
-/// A private directory per process for hand-written data files.
-class DataFiles : public ::testing::Test {
- protected:
-  void SetUp() override {
-    directory_ = std::filesystem::temp_directory_path() /
-                 ("rbsde_test_targets_" + std::to_string(::getpid()));
-    std::filesystem::create_directories(directory_);
-  }
-  void TearDown() override { std::filesystem::remove_all(directory_); }
-
-  std::string write(const std::string& name, const std::string& text) const {
-    const std::filesystem::path path = directory_ / name;
-    std::ofstream(path) << text;
-    return path.string();
-  }
-
-  std::filesystem::path directory_;
-};
+/// Hand-written data files.
+class DataFiles : public test::TempDirectory {};
 
 TEST(LogisticRegressionTarget, LogProbMatchesLoopFormulaOnIonosphere) {
   const std::string path = data_file("ionosphere.csv");
