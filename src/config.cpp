@@ -36,7 +36,7 @@ const std::vector<Section> kSections = {
      {"name", "dim", "mean", "covariance", "weights", "means", "covariances", "data", "label",
       "grid", "whitened", "module", "method"}},
     {"sde", {"schedule", "beta", "beta_min", "beta_max", "horizon", "steps", "integrator"}},
-    {"network", {"width", "depth", "activation", "time_features", "y0_residual"}},
+    {"network", {"width", "depth", "activation", "time_features", "y0_residual", "blocks"}},
     {"train",
      {"iterations", "paths", "seed", "lr", "lr_schedule", "lr_final", "grad_clip", "anneal_gamma0",
       "anneal_fraction", "detach_paths", "constant_memory", "explore", "log_every", "checkpoint_every"}},
@@ -609,10 +609,12 @@ NetworkConfig read_network(const Reader& in) {
   in.read("network.activation", network.activation);
   in.read("network.time_features", network.time_features);
   in.read("network.y0_residual", network.y0_residual);
+  in.read("network.blocks", network.blocks);
   in.require(network.width >= 1, "network.width", ">= 1", network.width);
   in.require(network.depth >= 1, "network.depth", ">= 1", network.depth);
   in.require_one_of("network.activation", network.activation, kActivations);
   in.require(network.time_features >= 0, "network.time_features", ">= 0", network.time_features);
+  in.require(network.blocks >= 1, "network.blocks", ">= 1", network.blocks);
   return network;
 }
 
@@ -880,6 +882,7 @@ std::string emit_resolved(const Config& config) {
   emit_entry(out, "activation", config.network.activation);
   emit_entry(out, "time_features", config.network.time_features);
   emit_entry(out, "y0_residual", config.network.y0_residual);
+  emit_entry(out, "blocks", config.network.blocks);
   out << YAML::EndMap;
 
   out << YAML::Key << "train" << YAML::Value << YAML::BeginMap;

@@ -73,19 +73,26 @@ void accumulate(torch::Tensor& parameter, const torch::Tensor& gradient) {
 BsdeModelImpl::BsdeModelImpl(int64_t dim, const NetworkConfig& network,
                              const NoiseSchedule& schedule)
     : dim_(dim),
+      blocks_(network.blocks),
+      block_dim_(dim / network.blocks),
       time_features_(network.time_features),
       schedule_(schedule),
       activation_(network.activation) {
   check_activation(activation_);
+  if (dim % blocks_ != 0) {
+    throw Error("network.blocks: " + std::to_string(blocks_) +
+                " blocks do not divide the target's dimension " + std::to_string(dim));
+  }
   const int64_t n_time = 1 + 2 * time_features_;
-  // One Linear(d + n_time → width) split in two; both parts get PyTorch's default
+  // One Linear(d/blocks + n_time → width) split in two; both parts get PyTorch's default
   // initialisation for the fan-in of the whole layer.
-  input_x_ = register_module("input_x", torch::nn::Linear(
-                                            torch::nn::LinearOptions(dim, network.width).bias(false)));
+  input_x_ = register_module(
+      "input_x",
+      torch::nn::Linear(torch::nn::LinearOptions(block_dim_, network.width).bias(false)));
   input_t_ = register_module("input_t", torch::nn::Linear(n_time, network.width));
   {
     torch::NoGradGuard no_grad;
-    const double bound = 1.0 / std::sqrt(static_cast<double>(dim + n_time));
+    const double bound = 1.0 / std::sqrt(static_cast<double>(block_dim_ + n_time));
     input_x_->weight.uniform_(-bound, bound);
     input_t_->weight.uniform_(-bound, bound);
     input_t_->bias.uniform_(-bound, bound);
@@ -94,7 +101,7 @@ BsdeModelImpl::BsdeModelImpl(int64_t dim, const NetworkConfig& network,
     hidden_.push_back(register_module("hidden" + std::to_string(layer),
                                       torch::nn::Linear(network.width, network.width)));
   }
-  output_ = register_module("output", zero_linear(network.width, dim, /*bias=*/true));
+  output_ = register_module("output", zero_linear(network.width, block_dim_, /*bias=*/true));
   if (network.y0_residual) {
     // A small network: the Gaussian reference already carries Y₀'s main part. No output
     // bias: a constant shift is c's, and a second one would have no gradient at all.
@@ -125,10 +132,11 @@ torch::Tensor BsdeModelImpl::beta_root(const torch::Tensor& s) const {
 }
 
 torch::Tensor BsdeModelImpl::z(const torch::Tensor& s, const torch::Tensor& x) {
+  const auto blocks = x.reshape({x.size(0), x.size(1) * blocks_, block_dim_});
   auto h = activate(activation_,
-                    input_x_->forward(x) + input_t_->forward(time_features(s)).unsqueeze(1));
+                    input_x_->forward(blocks) + input_t_->forward(time_features(s)).unsqueeze(1));
   for (auto& layer : hidden_) h = activate(activation_, layer->forward(h));
-  return output_->forward(h) - beta_root(s).view({-1, 1, 1}) * x;
+  return output_->forward(h).view_as(x) - beta_root(s).view({-1, 1, 1}) * x;
 }
 
 torch::Tensor BsdeModelImpl::z(double s, const torch::Tensor& x) {
@@ -137,26 +145,28 @@ torch::Tensor BsdeModelImpl::z(double s, const torch::Tensor& x) {
 
 torch::Tensor BsdeModelImpl::z_recording(double s, const torch::Tensor& x, Record& record) {
   const auto time = torch::full({1}, s, x.options());
-  at::addmm_out(record.pre[0], input_t_->forward(time_features(time)), x, input_x_->weight.t());
+  at::addmm_out(record.pre[0], input_t_->forward(time_features(time)),
+                x.reshape({x.size(0) * blocks_, block_dim_}), input_x_->weight.t());
   activate_into(activation_, record.pre[0], record.post[0]);
   for (size_t l = 0; l < hidden_.size(); ++l) {
     at::addmm_out(record.pre[l + 1], hidden_[l]->bias, record.post[l], hidden_[l]->weight.t());
     activate_into(activation_, record.pre[l + 1], record.post[l + 1]);
   }
-  return torch::addmm(output_->bias, record.post.back(), output_->weight.t()) -
+  return torch::addmm(output_->bias, record.post.back(), output_->weight.t()).view_as(x) -
          std::sqrt(schedule_.b(s)) * x;
 }
 
 void BsdeModelImpl::accumulate_gradient(const torch::Tensor& s, const torch::Tensor& x,
                                         const torch::Tensor& g, const Record& record) {
   torch::NoGradGuard no_grad;
-  const int64_t times = s.size(0), rows = x.size(0) * x.size(1), width = this->width();
+  // One row per (time, point, block).
+  const int64_t times = s.size(0), rows = x.size(0) * x.size(1) * blocks_, width = this->width();
   std::vector<torch::Tensor> pre, post;
   for (size_t l = 0; l < record.pre.size(); ++l) {
     pre.push_back(record.pre[l].reshape({rows, width}));
     post.push_back(record.post[l].reshape({rows, width}));
   }
-  const auto g_rows = g.reshape({rows, dim_});
+  const auto g_rows = g.reshape({rows, block_dim_});
   // Output layer: Z = W_o h + b_o − √b x.
   accumulate(output_->weight, g_rows.t().mm(post.back()));
   accumulate(output_->bias, g_rows.sum(0));
@@ -170,7 +180,7 @@ void BsdeModelImpl::accumulate_gradient(const torch::Tensor& s, const torch::Ten
   }
   // First layer: W_x x + (W_t features(s) + b), the time-part shared by each time's rows.
   const auto grad_pre = activate_backward(activation_, grad_h, pre[0], post[0]);
-  accumulate(input_x_->weight, grad_pre.t().mm(x.reshape({rows, dim_})));
+  accumulate(input_x_->weight, grad_pre.t().mm(x.reshape({rows, block_dim_})));
   const auto per_time = grad_pre.view({times, rows / times, width}).sum(1);  // [K, width]
   accumulate(input_t_->weight, per_time.t().mm(time_features(s)));
   accumulate(input_t_->bias, per_time.sum(0));
@@ -227,7 +237,7 @@ torch::Tensor shape_record(int64_t dim, const NetworkConfig& network) {
   const auto activation =
       std::find(activations.begin(), activations.end(), network.activation) - activations.begin();
   return torch::tensor({dim, network.width, network.depth, network.time_features,
-                        static_cast<int64_t>(network.y0_residual), activation},
+                        static_cast<int64_t>(network.y0_residual), activation, network.blocks},
                        torch::kInt64);
 }
 }  // namespace
@@ -271,7 +281,8 @@ TrainingHistory load_model(const std::string& path, BsdeModel& model,
     if (!torch::equal(shape, shape_record(model->dim(), network))) {
       throw Error("network parameters '" + path +
                   "' were trained with other settings (target.dim, network.width, depth, "
-                  "activation, time_features, y0_residual must match the training run)");
+                  "activation, time_features, y0_residual, blocks must match the training "
+                  "run)");
     }
     model->load(archive);
     history = read_history(archive);

@@ -101,7 +101,8 @@ Trainer::Trainer(const Target& target, BsdeModel model, const SdeConfig& sde,
     xi_ = torch::empty({slots, paths_.count(), model_->dim()}, torch::kFloat32);
     for (int64_t l = 0; l < model_->depth(); ++l) {
       for (auto* buffers : {&record_.pre, &record_.post}) {
-        buffers->push_back(torch::empty({slots, paths_.count(), model_->width()}, torch::kFloat32));
+        buffers->push_back(torch::empty({slots, paths_.count() * model_->blocks(), model_->width()},
+                                        torch::kFloat32));
       }
     }
   }
@@ -277,7 +278,8 @@ StepResult Trainer::step_detached(int64_t iteration, double gamma) {
     }
   } else {
     // Recorded: all (s_n, X_n) in a few large batches instead of N small ones.
-    const int64_t steps_per_chunk = std::max<int64_t>(1, kRowsPerChunk / std::max<int64_t>(m, 1));
+    const int64_t rows_per_step = std::max<int64_t>(m * model_->blocks(), 1);
+    const int64_t steps_per_chunk = std::max<int64_t>(1, kRowsPerChunk / rows_per_step);
     for (int64_t n0 = 0; n0 < n_steps; n0 += steps_per_chunk) {
       const int64_t n1 = std::min(n_steps, n0 + steps_per_chunk);
       const auto delta_b = xi.slice(0, n0, n1) * sqrt_h_.slice(0, n0, n1).view({-1, 1, 1});

@@ -56,6 +56,9 @@ struct NetworkConfig {
   std::string activation = "silu";  ///< silu | tanh | relu | gelu
   int64_t time_features = 4;        ///< τ = s/T and sin/cos(kπτ), k = 1..time_features
   bool y0_residual = false;         ///< add a small residual network r_θ(X₀) to Y₀
+  /// Z_θ acts on `blocks` consecutive coordinate blocks of d / blocks each with one shared
+  /// MLP: for targets that are products of identical factors (many_well: 16 2-D wells).
+  int64_t blocks = 1;
 };
 
 /// train.*: deep-BSDE training (method.md §4).

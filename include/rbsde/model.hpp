@@ -2,6 +2,8 @@
 /// \file model.hpp
 /// The deep-BSDE networks (method.md §4):
 ///   Z_θ(s, x) = √b(s)·(−x) + MLP([x, time features(s)])
+/// With network.blocks = k > 1 the MLP maps each block of d/k consecutive coordinates
+/// [x_block, time features] to that block of Z, one MLP shared by the k blocks.
 ///   Y₀(x)     = log N(x; 0, I) + c_θ + r_θ(x)      (r_θ optional)
 /// The MLP's last layer starts at zero, so the untrained model is the stationary OU process.
 ///
@@ -36,8 +38,11 @@ class BsdeModelImpl : public torch::nn::Module {
   /// Number of hidden layers, each of `width()` units.
   int64_t depth() const { return static_cast<int64_t>(hidden_.size()) + 1; }
   int64_t width() const { return input_x_->weight.size(0); }
+  /// Rows the MLP sees per point x: network.blocks. Record buffers hold B · blocks() rows.
+  int64_t blocks() const { return blocks_; }
   /// What z_recording keeps of hidden layer l for the backward: its input to the
-  /// activation (pre[l]) and its output (post[l]), [B, width] or [K, B, width] each.
+  /// activation (pre[l]) and its output (post[l]), [B · blocks, width] or
+  /// [K, B · blocks, width] each.
   struct Record {
     std::vector<torch::Tensor> pre, post;
   };
@@ -62,6 +67,8 @@ class BsdeModelImpl : public torch::nn::Module {
 
  private:
   int64_t dim_;
+  int64_t blocks_;
+  int64_t block_dim_;  // d / blocks: the MLP's input and output width
   int64_t time_features_;
   NoiseSchedule schedule_;
   torch::Tensor beta_root(const torch::Tensor& s) const;  // √b(s) for times s [K]

@@ -158,6 +158,24 @@ TEST(DetachedGradient, WithExplorationPathsEqualsAutograd) {
   }
 }
 
+// network.blocks: one MLP shared by blocks of coordinates; its records have a row per block.
+TEST(DetachedGradient, WithBlocksEqualsAutograd) {
+  for (bool constant_memory : {false, true}) {
+    Config config = parse_config(kSmall);
+    config.network.blocks = 3;  // d = 3: one coordinate per block
+    config.train.constant_memory = constant_memory;
+    const auto target = make_target(config.target);
+    const auto schedule = NoiseSchedule::from_config(config.sde);
+    Communicator comm(MPI_COMM_WORLD);
+    auto fast_model = random_model(config, schedule);
+    Trainer trainer(*target, fast_model, config.sde, config.train, comm);
+    const StepResult result = trainer.compute_gradients(2);
+    auto model = random_model(config, schedule);
+    const auto reference = autograd_loss(config, *target, model, 2, trainer.gamma(2), 0);
+    expect_same_step(result, gradients(fast_model), reference, gradients(model));
+  }
+}
+
 INSTANTIATE_TEST_SUITE_P(ActivationsAndDepths, DetachedGradient,
                          ::testing::Combine(::testing::Values("silu", "tanh", "relu", "gelu"),
                                             ::testing::Values(1, 3)));
@@ -253,6 +271,23 @@ TEST(Model, UntrainedDriftIsTheStationaryOrnsteinUhlenbeck) {
   EXPECT_TRUE(torch::allclose(batched[1], model->z(2.0, xs[1]), 1e-6, 1e-6));
 }
 
+// With blocks, Z's block j depends on block j of x alone, through the same function for
+// every block: the MLP part of a point equals the MLP part of its blocks moved to block 0.
+TEST(Model, BlocksShareOneNetwork) {
+  Config config = parse_config(kSmall, {"target.dim=4", "target.mean=0", "target.covariance=1",
+                                        "network.blocks=2"});
+  const auto schedule = NoiseSchedule::from_config(config.sde);
+  auto model = random_model(config, schedule);
+  torch::NoGradGuard no_grad;
+  const double s = 1.1, root_b = std::sqrt(schedule.b(s));
+  const auto x = torch::randn({5, 4});
+  const auto mlp = [&](const torch::Tensor& points) { return model->z(s, points) + root_b * points; };
+  const auto swapped = torch::cat({x.slice(1, 2, 4), x.slice(1, 0, 2)}, 1);
+  const auto expected = torch::cat({mlp(x).slice(1, 0, 2), mlp(swapped).slice(1, 0, 2)}, 1);
+  EXPECT_TRUE(torch::allclose(mlp(x), expected, 1e-6, 1e-6));
+  EXPECT_THROW(BsdeModel(3, config.network, schedule), Error);  // 2 blocks do not divide d = 3
+}
+
 TEST(Model, SaveAndLoadRoundTripAndRefuseOtherShapes) {
   const Config config = parse_config(kSmall);
   const auto schedule = NoiseSchedule::from_config(config.sde);
@@ -280,7 +315,9 @@ TEST(Model, SaveAndLoadRoundTripAndRefuseOtherShapes) {
   wider.width = 16;
   NetworkConfig other_activation = config.network;
   other_activation.activation = "tanh";  // same shapes: only the record tells them apart
-  for (const NetworkConfig& other_network : {wider, other_activation}) {
+  NetworkConfig blocked = config.network;
+  blocked.blocks = 3;
+  for (const NetworkConfig& other_network : {wider, other_activation, blocked}) {
     BsdeModel other(config.target.dim, other_network, schedule);
     try {
       load_model(path, other, other_network);
