@@ -278,6 +278,8 @@ TrainingHistory load_model(const std::string& path, BsdeModel& model,
     archive.load_from(path);
     torch::Tensor shape;
     archive.read("shape", shape);
+    // Files written before network.blocks existed record six entries and have one block.
+    if (shape.numel() == 6) shape = torch::cat({shape, torch::ones({1}, torch::kInt64)});
     if (!torch::equal(shape, shape_record(model->dim(), network))) {
       throw Error("network parameters '" + path +
                   "' were trained with other settings (target.dim, network.width, depth, "

@@ -57,6 +57,7 @@ expect_error "unknown key in file" "train.itrations" "$rbsde" run "$work/typo.ya
 expect_error "wrong type" "train.paths" "$rbsde" run "$work/small.yaml" --set train.paths=many
 expect_error "dimension mismatch" "target.mean" "$rbsde" run "$work/small.yaml" --set "target.mean=[1,2,3]"
 expect_error "non-positive steps" "sde.steps" "$rbsde" run "$work/small.yaml" --set sde.steps=0
+expect_error "blocks not dividing d" "network.blocks" "$rbsde" run "$work/small.yaml" --set network.blocks=3
 expect_error "bad override" "key=value" "$rbsde" run "$work/small.yaml" --set train.paths
 expect_error "MALA without resampling" "sample.mala_steps" \
   "$rbsde" run "$work/small.yaml" --set sample.resample=false --set sample.mala_steps=3

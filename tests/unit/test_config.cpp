@@ -46,6 +46,7 @@ const std::string kFull =
     "  activation: tanh\n"
     "  time_features: 0\n"
     "  y0_residual: true\n"
+    "  blocks: 3\n"
     "train:\n"
     "  iterations: 200\n"
     "  paths: 1024\n"
@@ -157,6 +158,7 @@ void expect_same(const rbsde::Config& a, const rbsde::Config& b) {
   EXPECT_EQ(a.network.activation, b.network.activation);
   EXPECT_EQ(a.network.time_features, b.network.time_features);
   EXPECT_EQ(a.network.y0_residual, b.network.y0_residual);
+  EXPECT_EQ(a.network.blocks, b.network.blocks);
   EXPECT_EQ(a.train.iterations, b.train.iterations);
   EXPECT_EQ(a.train.paths, b.train.paths);
   EXPECT_EQ(a.train.seed, b.train.seed);
@@ -214,6 +216,7 @@ TEST(Config, ParsesFullConfig) {
   EXPECT_EQ(config.network.activation, "tanh");
   EXPECT_EQ(config.network.time_features, 0);
   EXPECT_TRUE(config.network.y0_residual);
+  EXPECT_EQ(config.network.blocks, 3);
   EXPECT_EQ(config.train.iterations, 200);
   EXPECT_EQ(config.train.paths, 1024);
   EXPECT_EQ(config.train.seed, 18446744073709551615ULL);
@@ -489,6 +492,7 @@ TEST(ConfigErrors, ValuesOutOfRangeNameKeyAndRange) {
   expect_override_error("network.width=0", "network.width", ">= 1");
   expect_override_error("network.depth=0", "network.depth", ">= 1");
   expect_override_error("network.time_features=-1", "network.time_features", ">= 0");
+  expect_override_error("network.blocks=0", "network.blocks", ">= 1");
   expect_override_error("train.iterations=-1", "train.iterations", ">= 0");
   expect_override_error("train.paths=0", "train.paths", ">= 1");
   expect_override_error("train.lr=0", "train.lr", "> 0");
