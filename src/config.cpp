@@ -39,7 +39,7 @@ const std::vector<Section> kSections = {
     {"network", {"width", "depth", "activation", "time_features", "y0_residual", "blocks"}},
     {"train",
      {"iterations", "paths", "seed", "lr", "lr_schedule", "lr_final", "grad_clip", "anneal_gamma0",
-      "anneal_fraction", "detach_paths", "constant_memory", "explore", "log_every", "checkpoint_every"}},
+      "anneal_fraction", "anneal_path", "detach_paths", "constant_memory", "explore", "log_every", "checkpoint_every"}},
     {"sample", {"count", "seed", "batch", "model", "method", "divergence", "probes", "resample",
                 "mala_steps", "mala_step_size"}},
     {"reference", {"chains", "warmup", "steps", "seed"}},
@@ -66,6 +66,7 @@ const std::vector<std::string> kSchedules = {"constant", "linear"};
 const std::vector<std::string> kIntegrators = {"euler", "exponential"};
 const std::vector<std::string> kActivations = {"silu", "tanh", "relu", "gelu"};
 const std::vector<std::string> kLrSchedules = {"cosine", "constant"};
+const std::vector<std::string> kAnnealPaths = {"bridge", "tempered"};
 const std::vector<std::string> kSampleMethods = {"sde", "ode"};
 const std::vector<std::string> kDivergences = {"exact", "hutchinson", "auto"};
 constexpr int64_t kMaxProbes = int64_t{1} << 28;
@@ -629,6 +630,7 @@ TrainConfig read_train(const Reader& in) {
   in.read("train.grad_clip", train.grad_clip);
   in.read("train.anneal_gamma0", train.anneal_gamma0);
   in.read("train.anneal_fraction", train.anneal_fraction);
+  in.read("train.anneal_path", train.anneal_path);
   in.read("train.detach_paths", train.detach_paths);
   in.read("train.constant_memory", train.constant_memory);
   in.read("train.explore", train.explore);
@@ -638,6 +640,7 @@ TrainConfig read_train(const Reader& in) {
   in.require(train.paths >= 1, "train.paths", ">= 1", train.paths);
   in.require(train.lr > 0.0, "train.lr", "> 0", train.lr);
   in.require_one_of("train.lr_schedule", train.lr_schedule, kLrSchedules);
+  in.require_one_of("train.anneal_path", train.anneal_path, kAnnealPaths);
   in.require(train.lr_final > 0.0 && train.lr_final <= train.lr, "train.lr_final",
              "> 0 and <= train.lr = " + format_number(train.lr), train.lr_final);
   in.require(train.grad_clip >= 0.0, "train.grad_clip", ">= 0 (0 disables clipping)",
@@ -895,6 +898,7 @@ std::string emit_resolved(const Config& config) {
   emit_entry(out, "grad_clip", config.train.grad_clip);
   emit_entry(out, "anneal_gamma0", config.train.anneal_gamma0);
   emit_entry(out, "anneal_fraction", config.train.anneal_fraction);
+  emit_entry(out, "anneal_path", config.train.anneal_path);
   emit_entry(out, "detach_paths", config.train.detach_paths);
   emit_entry(out, "constant_memory", config.train.constant_memory);
   emit_entry(out, "explore", config.train.explore);

@@ -140,10 +140,11 @@ double Trainer::learning_rate(int64_t iteration) const {
 }
 
 torch::Tensor Trainer::terminal(const torch::Tensor& x, double gamma) const {
-  // The geometric bridge from the Gaussian reference (where the untrained model is exact)
-  // to the target: log π̃_γ = γ log π̃ + (1 − γ) log N(0, I).
+  // bridge: the geometric bridge from the Gaussian reference (where the untrained model is
+  // exact) to the target, log π̃_γ = γ log π̃ + (1 − γ) log N(0, I); tempered: γ log π̃.
   auto log_target = target_.log_prob(x);
   if (gamma >= 1.0) return log_target;
+  if (train_.anneal_path == "tempered") return gamma * log_target;
   return gamma * log_target + (1.0 - gamma) * BsdeModelImpl::log_reference(x);
 }
 

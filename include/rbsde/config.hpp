@@ -72,6 +72,9 @@ struct TrainConfig {
   double grad_clip = 1.0;             ///< global gradient-norm bound; 0 disables
   double anneal_gamma0 = 1.0;         ///< γ₀ of the annealed terminal condition; 1 = off
   double anneal_fraction = 0.5;       ///< share of iterations over which γ rises to 1
+  /// bridge: γ log π̃ + (1 − γ) log N(0, I); tempered: γ log π̃ (every mode of a mixture
+  /// keeps its share while γ rises, where the bridge starts the outer ones damped)
+  std::string anneal_path = "bridge";
   bool detach_paths = true;           ///< false: coupled deep BSDE (gradients through X)
   /// Re-simulate the paths for the backward instead of recording them (method.md §4): memory
   /// O(M (d + width)) instead of O(N M (d + width)), about 1.3x the time. Detached paths only.

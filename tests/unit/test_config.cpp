@@ -57,6 +57,7 @@ const std::string kFull =
     "  grad_clip: 0\n"
     "  anneal_gamma0: 0.25\n"
     "  anneal_fraction: 0.75\n"
+    "  anneal_path: tempered\n"
     "  detach_paths: false\n"
     "  log_every: 10\n"
     "  checkpoint_every: 25\n"
@@ -168,6 +169,7 @@ void expect_same(const rbsde::Config& a, const rbsde::Config& b) {
   EXPECT_EQ(a.train.grad_clip, b.train.grad_clip);
   EXPECT_EQ(a.train.anneal_gamma0, b.train.anneal_gamma0);
   EXPECT_EQ(a.train.anneal_fraction, b.train.anneal_fraction);
+  EXPECT_EQ(a.train.anneal_path, b.train.anneal_path);
   EXPECT_EQ(a.train.detach_paths, b.train.detach_paths);
   EXPECT_EQ(a.train.log_every, b.train.log_every);
   EXPECT_EQ(a.train.checkpoint_every, b.train.checkpoint_every);
@@ -226,6 +228,7 @@ TEST(Config, ParsesFullConfig) {
   EXPECT_EQ(config.train.grad_clip, 0.0);
   EXPECT_EQ(config.train.anneal_gamma0, 0.25);
   EXPECT_EQ(config.train.anneal_fraction, 0.75);
+  EXPECT_EQ(config.train.anneal_path, "tempered");
   EXPECT_FALSE(config.train.detach_paths);
   EXPECT_EQ(config.train.log_every, 10);
   EXPECT_EQ(config.train.checkpoint_every, 25);
@@ -394,7 +397,7 @@ TEST(ConfigErrors, UnknownKeyInEverySectionNamesFileKeyAndAcceptedKeys) {
   }
   expect_error(kMinimal + "train:\n  iteratons: 10\n",
                {"configs/test.yaml: unknown key 'train.iteratons' (accepted: iterations, paths, "
-                "seed, lr, lr_schedule, lr_final, grad_clip, anneal_gamma0, anneal_fraction, "
+                "seed, lr, lr_schedule, lr_final, grad_clip, anneal_gamma0, anneal_fraction, anneal_path, "
                 "detach_paths, constant_memory, explore, log_every, checkpoint_every)"});
 }
 
@@ -493,6 +496,7 @@ TEST(ConfigErrors, ValuesOutOfRangeNameKeyAndRange) {
   expect_override_error("network.depth=0", "network.depth", ">= 1");
   expect_override_error("network.time_features=-1", "network.time_features", ">= 0");
   expect_override_error("network.blocks=0", "network.blocks", ">= 1");
+  expect_override_error("train.anneal_path=linear", "train.anneal_path", "bridge, tempered");
   expect_override_error("train.iterations=-1", "train.iterations", ">= 0");
   expect_override_error("train.paths=0", "train.paths", ">= 1");
   expect_override_error("train.lr=0", "train.lr", "> 0");

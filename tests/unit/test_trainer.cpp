@@ -74,7 +74,9 @@ std::pair<double, double> autograd_loss(const Config& config, const Target& targ
     // as an increment of x like the trainer's float32 kernel.
     x = x + (grid.x_gain[n] - 1.0) * x + grid.z_gain[n] * u + grid.noise[n] * xi;
   }
-  const auto terminal = gamma * target.log_prob(x) + (1 - gamma) * BsdeModelImpl::log_reference(x);
+  const double reference_share = config.train.anneal_path == "tempered" ? 0.0 : 1.0 - gamma;
+  const auto terminal =
+      gamma * target.log_prob(x) + reference_share * BsdeModelImpl::log_reference(x);
   const auto residual = y - terminal.to(torch::kFloat64);
   const auto loss = (residual - residual.mean()).pow(2).mean();
   loss.backward();
@@ -156,6 +158,21 @@ TEST(DetachedGradient, WithExplorationPathsEqualsAutograd) {
     const auto reference = autograd_loss(config, *target, model, 2, trainer.gamma(2), 4);
     expect_same_step(result, gradients(fast_model), reference, gradients(model));
   }
+}
+
+// train.anneal_path: tempered anneals γ log π̃ instead of the bridge from the reference.
+TEST(DetachedGradient, WithTemperedAnnealingEqualsAutograd) {
+  Config config = parse_config(kSmall, {"train.anneal_path=tempered"});
+  const auto target = make_target(config.target);
+  const auto schedule = NoiseSchedule::from_config(config.sde);
+  Communicator comm(MPI_COMM_WORLD);
+  auto fast_model = random_model(config, schedule);
+  Trainer trainer(*target, fast_model, config.sde, config.train, comm);
+  ASSERT_LT(trainer.gamma(2), 1.0);
+  const StepResult result = trainer.compute_gradients(2);
+  auto model = random_model(config, schedule);
+  const auto reference = autograd_loss(config, *target, model, 2, trainer.gamma(2), 0);
+  expect_same_step(result, gradients(fast_model), reference, gradients(model));
 }
 
 // network.blocks: one MLP shared by blocks of coordinates; its records have a row per block.
