@@ -2,9 +2,9 @@
 /// \file model.hpp
 /// The deep-BSDE networks (method.md §4):
 ///   Z_θ(s, x) = √b(s)·(−x) + MLP([x, time features(s)])
+///   Y₀(x)     = log N(x; 0, I) + c_θ + r_θ(x)      (r_θ optional)
 /// With network.blocks = k > 1 the MLP maps each block of d/k consecutive coordinates
 /// [x_block, time features] to that block of Z, one MLP shared by the k blocks.
-///   Y₀(x)     = log N(x; 0, I) + c_θ + r_θ(x)      (r_θ optional)
 /// The MLP's last layer starts at zero, so the untrained model is the stationary OU process.
 ///
 /// Training (detached paths) evaluates Z in two passes: z_recording() at every grid time

@@ -397,8 +397,9 @@ TEST(ConfigErrors, UnknownKeyInEverySectionNamesFileKeyAndAcceptedKeys) {
   }
   expect_error(kMinimal + "train:\n  iteratons: 10\n",
                {"configs/test.yaml: unknown key 'train.iteratons' (accepted: iterations, paths, "
-                "seed, lr, lr_schedule, lr_final, grad_clip, anneal_gamma0, anneal_fraction, anneal_path, "
-                "detach_paths, constant_memory, explore, log_every, checkpoint_every)"});
+                "seed, lr, lr_schedule, lr_final, grad_clip, anneal_gamma0, anneal_fraction, "
+                "anneal_path, detach_paths, constant_memory, explore, log_every, "
+                "checkpoint_every)"});
 }
 
 TEST(ConfigErrors, UnknownSection) {
