@@ -79,5 +79,43 @@ TEST(GaussianD10, EvidenceMomentsAndScore) {
   EXPECT_LT(score_error, 0.08);
 }
 
+// network.blocks: a product of three identical correlated 2-D Gaussians (d = 6) learned by one
+// MLP shared by the three coordinate pairs. Exact log Z and score as above.
+TEST(GaussianBlocks, ProductOfIdenticalFactors) {
+  auto run = testing::train_run(R"(
+target:
+  name: gaussian
+  dim: 6
+  mean: [1.0, -0.5, 1.0, -0.5, 1.0, -0.5]
+  covariance:
+    - [0.5, 0.3, 0, 0, 0, 0]
+    - [0.3, 0.8, 0, 0, 0, 0]
+    - [0, 0, 0.5, 0.3, 0, 0]
+    - [0, 0, 0.3, 0.8, 0, 0]
+    - [0, 0, 0, 0, 0.5, 0.3]
+    - [0, 0, 0, 0, 0.3, 0.8]
+sde: {schedule: constant, beta: 2.0, horizon: 4.0, steps: 50}
+network: {width: 32, depth: 2, blocks: 3}
+train: {iterations: 400, paths: 512, seed: 1, lr: 2.0e-3}
+sample: {seed: 2}
+)");
+  const auto& gaussian = dynamic_cast<const Gaussian&>(*run.target);
+  const double truth = *gaussian.log_z();
+  const auto e = testing::estimate(testing::sample_run(run, 20000));
+  std::printf("log Z %.4f +- %.4f (truth %.4f), ESS/M %.3f\n", e.log_z_is, e.log_z_is_stderr,
+              truth, e.ess_fraction);
+  EXPECT_LT(std::abs(e.log_z_is - truth), 5.0 * e.log_z_is_stderr + 0.01);
+  const auto exact_score = [&](const torch::Tensor& x, double t) {
+    const Gmm noised = Gmm({1.0}, {gaussian.mean()}, {gaussian.covariance()})
+                           .noised(run.schedule.alpha(t), run.schedule.sigma2(t));
+    return testing::gmm_score(noised, x);
+  };
+  const double score_error = testing::relative_score_error(run, 2000, exact_score);
+  auto untrained = testing::untrained_copy(run);
+  const double untrained_error = testing::relative_score_error(untrained, 2000, exact_score);
+  std::printf("relative L2 score error %.4f (untrained: %.4f)\n", score_error, untrained_error);
+  EXPECT_LT(score_error, 0.1);  // measured 0.064; the untrained model's is 0.41
+}
+
 }  // namespace
 }  // namespace rbsde
