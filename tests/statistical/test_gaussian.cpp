@@ -18,6 +18,23 @@ std::string read_file(const std::string& path) {
   return text.str();
 }
 
+/// Relative L2 error of the learned score against the exact one of the Gaussian target's
+/// p_t = N(α μ, α² Σ + σ² I) along the model's own paths, printed with the untrained model's
+/// (Z/√b = −x, the score of N(0, I)) for contrast.
+double score_error(testing::TrainedRun& run) {
+  const auto& gaussian = dynamic_cast<const Gaussian&>(*run.target);
+  const auto exact_score = [&](const torch::Tensor& x, double t) {
+    const Gmm noised = Gmm({1.0}, {gaussian.mean()}, {gaussian.covariance()})
+                           .noised(run.schedule.alpha(t), run.schedule.sigma2(t));
+    return testing::gmm_score(noised, x);
+  };
+  const double error = testing::relative_score_error(run, 2000, exact_score);
+  auto untrained = testing::untrained_copy(run);
+  const double untrained_error = testing::relative_score_error(untrained, 2000, exact_score);
+  std::printf("relative L2 score error %.4f (untrained: %.4f)\n", error, untrained_error);
+  return error;
+}
+
 TEST(GaussianD10, EvidenceMomentsAndScore) {
   auto run = testing::train_run(read_file(RBSDE_SOURCE_DIR "/configs/gaussian.yaml"));
   const auto& gaussian = dynamic_cast<const Gaussian&>(*run.target);
@@ -63,20 +80,9 @@ TEST(GaussianD10, EvidenceMomentsAndScore) {
     EXPECT_NEAR(posterior.sd[i], sd, 5.0 * sd / std::sqrt(2.0 * e.ess)) << "posterior sd " << i;
   }
 
-  // Score of p_t = N(α μ, α² Σ + σ² I) along the model's own paths, and for contrast along
-  // those of the untrained model (Z/√b = −x, the score of N(0, I)).
-  const auto exact_score = [&](const torch::Tensor& x, double t) {
-    const Gmm noised = Gmm({1.0}, {gaussian.mean()}, {gaussian.covariance()})
-                           .noised(run.schedule.alpha(t), run.schedule.sigma2(t));
-    return testing::gmm_score(noised, x);
-  };
-  const double score_error = testing::relative_score_error(run, 2000, exact_score);
-  auto untrained = testing::untrained_copy(run);
-  const double untrained_error = testing::relative_score_error(untrained, 2000, exact_score);
-  std::printf("relative L2 score error %.4f (untrained: %.4f)\n", score_error, untrained_error);
-  // Measured 0.052 with this budget (1,000 iterations, M = 512, N = 50, width 64); the
+  // Score error measured 0.052 with this budget (1,000 iterations, M = 512, N = 50, width 64); the
   // bound leaves room for thread-count rounding differences, and an untrained model fails it.
-  EXPECT_LT(score_error, 0.08);
+  EXPECT_LT(score_error(run), 0.08);
 }
 
 // network.blocks: a product of three identical correlated 2-D Gaussians (d = 6) learned by one
@@ -105,16 +111,7 @@ sample: {seed: 2}
   std::printf("log Z %.4f +- %.4f (truth %.4f), ESS/M %.3f\n", e.log_z_is, e.log_z_is_stderr,
               truth, e.ess_fraction);
   EXPECT_LT(std::abs(e.log_z_is - truth), 5.0 * e.log_z_is_stderr + 0.01);
-  const auto exact_score = [&](const torch::Tensor& x, double t) {
-    const Gmm noised = Gmm({1.0}, {gaussian.mean()}, {gaussian.covariance()})
-                           .noised(run.schedule.alpha(t), run.schedule.sigma2(t));
-    return testing::gmm_score(noised, x);
-  };
-  const double score_error = testing::relative_score_error(run, 2000, exact_score);
-  auto untrained = testing::untrained_copy(run);
-  const double untrained_error = testing::relative_score_error(untrained, 2000, exact_score);
-  std::printf("relative L2 score error %.4f (untrained: %.4f)\n", score_error, untrained_error);
-  EXPECT_LT(score_error, 0.1);  // measured 0.064; the untrained model's is 0.41
+  EXPECT_LT(score_error(run), 0.1);  // measured 0.064; the untrained model's is 0.41
 }
 
 }  // namespace

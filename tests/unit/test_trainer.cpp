@@ -1,6 +1,7 @@
 // The training gradient against plain autograd, and the model's basic properties.
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <filesystem>
 #include <string>
 #include <tuple>
@@ -102,7 +103,25 @@ void expect_same_step(const StepResult& result, const std::vector<torch::Tensor>
 
 // The trainer's detached gradient (one simulation without a graph recording the
 // pre-activations, then a hand-written backward over all of them with ∂Y_N/∂Z_n = ΔB_n)
-// equals autograd through the Y recursion with u = Z detached (method.md §4).
+// equals autograd through the Y recursion with u = Z detached (method.md §4): one step at an
+// iteration where γ < 1, so the annealed terminal condition is exercised too, both from the
+// same random parameters.
+void expect_step_equals_autograd(const Config& config) {
+  const int64_t iteration = 2;
+  const int64_t explorers = std::llround(config.train.explore * config.train.paths);
+  const auto target = make_target(config.target);
+  const auto schedule = NoiseSchedule::from_config(config.sde);
+  Communicator comm(MPI_COMM_WORLD);
+  auto fast_model = random_model(config, schedule);
+  Trainer trainer(*target, fast_model, config.sde, config.train, comm);
+  const double gamma = trainer.gamma(iteration);
+  ASSERT_LT(gamma, 1.0);
+  const StepResult result = trainer.compute_gradients(iteration);
+  auto model = random_model(config, schedule);
+  const auto reference = autograd_loss(config, *target, model, iteration, gamma, explorers);
+  expect_same_step(result, gradients(fast_model), reference, gradients(model));
+}
+
 class DetachedGradient
     : public ::testing::TestWithParam<std::tuple<std::string, int64_t>> {};
 
@@ -110,35 +129,15 @@ TEST_P(DetachedGradient, EqualsAutogradThroughTheRecursion) {
   Config config = parse_config(kSmall);
   config.network.activation = std::get<0>(GetParam());
   config.network.depth = std::get<1>(GetParam());
-  const auto target = make_target(config.target);
-  const auto schedule = NoiseSchedule::from_config(config.sde);
-  Communicator comm(MPI_COMM_WORLD);
-  const int64_t iteration = 2;  // γ < 1: the annealed terminal condition is exercised too
-
-  auto fast_model = random_model(config, schedule);
-  Trainer trainer(*target, fast_model, config.sde, config.train, comm);
-  const double gamma = trainer.gamma(iteration);
-  ASSERT_LT(gamma, 1.0);
-  const StepResult result = trainer.compute_gradients(iteration);
-  auto model = random_model(config, schedule);
-  const auto reference = autograd_loss(config, *target, model, iteration, gamma, 0);
-  expect_same_step(result, gradients(fast_model), reference, gradients(model));
+  expect_step_equals_autograd(config);
 }
 
 // The exponential integrator changes only the X step; the gradient pass is unchanged.
 TEST(DetachedGradient, WithTheExponentialIntegratorEqualsAutograd) {
   Config config = parse_config(kSmall);
   config.sde.integrator = "exponential";
-  const auto target = make_target(config.target);
-  const auto schedule = NoiseSchedule::from_config(config.sde);
-  ASSERT_TRUE(schedule.exponential);
-  Communicator comm(MPI_COMM_WORLD);
-  auto fast_model = random_model(config, schedule);
-  Trainer trainer(*target, fast_model, config.sde, config.train, comm);
-  const StepResult result = trainer.compute_gradients(2);
-  auto model = random_model(config, schedule);
-  const auto reference = autograd_loss(config, *target, model, 2, trainer.gamma(2), 0);
-  expect_same_step(result, gradients(fast_model), reference, gradients(model));
+  ASSERT_TRUE(NoiseSchedule::from_config(config.sde).exponential);
+  expect_step_equals_autograd(config);
 }
 
 // With train.explore the first paths follow the reference control and their gradient has the
@@ -148,31 +147,13 @@ TEST(DetachedGradient, WithExplorationPathsEqualsAutograd) {
     Config config = parse_config(kSmall);
     config.train.explore = 0.25;  // 4 of the 16 paths
     config.train.constant_memory = constant_memory;
-    const auto target = make_target(config.target);
-    const auto schedule = NoiseSchedule::from_config(config.sde);
-    Communicator comm(MPI_COMM_WORLD);
-    auto fast_model = random_model(config, schedule);
-    Trainer trainer(*target, fast_model, config.sde, config.train, comm);
-    const StepResult result = trainer.compute_gradients(2);
-    auto model = random_model(config, schedule);
-    const auto reference = autograd_loss(config, *target, model, 2, trainer.gamma(2), 4);
-    expect_same_step(result, gradients(fast_model), reference, gradients(model));
+    expect_step_equals_autograd(config);
   }
 }
 
 // train.anneal_path: tempered anneals γ log π̃ instead of the bridge from the reference.
 TEST(DetachedGradient, WithTemperedAnnealingEqualsAutograd) {
-  Config config = parse_config(kSmall, {"train.anneal_path=tempered"});
-  const auto target = make_target(config.target);
-  const auto schedule = NoiseSchedule::from_config(config.sde);
-  Communicator comm(MPI_COMM_WORLD);
-  auto fast_model = random_model(config, schedule);
-  Trainer trainer(*target, fast_model, config.sde, config.train, comm);
-  ASSERT_LT(trainer.gamma(2), 1.0);
-  const StepResult result = trainer.compute_gradients(2);
-  auto model = random_model(config, schedule);
-  const auto reference = autograd_loss(config, *target, model, 2, trainer.gamma(2), 0);
-  expect_same_step(result, gradients(fast_model), reference, gradients(model));
+  expect_step_equals_autograd(parse_config(kSmall, {"train.anneal_path=tempered"}));
 }
 
 // network.blocks: one MLP shared by blocks of coordinates; its records have a row per block.
@@ -181,15 +162,7 @@ TEST(DetachedGradient, WithBlocksEqualsAutograd) {
     Config config = parse_config(kSmall);
     config.network.blocks = 3;  // d = 3: one coordinate per block
     config.train.constant_memory = constant_memory;
-    const auto target = make_target(config.target);
-    const auto schedule = NoiseSchedule::from_config(config.sde);
-    Communicator comm(MPI_COMM_WORLD);
-    auto fast_model = random_model(config, schedule);
-    Trainer trainer(*target, fast_model, config.sde, config.train, comm);
-    const StepResult result = trainer.compute_gradients(2);
-    auto model = random_model(config, schedule);
-    const auto reference = autograd_loss(config, *target, model, 2, trainer.gamma(2), 0);
-    expect_same_step(result, gradients(fast_model), reference, gradients(model));
+    expect_step_equals_autograd(config);
   }
 }
 
