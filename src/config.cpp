@@ -39,8 +39,8 @@ const std::vector<Section> kSections = {
     {"network", {"width", "depth", "activation", "time_features", "y0_residual", "blocks"}},
     {"train",
      {"iterations", "paths", "seed", "lr", "lr_schedule", "lr_final", "grad_clip", "anneal_gamma0",
-      "anneal_fraction", "anneal_path", "detach_paths", "constant_memory", "explore", "log_every",
-      "checkpoint_every"}},
+      "anneal_fraction", "anneal_path", "detach_paths", "constant_memory", "explore", "tilt",
+      "log_every", "checkpoint_every"}},
     {"sample", {"count", "seed", "batch", "model", "method", "divergence", "probes", "resample",
                 "mala_steps", "mala_step_size"}},
     {"reference", {"chains", "warmup", "steps", "seed"}},
@@ -635,6 +635,7 @@ TrainConfig read_train(const Reader& in) {
   in.read("train.detach_paths", train.detach_paths);
   in.read("train.constant_memory", train.constant_memory);
   in.read("train.explore", train.explore);
+  in.read("train.tilt", train.tilt);
   in.read("train.log_every", train.log_every);
   in.read("train.checkpoint_every", train.checkpoint_every);
   in.require(train.iterations >= 0, "train.iterations", ">= 0", train.iterations);
@@ -659,6 +660,10 @@ TrainConfig read_train(const Reader& in) {
   if (train.explore > 0.0 && !train.detach_paths) {
     throw Error("train.explore: exploration paths need train.detach_paths: true");
   }
+  in.require(train.tilt >= 0.0 && train.tilt <= 1.0, "train.tilt",
+             "in [0, 1] (0: every path weighs the same, 1: paths weighted by their importance "
+             "weights)",
+             train.tilt);
   in.require(train.log_every >= 0, "train.log_every", ">= 0", train.log_every);
   in.require(train.checkpoint_every >= 0, "train.checkpoint_every", ">= 0 (0: only on a signal)",
              train.checkpoint_every);
@@ -903,6 +908,7 @@ std::string emit_resolved(const Config& config) {
   emit_entry(out, "detach_paths", config.train.detach_paths);
   emit_entry(out, "constant_memory", config.train.constant_memory);
   emit_entry(out, "explore", config.train.explore);
+  emit_entry(out, "tilt", config.train.tilt);
   emit_entry(out, "log_every", config.train.log_every);
   emit_entry(out, "checkpoint_every", config.train.checkpoint_every);
   out << YAML::EndMap;

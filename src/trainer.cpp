@@ -5,6 +5,7 @@
 #include <filesystem>
 #include <cmath>
 #include <cstdio>
+#include <limits>
 
 #include "rbsde/error.hpp"
 #include "rbsde/noise.hpp"
@@ -165,6 +166,25 @@ StepResult Trainer::reduce_diagnostics(const torch::Tensor& residual, double gam
   return result;
 }
 
+torch::Tensor Trainer::gradient_factors(const torch::Tensor& residual,
+                                        const StepResult& result) const {
+  const auto r = residual.detach().to(torch::kFloat64);
+  if (train_.tilt == 0.0) {
+    return (r - result.mean_residual) * (2.0 / static_cast<double>(train_.paths));
+  }
+  // p_i = exp(−κ r_i − shift) / Σ_j exp(−κ r_j − shift), the shift the largest exponent of
+  // all ranks, so that no exponential overflows.
+  const auto exponent = -train_.tilt * r;
+  double shift = r.numel() > 0 ? exponent.max().item<double>()
+                               : -std::numeric_limits<double>::infinity();
+  comm_.allreduce_max(&shift, 1);
+  const auto e = torch::exp(exponent - shift);
+  double sums[2] = {e.sum().item<double>(), (e * r).sum().item<double>()};
+  comm_.allreduce_sum(sums, 2);
+  const double weighted_mean = sums[1] / sums[0];
+  return (e / sums[0]) * (r - weighted_mean) * 2.0;
+}
+
 void Trainer::allreduce_gradients() {
   torch::NoGradGuard no_grad;
   int64_t offset = 0;
@@ -258,14 +278,12 @@ StepResult Trainer::step_detached(int64_t iteration, double gamma) {
     residual = y0 + y - terminal(x_path[slot(n_steps - 1) + 1], gamma).to(torch::kFloat64);
   }
   const StepResult result = reduce_diagnostics(residual, gamma);
-  const double mean = result.mean_residual;
 
   // Pass 2: with u detached, ∂Y_N/∂Z_n = ΔB_n + (u − Z) h (just ΔB_n on the model's own
-  // paths, u = Z), kept as √h ξ_n by advance_paths, so ∇L = (2/M) Σ_i r̃_i Σ_n √h ξ_n·∇Z_θ(s_n, X_n)
-  // with r̃ the centred residual: a backward over the recorded hidden layers of the (s_n, X_n).
-  const auto weight = ((residual - mean) * (2.0 / static_cast<double>(train_.paths)))
-                          .to(torch::kFloat32)
-                          .view({1, m, 1});
+  // paths, u = Z), kept as √h ξ_n by advance_paths, so ∇L = Σ_i g_i Σ_n √h ξ_n·∇Z_θ(s_n, X_n)
+  // with g_i = (2/M) r̃_i for the centred residual r̃ (train.tilt 0): a backward over the
+  // recorded hidden layers of the (s_n, X_n).
+  const auto weight = gradient_factors(residual, result).to(torch::kFloat32).view({1, m, 1});
   if (slots == 1) {
     // Constant memory: re-simulate the same paths (counter-based noise) one step at a time and
     // back-propagate each step as soon as its hidden layers are recorded.
@@ -319,7 +337,7 @@ StepResult Trainer::step_coupled(int64_t iteration, double gamma) {
   }
   const auto residual = y - terminal(x, gamma);
   const StepResult result = reduce_diagnostics(residual, gamma);
-  ((residual - result.mean_residual).pow(2).sum() / static_cast<double>(train_.paths)).backward();
+  (residual * gradient_factors(residual, result).to(residual.scalar_type())).sum().backward();
   return result;
 }
 

@@ -83,6 +83,10 @@ struct TrainConfig {
   /// stationary OU process) instead of the model's: off-policy exploration against mode
   /// collapse; the log-variance loss is valid for any control. Detached paths only.
   double explore = 0.0;
+  /// κ: the loss is the residual's variance over the paths weighted ∝ w^κ, w their importance
+  /// weights (∝ exp(−r)): 0 weighs every path the same (mode-seeking, like the reverse KL),
+  /// towards 1 the paths the model under-samples count more (mass-covering).
+  double tilt = 0.0;
   int64_t log_every = 0;              ///< progress line interval; 0 = about 20 lines a run
   int64_t checkpoint_every = 500;     ///< checkpoint interval; 0 = only on SIGTERM/SIGUSR1
 };

@@ -65,6 +65,10 @@ class Trainer {
   /// One reduction over ranks of the residual moments and the signal requests: fills
   /// loss, mean_residual and the signal fields of a StepResult.
   StepResult reduce_diagnostics(const torch::Tensor& residual, double gamma) const;
+  /// The factors g_i of the loss gradient ∇L = Σ_i g_i ∇r_i, float64 [m]: the residual's
+  /// variance over the paths weighted p_i ∝ exp(−κ r_i) (train.tilt κ; uniform for κ = 0),
+  /// g_i = 2 p_i (r_i − Σ_j p_j r_j), normalised over the paths of all ranks.
+  torch::Tensor gradient_factors(const torch::Tensor& residual, const StepResult& result) const;
   torch::Tensor terminal(const torch::Tensor& x, double gamma) const;
 
   const Target& target_;

@@ -48,14 +48,14 @@ MPI_Comm first_ranks(int size) {
   return sub;
 }
 
-/// Trains kConfig on the first `size` ranks of the world (others return empty).
-Trained train_on(int size) {
+/// Trains kConfig with `overrides` on the first `size` ranks of the world (others return empty).
+Trained train_on(int size, const std::vector<std::string>& overrides = {}) {
   MPI_Comm sub = first_ranks(size);
   Trained result;
   if (sub == MPI_COMM_NULL) return result;
   {
     Communicator comm(sub);
-    const Config config = parse_config(kConfig);
+    const Config config = parse_config(kConfig, overrides);
     const auto target = make_target(config.target);
     const auto schedule = NoiseSchedule::from_config(config.sde);
     // A different local initialisation on every rank: the broadcast must make them equal.
@@ -81,10 +81,10 @@ int world_size() {
   return size;
 }
 
-TEST(Ranks, TrainingIsIndependentOfTheNumberOfRanks) {
-  const Trained reference = train_on(1);
+void expect_training_independent_of_ranks(const std::vector<std::string>& overrides) {
+  const Trained reference = train_on(1, overrides);
   for (int size = 2; size <= world_size(); ++size) {
-    const Trained other = train_on(size);
+    const Trained other = train_on(size, overrides);
     if (reference.parameters.empty()) continue;  // not rank 0
     ASSERT_EQ(other.history.loss.size(), reference.history.loss.size());
     for (size_t k = 0; k < reference.history.loss.size(); ++k) {
@@ -101,6 +101,13 @@ TEST(Ranks, TrainingIsIndependentOfTheNumberOfRanks) {
     }
     EXPECT_LT(difference, 1e-5 * largest) << "parameters after training on " << size << " ranks";
   }
+}
+
+TEST(Ranks, TrainingIsIndependentOfTheNumberOfRanks) { expect_training_independent_of_ranks({}); }
+
+// train.tilt normalises the path weights over all ranks (a max and a sum reduction).
+TEST(Ranks, TiltedTrainingIsIndependentOfTheNumberOfRanks) {
+  expect_training_independent_of_ranks({"train.tilt=0.5"});
 }
 
 TEST(Ranks, ExactlyOneGradientAllreducePerStep) {

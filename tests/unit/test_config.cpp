@@ -59,6 +59,7 @@ const std::string kFull =
     "  anneal_fraction: 0.75\n"
     "  anneal_path: tempered\n"
     "  detach_paths: false\n"
+    "  tilt: 0.5\n"
     "  log_every: 10\n"
     "  checkpoint_every: 25\n"
     "sample:\n"
@@ -171,6 +172,8 @@ void expect_same(const rbsde::Config& a, const rbsde::Config& b) {
   EXPECT_EQ(a.train.anneal_fraction, b.train.anneal_fraction);
   EXPECT_EQ(a.train.anneal_path, b.train.anneal_path);
   EXPECT_EQ(a.train.detach_paths, b.train.detach_paths);
+  EXPECT_EQ(a.train.explore, b.train.explore);
+  EXPECT_EQ(a.train.tilt, b.train.tilt);
   EXPECT_EQ(a.train.log_every, b.train.log_every);
   EXPECT_EQ(a.train.checkpoint_every, b.train.checkpoint_every);
   EXPECT_EQ(a.sample.count, b.sample.count);
@@ -230,6 +233,7 @@ TEST(Config, ParsesFullConfig) {
   EXPECT_EQ(config.train.anneal_fraction, 0.75);
   EXPECT_EQ(config.train.anneal_path, "tempered");
   EXPECT_FALSE(config.train.detach_paths);
+  EXPECT_EQ(config.train.tilt, 0.5);
   EXPECT_EQ(config.train.log_every, 10);
   EXPECT_EQ(config.train.checkpoint_every, 25);
   EXPECT_EQ(config.sample.count, 5000);
@@ -398,7 +402,7 @@ TEST(ConfigErrors, UnknownKeyInEverySectionNamesFileKeyAndAcceptedKeys) {
   expect_error(kMinimal + "train:\n  iteratons: 10\n",
                {"configs/test.yaml: unknown key 'train.iteratons' (accepted: iterations, paths, "
                 "seed, lr, lr_schedule, lr_final, grad_clip, anneal_gamma0, anneal_fraction, "
-                "anneal_path, detach_paths, constant_memory, explore, log_every, "
+                "anneal_path, detach_paths, constant_memory, explore, tilt, log_every, "
                 "checkpoint_every)"});
 }
 
@@ -507,6 +511,8 @@ TEST(ConfigErrors, ValuesOutOfRangeNameKeyAndRange) {
   expect_override_error("train.anneal_gamma0=0", "train.anneal_gamma0", "(0, 1]");
   expect_override_error("train.anneal_gamma0=1.5", "train.anneal_gamma0", "(0, 1]");
   expect_override_error("train.anneal_fraction=0", "train.anneal_fraction", "(0, 1]");
+  expect_override_error("train.tilt=-0.1", "train.tilt", "in [0, 1]");
+  expect_override_error("train.tilt=1.5", "train.tilt", "in [0, 1]");
   expect_override_error("train.log_every=-1", "train.log_every", ">= 0");
   expect_override_error("train.checkpoint_every=-1", "train.checkpoint_every", ">= 0");
   expect_override_error("sample.count=0", "sample.count", ">= 1");

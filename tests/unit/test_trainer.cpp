@@ -49,8 +49,10 @@ std::vector<torch::Tensor> gradients(BsdeModel& model) {
 
 // Autograd through the Y recursion with the driver for an arbitrary control,
 // Y += (u·Z − ½|Z|² − ½ b d) h + Z·ΔB, X detached: u = Z detached on the model's own paths and
-// u = −√b X on the first `explorers` paths (train.explore). Returns the loss and mean residual
-// and leaves ∇L in the model's .grad().
+// u = −√b X on the first `explorers` paths (train.explore). The loss is the residual's variance
+// over paths weighted p ∝ exp(−κ r) with the weights held fixed (train.tilt κ; uniform for
+// κ = 0). Returns the unweighted variance and mean residual (what the trainer reports) and
+// leaves ∇L in the model's .grad().
 std::pair<double, double> autograd_loss(const Config& config, const Target& target,
                                         BsdeModel& model, int64_t iteration, double gamma,
                                         int64_t explorers) {
@@ -79,9 +81,10 @@ std::pair<double, double> autograd_loss(const Config& config, const Target& targ
   const auto terminal =
       gamma * target.log_prob(x) + reference_share * BsdeModelImpl::log_reference(x);
   const auto residual = y - terminal.to(torch::kFloat64);
-  const auto loss = (residual - residual.mean()).pow(2).mean();
-  loss.backward();
-  return {loss.item<double>(), residual.mean().item<double>()};
+  const auto p = torch::softmax(-config.train.tilt * residual.detach(), 0);
+  (p * (residual - (p * residual).sum().detach()).pow(2)).sum().backward();
+  const auto r = residual.detach();
+  return {(r - r.mean()).pow(2).mean().item<double>(), r.mean().item<double>()};
 }
 
 /// The trainer's gradient and autograd's agree: same loss and mean residual to float32
@@ -148,6 +151,20 @@ TEST(DetachedGradient, WithExplorationPathsEqualsAutograd) {
     config.train.explore = 0.25;  // 4 of the 16 paths
     config.train.constant_memory = constant_memory;
     expect_step_equals_autograd(config);
+  }
+}
+
+// train.tilt weights the paths ∝ exp(−κ r) in the loss, with or without constant memory and
+// exploration paths. κ = 1 on these random parameters makes a few paths dominate.
+TEST(DetachedGradient, WithTiltedPathWeightsEqualsAutograd) {
+  for (double tilt : {0.3, 1.0}) {
+    for (bool constant_memory : {false, true}) {
+      Config config = parse_config(kSmall);
+      config.train.tilt = tilt;
+      config.train.constant_memory = constant_memory;
+      config.train.explore = constant_memory ? 0.25 : 0.0;
+      expect_step_equals_autograd(config);
+    }
   }
 }
 
@@ -236,12 +253,16 @@ TEST(Trainer, StepMovesTheConstantToTheMeanResidualAndLowersTheLoss) {
 }
 
 TEST(Trainer, CoupledModeTrains) {
-  SmallRun run(/*detach_paths=*/false);
-  Communicator comm(MPI_COMM_WORLD);
-  Trainer trainer(*run.target, run.model, run.config.sde, run.config.train, comm);
-  const auto history = trainer.train();
-  EXPECT_LT(mean_of_last(history.loss, 10), 0.7 * history.loss.front());
-  for (auto& p : run.model->parameters()) EXPECT_TRUE(torch::isfinite(p).all().item<bool>());
+  for (double tilt : {0.0, 0.5}) {
+    SCOPED_TRACE("train.tilt " + std::to_string(tilt));
+    SmallRun run(/*detach_paths=*/false);
+    run.config.train.tilt = tilt;
+    Communicator comm(MPI_COMM_WORLD);
+    Trainer trainer(*run.target, run.model, run.config.sde, run.config.train, comm);
+    const auto history = trainer.train();
+    EXPECT_LT(mean_of_last(history.loss, 10), 0.7 * history.loss.front());
+    for (auto& p : run.model->parameters()) EXPECT_TRUE(torch::isfinite(p).all().item<bool>());
+  }
 }
 
 TEST(Model, UntrainedDriftIsTheStationaryOrnsteinUhlenbeck) {
