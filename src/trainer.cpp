@@ -158,7 +158,10 @@ StepResult Trainer::reduce_diagnostics(const torch::Tensor& residual, double gam
   const double m = static_cast<double>(train_.paths);
   StepResult result;
   result.mean_residual = sums[0] / m;
-  result.loss = std::max(0.0, sums[1] / m - result.mean_residual * result.mean_residual);
+  // Rounding can make the variance slightly negative; a NaN must stay NaN (std::max would
+  // turn it into 0 and hide the divergence).
+  const double variance = sums[1] / m - result.mean_residual * result.mean_residual;
+  result.loss = variance < 0.0 ? 0.0 : variance;
   result.gamma = gamma;
   // A signal may reach some ranks only: every rank acts on any rank's request.
   result.stop_requested = sums[2] > 0.0;
@@ -360,7 +363,8 @@ TrainingHistory Trainer::train() {
     if (!std::isfinite(result.loss)) {
       throw Error("training diverged at iteration " + std::to_string(k + 1) +
                   " (loss is not finite): lower train.lr, lengthen the annealing "
-                  "(train.anneal_fraction) or raise sde.steps");
+                  "(train.anneal_fraction) or raise sde.steps, and check that the target's "
+                  "log-density is finite");
     }
     if (comm_.is_root() && ((k + 1) % every == 0 || k + 1 == total)) {
       const double rate = static_cast<double>(k + 1 - first) / elapsed;

@@ -265,6 +265,39 @@ TEST(Trainer, CoupledModeTrains) {
   }
 }
 
+/// Another target's log π̃, NaN wherever x₁ > 1 (a user module gone wrong on some paths).
+class NanWhereLarge final : public Target {
+ public:
+  explicit NanWhereLarge(const Target& inner) : inner_(inner) {}
+  std::string name() const override { return "nan_where_large"; }
+  int64_t dim() const override { return inner_.dim(); }
+  torch::Tensor log_prob(const torch::Tensor& x) const override {
+    const auto value = inner_.log_prob(x);
+    return torch::where(x.select(1, 0) > 1.0, torch::full_like(value, NAN), value);
+  }
+
+ private:
+  const Target& inner_;
+};
+
+TEST(Trainer, ResidualsThatAreNotANumberStopTrainingWithAnError) {
+  for (double tilt : {0.0, 0.5}) {
+    SCOPED_TRACE("train.tilt " + std::to_string(tilt));
+    SmallRun run(/*detach_paths=*/true);
+    run.config.train.tilt = tilt;
+    const NanWhereLarge target(*run.target);
+    Communicator comm(MPI_COMM_WORLD);
+    Trainer trainer(target, run.model, run.config.sde, run.config.train, comm);
+    try {
+      trainer.train();
+      ADD_FAILURE() << "training went on with NaN residuals";
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find("diverged at iteration 1 "), std::string::npos)
+          << e.what();
+    }
+  }
+}
+
 TEST(Model, UntrainedDriftIsTheStationaryOrnsteinUhlenbeck) {
   SdeConfig sde;
   sde.schedule = "linear";
