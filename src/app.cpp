@@ -245,7 +245,8 @@ int execute(const Arguments& args, const Communicator& comm) {
 
   // The output file exists (as <path>.tmp) from the start, so an unwritable path fails now,
   // not after training; it only takes its final name once complete. It is declared outside
-  // the try block so that, on a failure, the job is aborted before its collective close.
+  // the try block so that, on a failure, the job is aborted before its collective close
+  // (each failing rank first removes the temporary file).
   std::unique_ptr<OutputFile> out;
   try {
     if (args.command != "train") out = std::make_unique<OutputFile>(p.config.output.path, comm);
@@ -254,6 +255,7 @@ int execute(const Arguments& args, const Communicator& comm) {
     if (comm.size() > 1) {  // the error may strike some ranks only: none may be left waiting
       std::fprintf(stderr, "rbsde: error on rank %d: %s\n", comm.rank(), e.what());
       std::fflush(stderr);
+      if (out) out->remove_uncommitted();
       MPI_Abort(comm.get(), 1);
     }
     throw;

@@ -234,10 +234,13 @@ OutputFile::~OutputFile() {
     if (dataset >= 0) H5Dclose(dataset);
   }
   if (file_ >= 0) H5Fclose(file_);
-  if (!committed_ && comm_.is_root()) {
-    std::error_code ignored;  // the file may not exist if creation itself failed
-    std::filesystem::remove(tmp_path_, ignored);
-  }
+  if (comm_.is_root()) remove_uncommitted();
+}
+
+void OutputFile::remove_uncommitted() const {
+  if (committed_) return;
+  std::error_code ignored;  // the file may not exist if creation itself failed
+  std::filesystem::remove(tmp_path_, ignored);
 }
 
 void OutputFile::write_metadata(const std::string& resolved_yaml, const std::string& version) {

@@ -111,6 +111,9 @@ class OutputFile {
   void write_reference(const ReferenceMoments& reference);
   /// Collective: closes the file and renames it to its final path.
   void commit();
+  /// Not collective: removes the uncommitted `<path>.tmp` from this rank, for a failure that
+  /// aborts the job before the destructor's collective close could run.
+  void remove_uncommitted() const;
 
   /// Whether HDF5 reported both transfers of the last write_samples() call (samples and log
   /// weights) as collective MPI-IO (H5Pget_mpio_actual_io_mode); tests check it.

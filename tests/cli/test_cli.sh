@@ -209,7 +209,13 @@ class NotTensor(torch.nn.Module):
     def forward(self, x: torch.Tensor) -> float:
         return 1.0
 
-for name, module in (("shape", WrongShape()), ("integer", Integer()), ("scalar", NotTensor())):
+class NanWhereLarge(torch.nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        value = -0.5 * (x * x).sum(1)
+        return torch.where(x[:, 0] > 1.0, torch.full_like(value, float("nan")), value)
+
+for name, module in (("shape", WrongShape()), ("integer", Integer()), ("scalar", NotTensor()),
+                     ("nan", NanWhereLarge())):
     torch.jit.save(torch.jit.script(module), sys.argv[1] + "/" + name + ".pt")
 PY
 /usr/bin/python3 "$work/bad_modules.py" "$work" || fail "writing the bad TorchScript modules"
@@ -235,6 +241,14 @@ expect_error "torchscript non-tensor result" "'$work/scalar.pt': forward(x) on x
 expect_error "torchscript error on 2 ranks" "'$work/shape.pt'" \
   timeout 60 mpirun -np 2 --oversubscribe --bind-to none "$rbsde" run \
   "$source_dir/configs/torchscript_banana.yaml" --set target.module="$work/shape.pt" \
+  --set output.path="$work/out/ts.h5"
+# A log-density that is NaN on some paths stops training on every rank, mid-run, with the
+# temporary output file removed.
+expect_error "torchscript NaN values" "training diverged at iteration 1 " \
+  ts_run --set target.module="$work/nan.pt"
+expect_error "torchscript NaN values on 2 ranks" "training diverged at iteration 1 " \
+  timeout 60 mpirun -np 2 --oversubscribe --bind-to none "$rbsde" run \
+  "$source_dir/configs/torchscript_banana.yaml" --set target.module="$work/nan.pt" \
   --set output.path="$work/out/ts.h5"
 
 # Preconditioned runs: Laplace (exact for this Gaussian, N(m, L Lᵀ) with m = (1, -1), L = √0.5 I),
