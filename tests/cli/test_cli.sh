@@ -223,6 +223,10 @@ echo "not a zip archive" > "$work/junk.pt"
 ts_run() {
   "$rbsde" run "$source_dir/configs/torchscript_banana.yaml" --set output.path="$work/out/ts.h5" "$@"
 }
+ts_run_2_ranks() {
+  timeout 60 mpirun -np 2 --oversubscribe --bind-to none "$rbsde" run \
+    "$source_dir/configs/torchscript_banana.yaml" --set output.path="$work/out/ts.h5" "$@"
+}
 expect_error "torchscript missing module" "target.module: no such file '$work/none.pt'" \
   ts_run --set target.module="$work/none.pt"
 expect_error "torchscript not an archive" "target.module: '$work/junk.pt' is not a TorchScript archive" \
@@ -239,17 +243,13 @@ expect_error "torchscript integer result" "'$work/integer.pt': forward(x) on x o
 expect_error "torchscript non-tensor result" "'$work/scalar.pt': forward(x) on x of shape [3, 2] float32 returned a Double" \
   ts_run --set target.module="$work/scalar.pt"
 expect_error "torchscript error on 2 ranks" "'$work/shape.pt'" \
-  timeout 60 mpirun -np 2 --oversubscribe --bind-to none "$rbsde" run \
-  "$source_dir/configs/torchscript_banana.yaml" --set target.module="$work/shape.pt" \
-  --set output.path="$work/out/ts.h5"
+  ts_run_2_ranks --set target.module="$work/shape.pt"
 # A log-density that is NaN on some paths stops training on every rank, mid-run, with the
 # temporary output file removed.
 expect_error "torchscript NaN values" "training diverged at iteration 1 " \
   ts_run --set target.module="$work/nan.pt"
 expect_error "torchscript NaN values on 2 ranks" "training diverged at iteration 1 " \
-  timeout 60 mpirun -np 2 --oversubscribe --bind-to none "$rbsde" run \
-  "$source_dir/configs/torchscript_banana.yaml" --set target.module="$work/nan.pt" \
-  --set output.path="$work/out/ts.h5"
+  ts_run_2_ranks --set target.module="$work/nan.pt"
 
 # Preconditioned runs: Laplace (exact for this Gaussian, N(m, L Lᵀ) with m = (1, -1), L = √0.5 I),
 # then a pilot run on its output on 2 ranks. The file is in the target's coordinates: weighted
