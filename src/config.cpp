@@ -36,7 +36,7 @@ const std::vector<Section> kSections = {
      {"name", "dim", "mean", "covariance", "weights", "means", "covariances", "data", "label",
       "grid", "whitened", "module", "method"}},
     {"sde", {"schedule", "beta", "beta_min", "beta_max", "horizon", "steps", "integrator"}},
-    {"network", {"width", "depth", "activation", "time_features", "y0_residual", "blocks"}},
+    {"network", {"width", "depth", "activation", "time_features", "y0_residual", "gain", "blocks"}},
     {"train",
      {"iterations", "paths", "seed", "lr", "lr_schedule", "lr_final", "grad_clip", "anneal_gamma0",
       "anneal_fraction", "anneal_path", "detach_paths", "constant_memory", "explore", "tilt",
@@ -611,6 +611,7 @@ NetworkConfig read_network(const Reader& in) {
   in.read("network.activation", network.activation);
   in.read("network.time_features", network.time_features);
   in.read("network.y0_residual", network.y0_residual);
+  in.read("network.gain", network.gain);
   in.read("network.blocks", network.blocks);
   in.require(network.width >= 1, "network.width", ">= 1", network.width);
   in.require(network.depth >= 1, "network.depth", ">= 1", network.depth);
@@ -891,6 +892,7 @@ std::string emit_resolved(const Config& config) {
   emit_entry(out, "activation", config.network.activation);
   emit_entry(out, "time_features", config.network.time_features);
   emit_entry(out, "y0_residual", config.network.y0_residual);
+  emit_entry(out, "gain", config.network.gain);
   emit_entry(out, "blocks", config.network.blocks);
   out << YAML::EndMap;
 
@@ -980,6 +982,13 @@ Config parse_config(const std::string& yaml_text, const std::vector<std::string>
     config.sde = read_sde(in);
     config.network = read_network(in);
     config.train = read_train(in);
+    if (config.network.gain && config.sde.integrator != "exponential") {
+      throw Error("network.gain: the gain's exact step needs sde.integrator: exponential");
+    }
+    if (config.network.gain && !config.train.detach_paths) {
+      throw Error("network.gain: needs train.detach_paths: true (the coupled pass has no "
+                  "exact gain step)");
+    }
     config.sample = read_sample(in);
     config.reference = read_reference(in);
     config.output = read_output(in);

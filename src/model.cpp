@@ -76,6 +76,7 @@ BsdeModelImpl::BsdeModelImpl(int64_t dim, const NetworkConfig& network,
       blocks_(network.blocks),
       block_dim_(dim / network.blocks),
       time_features_(network.time_features),
+      gain_(network.gain),
       schedule_(schedule),
       activation_(network.activation) {
   check_activation(activation_);
@@ -101,7 +102,8 @@ BsdeModelImpl::BsdeModelImpl(int64_t dim, const NetworkConfig& network,
     hidden_.push_back(register_module("hidden" + std::to_string(layer),
                                       torch::nn::Linear(network.width, network.width)));
   }
-  output_ = register_module("output", zero_linear(network.width, block_dim_, /*bias=*/true));
+  output_ = register_module(
+      "output", zero_linear(network.width, gain_ ? 2 * block_dim_ : block_dim_, /*bias=*/true));
   if (network.y0_residual) {
     // A small network: the Gaussian reference already carries Y₀'s main part. No output
     // bias: a constant shift is c's, and a second one would have no gradient at all.
@@ -131,16 +133,28 @@ torch::Tensor BsdeModelImpl::beta_root(const torch::Tensor& s) const {
   return torch::sqrt(schedule_.beta_min + (schedule_.beta_max - schedule_.beta_min) * (T - s) / T);
 }
 
-torch::Tensor BsdeModelImpl::z(const torch::Tensor& s, const torch::Tensor& x) {
-  const auto blocks = x.reshape({x.size(0), x.size(1) * blocks_, block_dim_});
+torch::Tensor BsdeModelImpl::output(const torch::Tensor& s, const torch::Tensor& blocks) {
   auto h = activate(activation_,
                     input_x_->forward(blocks) + input_t_->forward(time_features(s)).unsqueeze(1));
   for (auto& layer : hidden_) h = activate(activation_, layer->forward(h));
-  return output_->forward(h).view_as(x) - beta_root(s).view({-1, 1, 1}) * x;
+  return output_->forward(h);
+}
+
+torch::Tensor BsdeModelImpl::z(const torch::Tensor& s, const torch::Tensor& x) {
+  const auto blocks = x.reshape({x.size(0), x.size(1) * blocks_, block_dim_});
+  return heads(output(s, blocks), blocks).view_as(x) - beta_root(s).view({-1, 1, 1}) * x;
 }
 
 torch::Tensor BsdeModelImpl::z(double s, const torch::Tensor& x) {
   return z(torch::full({1}, s, x.options()), x.unsqueeze(0)).squeeze(0);
+}
+
+BsdeModelImpl::ZGain BsdeModelImpl::z_gain(double s, const torch::Tensor& x) {
+  const auto blocks = x.reshape({1, x.size(0) * blocks_, block_dim_});
+  const auto out = output(torch::full({1}, s, x.options()), blocks);
+  const auto z = heads(out, blocks).view_as(x) - std::sqrt(schedule_.b(s)) * x;
+  if (!gain_) return {z, torch::Tensor()};
+  return {z, out.narrow(2, block_dim_, block_dim_).reshape_as(x)};
 }
 
 torch::Tensor BsdeModelImpl::z_recording(double s, const torch::Tensor& x, Record& record) {
@@ -152,8 +166,16 @@ torch::Tensor BsdeModelImpl::z_recording(double s, const torch::Tensor& x, Recor
     at::addmm_out(record.pre[l + 1], hidden_[l]->bias, record.post[l], hidden_[l]->weight.t());
     activate_into(activation_, record.pre[l + 1], record.post[l + 1]);
   }
-  return torch::addmm(output_->bias, record.post.back(), output_->weight.t()).view_as(x) -
+  const auto out = torch::addmm(output_->bias, record.post.back(), output_->weight.t());
+  if (gain_) record.gain = out.narrow(1, block_dim_, block_dim_).reshape_as(x);
+  return heads(out, x.reshape({x.size(0) * blocks_, block_dim_})).view_as(x) -
          std::sqrt(schedule_.b(s)) * x;
+}
+
+torch::Tensor BsdeModelImpl::heads(const torch::Tensor& out, const torch::Tensor& x_blocks) const {
+  if (!gain_) return out;
+  const int64_t last = out.dim() - 1;
+  return out.narrow(last, 0, block_dim_) + out.narrow(last, block_dim_, block_dim_) * x_blocks;
 }
 
 void BsdeModelImpl::accumulate_gradient(const torch::Tensor& s, const torch::Tensor& x,
@@ -166,8 +188,10 @@ void BsdeModelImpl::accumulate_gradient(const torch::Tensor& s, const torch::Ten
     pre.push_back(record.pre[l].reshape({rows, width}));
     post.push_back(record.post[l].reshape({rows, width}));
   }
-  const auto g_rows = g.reshape({rows, block_dim_});
-  // Output layer: Z = W_o h + b_o − √b x.
+  const auto x_rows = x.reshape({rows, block_dim_});
+  auto g_rows = g.reshape({rows, block_dim_});
+  // Output layer: Z = A + G ⊙ x − √b x with [A, G] = W_o h + b_o (A alone without the gain).
+  if (gain_) g_rows = torch::cat({g_rows, g_rows * x_rows}, 1);
   accumulate(output_->weight, g_rows.t().mm(post.back()));
   accumulate(output_->bias, g_rows.sum(0));
   auto grad_h = g_rows.mm(output_->weight);
@@ -180,7 +204,7 @@ void BsdeModelImpl::accumulate_gradient(const torch::Tensor& s, const torch::Ten
   }
   // First layer: W_x x + (W_t features(s) + b), the time-part shared by each time's rows.
   const auto grad_pre = activate_backward(activation_, grad_h, pre[0], post[0]);
-  accumulate(input_x_->weight, grad_pre.t().mm(x.reshape({rows, block_dim_})));
+  accumulate(input_x_->weight, grad_pre.t().mm(x_rows));
   const auto per_time = grad_pre.view({times, rows / times, width}).sum(1);  // [K, width]
   accumulate(input_t_->weight, per_time.t().mm(time_features(s)));
   accumulate(input_t_->bias, per_time.sum(0));
@@ -237,7 +261,8 @@ torch::Tensor shape_record(int64_t dim, const NetworkConfig& network) {
   const auto activation =
       std::find(activations.begin(), activations.end(), network.activation) - activations.begin();
   return torch::tensor({dim, network.width, network.depth, network.time_features,
-                        static_cast<int64_t>(network.y0_residual), activation, network.blocks},
+                        static_cast<int64_t>(network.y0_residual), activation, network.blocks,
+                        static_cast<int64_t>(network.gain)},
                        torch::kInt64);
 }
 }  // namespace
@@ -278,12 +303,14 @@ TrainingHistory load_model(const std::string& path, BsdeModel& model,
     archive.load_from(path);
     torch::Tensor shape;
     archive.read("shape", shape);
-    // Files written before network.blocks existed record six entries and have one block.
+    // Files written before network.blocks and network.gain existed record six or seven
+    // entries: one block, no gain.
     if (shape.numel() == 6) shape = torch::cat({shape, torch::ones({1}, torch::kInt64)});
+    if (shape.numel() == 7) shape = torch::cat({shape, torch::zeros({1}, torch::kInt64)});
     if (!torch::equal(shape, shape_record(model->dim(), network))) {
       throw Error("network parameters '" + path +
                   "' were trained with other settings (target.dim, network.width, depth, "
-                  "activation, time_features, y0_residual, blocks must match the training "
+                  "activation, time_features, y0_residual, blocks, gain must match the training "
                   "run)");
     }
     model->load(archive);

@@ -13,30 +13,40 @@ namespace {
 ///   X_{n+1} = x_gain X_n + z_gain Z_n + noise ξ_n      (TimeGrid: Euler or exponential)
 ///   log w  += log k_n(X_n | X_{n+1}) − log q_n(X_{n+1} | X_n)
 /// with q_n = N(x_gain X_n + z_gain Z_n, noise² I) (so its exponent is −½|ξ_n|²) and
-/// k_n = N(a X_{n+1}, (1 − a²) I), every Gaussian normalising constant kept.
-void advance_weighted(double* x, const float* z, const double* xi, double* log_weight,
-                      int64_t rows, int64_t dim, const TimeGrid& grid, int64_t n) {
+/// k_n = N(a X_{n+1}, (1 − a²) I), every Gaussian normalising constant kept. With the
+/// network's gain G (network.gain; nullptr without) the gains are gain_step's, coordinate by
+/// coordinate, and so is q_n's variance.
+void advance_weighted(double* x, const float* z, const float* gain, const double* xi,
+                      double* log_weight, int64_t rows, int64_t dim, const TimeGrid& grid,
+                      int64_t n) {
   const double a = grid.a[n];
-  const double drift_x = grid.x_gain[n] - 1.0;
-  const double drift_z = grid.z_gain[n];
-  const double diffusion = grid.noise[n];
   const double k_variance = -std::expm1(2.0 * std::log(a));  // 1 − a², accurate for a ≈ 1
   const double d = static_cast<double>(dim);
-  const double normalisers = d * (std::log(diffusion) - 0.5 * std::log(k_variance));
+  // log q_n's normalisers enter per coordinate with the gain, at once without.
+  const double normalisers =
+      gain != nullptr ? -0.5 * d * std::log(k_variance)
+                      : d * (std::log(grid.noise[n]) - 0.5 * std::log(k_variance));
+  const StepGains grid_step{grid.x_gain[n], grid.z_gain[n], grid.noise[n]};
   for_each_path(rows, [=](int64_t i) {
     double* x_row = x + i * dim;
     const float* z_row = z + i * dim;
     const double* xi_row = xi + i * dim;
-    double xi2 = 0.0, k_residual2 = 0.0;
+    double xi2 = 0.0, k_residual2 = 0.0, log_noises = 0.0;
     for (int64_t j = 0; j < dim; ++j) {
       const double x_now = x_row[j];
-      const double x_next = x_now + drift_x * x_now + drift_z * z_row[j] + diffusion * xi_row[j];
+      StepGains step = grid_step;
+      if (gain != nullptr) {
+        step = gain_step(grid, n, gain[i * dim + j]);
+        log_noises += std::log(step.noise);
+      }
+      const double x_next =
+          x_now + (step.x_gain - 1.0) * x_now + step.z_gain * z_row[j] + step.noise * xi_row[j];
       const double k_residual = x_now - a * x_next;
       xi2 += xi_row[j] * xi_row[j];
       k_residual2 += k_residual * k_residual;
       x_row[j] = x_next;
     }
-    log_weight[i] += -0.5 * k_residual2 / k_variance + 0.5 * xi2 + normalisers;
+    log_weight[i] += -0.5 * k_residual2 / k_variance + 0.5 * xi2 + log_noises + normalisers;
   });
 }
 
@@ -142,9 +152,12 @@ SampleBatch simulate_paths(const Target& target, BsdeModel& model, const TimeGri
                     model->constant();
   auto log_weight = -BsdeModelImpl::log_reference(x);
   for (int64_t n = 0; n < grid.steps; ++n) {
-    const auto z = model->z(grid.s[n], x.to(torch::kFloat32)).contiguous();
+    const auto [z_raw, gain_raw] = model->z_gain(grid.s[n], x.to(torch::kFloat32));
+    const auto z = z_raw.contiguous();
+    const auto gain = gain_raw.defined() ? gain_raw.contiguous() : gain_raw;
     fill_normal(xi.data_ptr<double>(), rows, d, key, first_path, static_cast<uint32_t>(n));
-    advance_weighted(x.data_ptr<double>(), z.data_ptr<float>(), xi.data_ptr<double>(),
+    advance_weighted(x.data_ptr<double>(), z.data_ptr<float>(),
+                     gain.defined() ? gain.data_ptr<float>() : nullptr, xi.data_ptr<double>(),
                      log_weight.data_ptr<double>(), rows, d, grid, n);
   }
   batch.log_target = target.log_prob(x);

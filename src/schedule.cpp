@@ -75,4 +75,17 @@ TimeGrid::TimeGrid(const NoiseSchedule& schedule, int64_t n_steps) : steps(n_ste
   }
 }
 
+namespace {
+/// (e^r − 1) / r, continuous at r = 0.
+double phi(double r) { return std::abs(r) < 1e-8 ? 1.0 + 0.5 * r : std::expm1(r) / r; }
+}  // namespace
+
+StepGains gain_step(const TimeGrid& grid, int64_t n, double gain) {
+  const double b = grid.b[n], h = grid.h[n], root_b = std::sqrt(b);
+  const double rate = std::log(grid.a[n]) + root_b * gain * h;  // λ h
+  // X_{n+1} = e^{λh} X + (e^{λh} − 1)/λ √b A + √(b (e^{2λh} − 1)/(2λ)) ξ, A = Z − (G − √b) X.
+  const double a_gain = root_b * h * phi(rate);
+  return {std::exp(rate) - a_gain * (gain - root_b), a_gain, std::sqrt(b * h * phi(2.0 * rate))};
+}
+
 }  // namespace rbsde

@@ -27,8 +27,11 @@ constexpr int64_t kRowsPerChunk = int64_t{1} << 16;
 ///   Y      += (u·Z − ½|Z|²) h − ½ b d h + √h Z·ξ_n     (the driver for any control u)
 /// and, for an explorer, ξ_n is overwritten by ξ_n + (u − Z)√h so that √h ξ_n stays
 /// ∂Y_{n+1}/∂Z_n = ΔB_n + (u − Z) h, the weight of the gradient pass (method.md §4).
-void advance_paths(const float* x, const float* z, float* xi, float* x_next, double* y,
-                   int64_t rows, int64_t explorers, int64_t dim, const TimeGrid& grid, int64_t n) {
+/// With the network's gain G (network.gain; nullptr without), the model's own paths take
+/// gain_step's gains, coordinate by coordinate.
+void advance_paths(const float* x, const float* z, const float* gain, float* xi, float* x_next,
+                   double* y, int64_t rows, int64_t explorers, int64_t dim, const TimeGrid& grid,
+                   int64_t n) {
   const double b = grid.b[n], h = grid.h[n];
   const float drift_x = static_cast<float>(grid.x_gain[n] - 1.0);
   const float drift_z = static_cast<float>(grid.z_gain[n]);
@@ -45,7 +48,13 @@ void advance_paths(const float* x, const float* z, float* xi, float* x_next, dou
     double z2 = 0.0, z_xi = 0.0;
     if (i >= explorers) {
       for (int64_t j = 0; j < dim; ++j) {
-        next_row[j] = x_row[j] + drift_x * x_row[j] + drift_z * z_row[j] + diffusion * xi_row[j];
+        if (gain != nullptr) {
+          const StepGains step = gain_step(grid, n, gain[i * dim + j]);
+          next_row[j] = static_cast<float>(step.x_gain * x_row[j] + step.z_gain * z_row[j] +
+                                           step.noise * xi_row[j]);
+        } else {
+          next_row[j] = x_row[j] + drift_x * x_row[j] + drift_z * z_row[j] + diffusion * xi_row[j];
+        }
         z2 += static_cast<double>(z_row[j]) * z_row[j];
         z_xi += static_cast<double>(z_row[j]) * xi_row[j];
       }
@@ -256,8 +265,10 @@ StepResult Trainer::step_detached(int64_t iteration, double gamma) {
     }
     const auto x_now = x_path[slot(n)];
     const auto z = model_->z_recording(grid_.s[n], x_now, step_record).contiguous();
+    const auto gain = model_->has_gain() ? step_record.gain.contiguous() : torch::Tensor();
     fill_normal(xi[slot(n)].data_ptr<float>(), m, d, key, paths_.begin, static_cast<uint32_t>(n));
-    advance_paths(x_now.data_ptr<float>(), z.data_ptr<float>(), xi[slot(n)].data_ptr<float>(),
+    advance_paths(x_now.data_ptr<float>(), z.data_ptr<float>(),
+                  gain.defined() ? gain.data_ptr<float>() : nullptr, xi[slot(n)].data_ptr<float>(),
                   x_path[slot(n) + 1].data_ptr<float>(), y.data_ptr<double>(), m, explorers, d,
                   grid_, n);
   };

@@ -56,6 +56,10 @@ struct NetworkConfig {
   std::string activation = "silu";  ///< silu | tanh | relu | gelu
   int64_t time_features = 4;        ///< τ = s/T and sin/cos(kπτ), k = 1..time_features
   bool y0_residual = false;         ///< add a small residual network r_θ(X₀) to Y₀
+  /// A second output head G_θ(s, x) scales x coordinate by coordinate:
+  /// Z_θ = MLP(…) + (G_θ − √b) ⊙ x, so that a variance that depends on other coordinates
+  /// (a hierarchical model's scales, the funnel) is a product the network need not learn.
+  bool gain = false;
   /// Z_θ acts on `blocks` consecutive coordinate blocks of d / blocks each with one shared
   /// MLP: for targets that are products of identical factors (many_well: 16 2-D wells).
   int64_t blocks = 1;

@@ -35,6 +35,13 @@ class BsdeModelImpl : public torch::nn::Module {
   torch::Tensor z(const torch::Tensor& s, const torch::Tensor& x);
   /// Z_θ(s, x) at one time s for all rows of x [B, d].
   torch::Tensor z(double s, const torch::Tensor& x);
+  /// Z_θ(s, x) and, with network.gain, G_θ(s, x) (undefined without), [B, d] each: the
+  /// reverse step integrates the gain's linear part exactly (gain_step in schedule.hpp).
+  struct ZGain {
+    torch::Tensor z, gain;
+  };
+  ZGain z_gain(double s, const torch::Tensor& x);
+  bool has_gain() const { return gain_; }
   /// Number of hidden layers, each of `width()` units.
   int64_t depth() const { return static_cast<int64_t>(hidden_.size()) + 1; }
   int64_t width() const { return input_x_->weight.size(0); }
@@ -45,8 +52,10 @@ class BsdeModelImpl : public torch::nn::Module {
   /// [K, B · blocks, width] each.
   struct Record {
     std::vector<torch::Tensor> pre, post;
+    torch::Tensor gain;  ///< the last call's G_θ(s, x) [B, d] (network.gain only)
   };
-  /// Z_θ(s, x) for x [B, d] without a graph, writing every hidden layer into `record`.
+  /// Z_θ(s, x) for x [B, d] without a graph, writing every hidden layer (and the gain)
+  /// into `record`.
   torch::Tensor z_recording(double s, const torch::Tensor& x, Record& record);
   /// Adds to the parameters' .grad() the gradient of Σ_{k,i} Z_θ(s_k, x_{k,i}) · g_{k,i}
   /// for times s [K], points x [K, B, d], weights g [K, B, d] and what z_recording wrote
@@ -70,14 +79,20 @@ class BsdeModelImpl : public torch::nn::Module {
   int64_t blocks_;
   int64_t block_dim_;  // d / blocks: the MLP's input and output width
   int64_t time_features_;
+  bool gain_;  // network.gain
   NoiseSchedule schedule_;
   torch::Tensor beta_root(const torch::Tensor& s) const;  // √b(s) for times s [K]
+  /// The output layer for times s [K] and x in blocks [K, B · blocks, d / blocks].
+  torch::Tensor output(const torch::Tensor& s, const torch::Tensor& blocks);
+  /// The output layer's [.., d/blocks] (or [A, G], [.., 2 d/blocks], with the gain) as
+  /// A (+ G ⊙ x) for the same rows of x in blocks.
+  torch::Tensor heads(const torch::Tensor& out, const torch::Tensor& x_blocks) const;
 
   std::string activation_;
   torch::nn::Linear input_x_{nullptr};        // first layer, x-part (no bias)
   torch::nn::Linear input_t_{nullptr};        // first layer, time-part (with the bias)
   std::vector<torch::nn::Linear> hidden_;     // width → width, depth − 1 of them
-  torch::nn::Linear output_{nullptr};         // width → d, starts at zero
+  torch::nn::Linear output_{nullptr};         // width → d (2d with the gain), starts at zero
   torch::nn::Sequential residual_{nullptr};
   torch::Tensor constant_;  // [1] float64 buffer
 };

@@ -7,19 +7,15 @@
 namespace rbsde {
 namespace {
 
-TEST(Unbiased, MeanWeightIsEvidenceForAnUntrainedModel) {
-  const Config config = parse_config(R"(
-target: {name: gaussian, dim: 1, mean: 0.7, covariance: 0.5}
-sde: {steps: 20, horizon: 3.0}
-network: {width: 16, depth: 1}
-)");
+/// An untrained model with every parameter drawn from N(0, scale²).
+void expect_unbiased(const Config& config, double scale) {
   const auto target = make_target(config.target);
   const auto schedule = NoiseSchedule::from_config(config.sde);
   torch::manual_seed(5);
   BsdeModel model(1, config.network, schedule);
   {  // random last layer: the drift is no longer the stationary OU one
     torch::NoGradGuard no_grad;
-    for (auto& p : model->parameters()) p.copy_(0.3 * torch::randn_like(p));
+    for (auto& p : model->parameters()) p.copy_(scale * torch::randn_like(p));
   }
   model->set_constant(0.4);
   const TimeGrid grid(schedule, config.sde.steps);
@@ -40,6 +36,27 @@ network: {width: 16, depth: 1}
   EXPECT_LT(e.log_z_is_stderr, 0.01);
   EXPECT_LT(e.elbo, truth - 0.05);
   EXPECT_NEAR(e.log_z_network, 0.4, 1e-9);
+}
+
+TEST(Unbiased, MeanWeightIsEvidenceForAnUntrainedModel) {
+  expect_unbiased(parse_config(R"(
+target: {name: gaussian, dim: 1, mean: 0.7, covariance: 0.5}
+sde: {steps: 20, horizon: 3.0}
+network: {width: 16, depth: 1}
+)"),
+                  0.3);
+}
+
+// network.gain: each coordinate's step and q_n's variance depend on G_θ(s, X); a weight that
+// used the grid's variance instead would be biased. Smaller parameters: with 0.3, a gain that
+// grows with |X| drives a few paths in 10⁴ to infinity (an expanding drift, not the step).
+TEST(Unbiased, MeanWeightIsEvidenceWithTheGainHead) {
+  expect_unbiased(parse_config(R"(
+target: {name: gaussian, dim: 1, mean: 0.7, covariance: 0.5}
+sde: {steps: 20, horizon: 3.0, integrator: exponential}
+network: {width: 16, depth: 1, gain: true}
+)"),
+                  0.15);
 }
 
 }  // namespace

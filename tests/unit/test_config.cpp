@@ -160,6 +160,7 @@ void expect_same(const rbsde::Config& a, const rbsde::Config& b) {
   EXPECT_EQ(a.network.activation, b.network.activation);
   EXPECT_EQ(a.network.time_features, b.network.time_features);
   EXPECT_EQ(a.network.y0_residual, b.network.y0_residual);
+  EXPECT_EQ(a.network.gain, b.network.gain);
   EXPECT_EQ(a.network.blocks, b.network.blocks);
   EXPECT_EQ(a.train.iterations, b.train.iterations);
   EXPECT_EQ(a.train.paths, b.train.paths);
@@ -554,6 +555,17 @@ TEST(ConfigErrors, MissingRequiredKeys) {
   expect_error("target: {name: gaussian}", {"missing required key 'target.dim'"});
   expect_error("", {"missing required key 'target.name'"});
   expect_error("target: {name: gmm, dim: 2}", {"missing required key 'target.means'"});
+}
+
+// network.gain's exact step exists only in the exponential integrator and the detached pass.
+TEST(ConfigErrors, GainNeedsTheExponentialIntegratorAndDetachedPaths) {
+  expect_error(kMinimal, {"network.gain=true"}, {"network.gain", "sde.integrator: exponential"});
+  expect_error(kMinimal, {"network.gain=true", "sde.integrator=exponential",
+                          "train.detach_paths=false"},
+               {"network.gain", "train.detach_paths"});
+  const auto config = rbsde::parse_config(kMinimal, {"network.gain=true", "sde.integrator=exponential"});
+  EXPECT_TRUE(config.network.gain);
+  expect_round_trip(config);
 }
 
 TEST(ConfigErrors, KeysOfAnotherTargetAreRejected) {

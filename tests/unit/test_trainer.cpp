@@ -69,13 +69,28 @@ std::pair<double, double> autograd_loss(const Config& config, const Target& targ
     const double b = grid.b[n], h = grid.h[n];
     auto xi = torch::empty({m, d});
     fill_normal(xi.data_ptr<float>(), m, d, key, 0, static_cast<uint32_t>(n));
-    const auto z = model->z(grid.s[n], x);
+    const auto [z, gain] = model->z_gain(grid.s[n], x);
     const auto u = torch::where(explorer, -std::sqrt(b) * x, z.detach());
     y = y + ((u * z).sum(1) - 0.5 * z.pow(2).sum(1) - 0.5 * b * d) * h +
         std::sqrt(h) * (z * xi).sum(1);
     // The grid's step (Euler: x_gain = 1 + ½ b h, z_gain = √b h, noise = √(b h)), written
     // as an increment of x like the trainer's float32 kernel.
-    x = x + (grid.x_gain[n] - 1.0) * x + grid.z_gain[n] * u + grid.noise[n] * xi;
+    const auto grid_step = x + (grid.x_gain[n] - 1.0) * x + grid.z_gain[n] * u + grid.noise[n] * xi;
+    if (!gain.defined()) {
+      x = grid_step;
+      continue;
+    }
+    // network.gain: the model's own paths take gain_step's gains, coordinate by coordinate
+    // (in float64, like the trainer's kernel); explorers the grid's reference step.
+    auto own = torch::empty({m, d}, torch::kFloat64);
+    for (int64_t i = 0; i < m; ++i) {
+      for (int64_t j = 0; j < d; ++j) {
+        const StepGains step = gain_step(grid, n, gain[i][j].item<double>());
+        own[i][j] = step.x_gain * x[i][j].item<double>() + step.z_gain * u[i][j].item<double>() +
+                    step.noise * xi[i][j].item<double>();
+      }
+    }
+    x = torch::where(explorer, grid_step, own.to(torch::kFloat32));
   }
   const double reference_share = config.train.anneal_path == "tempered" ? 0.0 : 1.0 - gamma;
   const auto terminal =
@@ -180,6 +195,21 @@ TEST(DetachedGradient, WithBlocksEqualsAutograd) {
     config.network.blocks = 3;  // d = 3: one coordinate per block
     config.train.constant_memory = constant_memory;
     expect_step_equals_autograd(config);
+  }
+}
+
+// network.gain: the output layer's second head multiplies x, so its gradient is g ⊙ x; the
+// model's own paths take gain_step's gains, explorers the reference step.
+TEST(DetachedGradient, WithTheGainHeadEqualsAutograd) {
+  for (int64_t blocks : {1, 3}) {
+    for (bool constant_memory : {false, true}) {
+      Config config = parse_config(kSmall, {"sde.integrator=exponential", "network.gain=true"});
+      config.network.blocks = blocks;
+      config.train.constant_memory = constant_memory;
+      config.train.explore = blocks == 3 ? 0.25 : 0.0;
+      config.train.tilt = constant_memory ? 0.5 : 0.0;
+      expect_step_equals_autograd(config);
+    }
   }
 }
 
