@@ -47,14 +47,19 @@ void advance_paths(const float* x, const float* z, const float* gain, float* xi,
     float* next_row = x_next + i * dim;
     double z2 = 0.0, z_xi = 0.0;
     if (i >= explorers) {
-      for (int64_t j = 0; j < dim; ++j) {
-        if (gain != nullptr) {
-          const StepGains step = gain_step(grid, n, gain[i * dim + j]);
+      if (gain != nullptr) {
+        const float* gain_row = gain + i * dim;
+        for (int64_t j = 0; j < dim; ++j) {
+          const StepGains step = gain_step(grid, n, gain_row[j]);
           next_row[j] = static_cast<float>(step.x_gain * x_row[j] + step.z_gain * z_row[j] +
                                            step.noise * xi_row[j]);
-        } else {
+        }
+      } else {
+        for (int64_t j = 0; j < dim; ++j) {
           next_row[j] = x_row[j] + drift_x * x_row[j] + drift_z * z_row[j] + diffusion * xi_row[j];
         }
+      }
+      for (int64_t j = 0; j < dim; ++j) {
         z2 += static_cast<double>(z_row[j]) * z_row[j];
         z_xi += static_cast<double>(z_row[j]) * xi_row[j];
       }

@@ -39,24 +39,24 @@ void expect_unbiased(const Config& config, double scale) {
 }
 
 TEST(Unbiased, MeanWeightIsEvidenceForAnUntrainedModel) {
-  expect_unbiased(parse_config(R"(
+  const Config config = parse_config(R"(
 target: {name: gaussian, dim: 1, mean: 0.7, covariance: 0.5}
 sde: {steps: 20, horizon: 3.0}
 network: {width: 16, depth: 1}
-)"),
-                  0.3);
+)");
+  expect_unbiased(config, 0.3);
 }
 
 // network.gain: each coordinate's step and q_n's variance depend on G_θ(s, X); a weight that
 // used the grid's variance instead would be biased. Smaller parameters: with 0.3, a gain that
-// grows with |X| drives a few paths in 10⁴ to infinity (an expanding drift, not the step).
+// grows with |X| drives two paths in 10⁴ to infinity (an expanding drift, not the step).
 TEST(Unbiased, MeanWeightIsEvidenceWithTheGainHead) {
-  expect_unbiased(parse_config(R"(
+  const Config config = parse_config(R"(
 target: {name: gaussian, dim: 1, mean: 0.7, covariance: 0.5}
 sde: {steps: 20, horizon: 3.0, integrator: exponential}
 network: {width: 16, depth: 1, gain: true}
-)"),
-                  0.15);
+)");
+  expect_unbiased(config, 0.15);
 }
 
 }  // namespace
