@@ -145,16 +145,15 @@ torch::Tensor BsdeModelImpl::z(const torch::Tensor& s, const torch::Tensor& x) {
   return heads(output(s, blocks), blocks).view_as(x) - beta_root(s).view({-1, 1, 1}) * x;
 }
 
-torch::Tensor BsdeModelImpl::z(double s, const torch::Tensor& x) {
-  return z(torch::full({1}, s, x.options()), x.unsqueeze(0)).squeeze(0);
-}
+torch::Tensor BsdeModelImpl::z(double s, const torch::Tensor& x) { return z_gain(s, x).z; }
 
 BsdeModelImpl::ZGain BsdeModelImpl::z_gain(double s, const torch::Tensor& x) {
+  const auto time = torch::full({1}, s, x.options());
   const auto blocks = x.reshape({1, x.size(0) * blocks_, block_dim_});
-  const auto out = output(torch::full({1}, s, x.options()), blocks);
-  const auto z = heads(out, blocks).view_as(x) - std::sqrt(schedule_.b(s)) * x;
+  const auto out = output(time, blocks);
+  const auto z = heads(out, blocks).view_as(x) - beta_root(time) * x;
   if (!gain_) return {z, torch::Tensor()};
-  return {z, out.narrow(2, block_dim_, block_dim_).reshape_as(x)};
+  return {z, out.narrow(2, block_dim_, block_dim_).contiguous().view_as(x)};
 }
 
 torch::Tensor BsdeModelImpl::z_recording(double s, const torch::Tensor& x, Record& record) {
@@ -167,7 +166,7 @@ torch::Tensor BsdeModelImpl::z_recording(double s, const torch::Tensor& x, Recor
     activate_into(activation_, record.pre[l + 1], record.post[l + 1]);
   }
   const auto out = torch::addmm(output_->bias, record.post.back(), output_->weight.t());
-  if (gain_) record.gain = out.narrow(1, block_dim_, block_dim_).reshape_as(x);
+  if (gain_) record.gain = out.narrow(1, block_dim_, block_dim_).contiguous().view_as(x);
   return heads(out, x.reshape({x.size(0) * blocks_, block_dim_})).view_as(x) -
          std::sqrt(schedule_.b(s)) * x;
 }

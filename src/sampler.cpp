@@ -152,9 +152,8 @@ SampleBatch simulate_paths(const Target& target, BsdeModel& model, const TimeGri
                     model->constant();
   auto log_weight = -BsdeModelImpl::log_reference(x);
   for (int64_t n = 0; n < grid.steps; ++n) {
-    const auto [z_raw, gain_raw] = model->z_gain(grid.s[n], x.to(torch::kFloat32));
+    const auto [z_raw, gain] = model->z_gain(grid.s[n], x.to(torch::kFloat32));
     const auto z = z_raw.contiguous();
-    const auto gain = gain_raw.defined() ? gain_raw.contiguous() : gain_raw;
     fill_normal(xi.data_ptr<double>(), rows, d, key, first_path, static_cast<uint32_t>(n));
     advance_weighted(x.data_ptr<double>(), z.data_ptr<float>(),
                      gain.defined() ? gain.data_ptr<float>() : nullptr, xi.data_ptr<double>(),

@@ -270,10 +270,10 @@ StepResult Trainer::step_detached(int64_t iteration, double gamma) {
     }
     const auto x_now = x_path[slot(n)];
     const auto z = model_->z_recording(grid_.s[n], x_now, step_record).contiguous();
-    const auto gain = model_->has_gain() ? step_record.gain.contiguous() : torch::Tensor();
     fill_normal(xi[slot(n)].data_ptr<float>(), m, d, key, paths_.begin, static_cast<uint32_t>(n));
     advance_paths(x_now.data_ptr<float>(), z.data_ptr<float>(),
-                  gain.defined() ? gain.data_ptr<float>() : nullptr, xi[slot(n)].data_ptr<float>(),
+                  model_->has_gain() ? step_record.gain.data_ptr<float>() : nullptr,
+                  xi[slot(n)].data_ptr<float>(),
                   x_path[slot(n) + 1].data_ptr<float>(), y.data_ptr<double>(), m, explorers, d,
                   grid_, n);
   };

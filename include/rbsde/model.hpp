@@ -35,8 +35,9 @@ class BsdeModelImpl : public torch::nn::Module {
   torch::Tensor z(const torch::Tensor& s, const torch::Tensor& x);
   /// Z_θ(s, x) at one time s for all rows of x [B, d].
   torch::Tensor z(double s, const torch::Tensor& x);
-  /// Z_θ(s, x) and, with network.gain, G_θ(s, x) (undefined without), [B, d] each: the
-  /// reverse step integrates the gain's linear part exactly (gain_step in schedule.hpp).
+  /// Z_θ(s, x) and, with network.gain, G_θ(s, x) (contiguous; undefined without), [B, d]
+  /// each: the reverse step integrates the gain's linear part exactly (gain_step in
+  /// schedule.hpp).
   struct ZGain {
     torch::Tensor z, gain;
   };
@@ -52,7 +53,7 @@ class BsdeModelImpl : public torch::nn::Module {
   /// [K, B · blocks, width] each.
   struct Record {
     std::vector<torch::Tensor> pre, post;
-    torch::Tensor gain;  ///< the last call's G_θ(s, x) [B, d] (network.gain only)
+    torch::Tensor gain;  ///< the last call's G_θ(s, x) [B, d], contiguous (network.gain only)
   };
   /// Z_θ(s, x) for x [B, d] without a graph, writing every hidden layer (and the gain)
   /// into `record`.
