@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Training benchmarks (issue: throughput, all-reduce share, GFLOP/s against the sgemm peak;
-# C++ against the same step in PyTorch-Python). Builds nothing: build rbsde_bench_train first,
-#   cmake --build build --target rbsde_bench_train
+# C++ against the same step in PyTorch-Python). Builds nothing: configure with the benchmarks
+# on and build rbsde_bench_train first,
+#   cmake -S . -B build -DRBSDE_BUILD_BENCH=ON && cmake --build build --target rbsde_bench_train
 # and install python3-torch (Debian, the same libtorch) for the Python step.
 #
 #   bench/run.sh [BUILD_DIR]          (default: build)
@@ -26,7 +27,7 @@ iter_small=${ITER_SMALL:-150}
 rounds=${ROUNDS:-2}
 quiet_wait=${QUIET_WAIT:-60}
 
-[[ -x $bench ]] || { echo "run.sh: $bench not found: build the rbsde_bench_train target" >&2; exit 1; }
+[[ -x $bench ]] || { echo "run.sh: $bench not found: configure with -DRBSDE_BUILD_BENCH=ON and build the rbsde_bench_train target" >&2; exit 1; }
 "$python" -c 'import torch' 2>/dev/null ||
   { echo "run.sh: $python cannot import torch (apt-get install python3-torch)" >&2; exit 1; }
 if [[ $(id -u) == 0 ]]; then

@@ -127,10 +127,13 @@ torch::Tensor BsdeModelImpl::time_features(const torch::Tensor& s) const {
   return torch::cat({tau, torch::sin(phase), torch::cos(phase)}, 1);
 }
 
-torch::Tensor BsdeModelImpl::beta_root(const torch::Tensor& s) const {
-  // b(s) = β(T − s) is affine in s for both schedules, so it is evaluated on the tensor.
-  const double T = schedule_.horizon;
-  return torch::sqrt(schedule_.beta_min + (schedule_.beta_max - schedule_.beta_min) * (T - s) / T);
+torch::Tensor BsdeModelImpl::root_b(const torch::Tensor& s) const {
+  const auto times = s.to(torch::kFloat64).contiguous();
+  auto root_b = torch::empty_like(times);
+  for (int64_t k = 0; k < times.numel(); ++k) {
+    root_b.data_ptr<double>()[k] = schedule_.root_b(times.data_ptr<double>()[k]);
+  }
+  return root_b.to(s.scalar_type());
 }
 
 torch::Tensor BsdeModelImpl::output(const torch::Tensor& s, const torch::Tensor& blocks) {
@@ -142,7 +145,7 @@ torch::Tensor BsdeModelImpl::output(const torch::Tensor& s, const torch::Tensor&
 
 torch::Tensor BsdeModelImpl::z(const torch::Tensor& s, const torch::Tensor& x) {
   const auto blocks = x.reshape({x.size(0), x.size(1) * blocks_, block_dim_});
-  return heads(output(s, blocks), blocks).view_as(x) - beta_root(s).view({-1, 1, 1}) * x;
+  return heads(output(s, blocks), blocks).view_as(x) - root_b(s).view({-1, 1, 1}) * x;
 }
 
 torch::Tensor BsdeModelImpl::z(double s, const torch::Tensor& x) { return z_gain(s, x).z; }
@@ -151,7 +154,7 @@ BsdeModelImpl::ZGain BsdeModelImpl::z_gain(double s, const torch::Tensor& x) {
   const auto time = torch::full({1}, s, x.options());
   const auto blocks = x.reshape({1, x.size(0) * blocks_, block_dim_});
   const auto out = output(time, blocks);
-  const auto z = heads(out, blocks).view_as(x) - beta_root(time) * x;
+  const auto z = heads(out, blocks).view_as(x) - schedule_.root_b(s) * x;
   if (!gain_) return {z, torch::Tensor()};
   return {z, out.narrow(2, block_dim_, block_dim_).contiguous().view_as(x)};
 }
@@ -168,7 +171,7 @@ torch::Tensor BsdeModelImpl::z_recording(double s, const torch::Tensor& x, Recor
   const auto out = torch::addmm(output_->bias, record.post.back(), output_->weight.t());
   if (gain_) record.gain = out.narrow(1, block_dim_, block_dim_).contiguous().view_as(x);
   return heads(out, x.reshape({x.size(0) * blocks_, block_dim_})).view_as(x) -
-         std::sqrt(schedule_.b(s)) * x;
+         schedule_.root_b(s) * x;
 }
 
 torch::Tensor BsdeModelImpl::heads(const torch::Tensor& out, const torch::Tensor& x_blocks) const {
@@ -212,6 +215,14 @@ void BsdeModelImpl::accumulate_gradient(const torch::Tensor& s, const torch::Ten
 torch::Tensor BsdeModelImpl::log_reference(const torch::Tensor& x) {
   const double d = static_cast<double>(x.size(1));
   return -0.5 * x.pow(2).sum(1) - 0.5 * d * std::log(2.0 * kPi);
+}
+
+torch::Tensor BsdeModelImpl::y0(const torch::Tensor& x0) {
+  return log_reference(x0) + constant() + y0_residual(x0.to(torch::kFloat32)).to(x0.scalar_type());
+}
+
+torch::Tensor BsdeModelImpl::y0_offset(const torch::Tensor& x0) {
+  return y0_residual(x0.to(torch::kFloat32)).to(torch::kFloat64) + constant();
 }
 
 torch::Tensor BsdeModelImpl::y0_residual(const torch::Tensor& x0) {

@@ -2,60 +2,9 @@
 
 #include <cmath>
 
-#include "rbsde/parallel_for.hpp"
+#include "rbsde/step.hpp"
 
 namespace rbsde {
-
-namespace {
-
-
-/// One reverse-SDE step n in float64 for `rows` paths, in place, with the step's log-weight:
-///   X_{n+1} = x_gain X_n + z_gain Z_n + noise ξ_n      (TimeGrid: Euler or exponential)
-///   log w  += log k_n(X_n | X_{n+1}) − log q_n(X_{n+1} | X_n)
-/// with q_n = N(x_gain X_n + z_gain Z_n, noise² I) (so its exponent is −½|ξ_n|²) and
-/// k_n = N(a X_{n+1}, (1 − a²) I), every Gaussian normalising constant kept. With the
-/// network's gain G (network.gain; nullptr without) the gains are gain_step's, coordinate by
-/// coordinate, and so is q_n's variance.
-void advance_weighted(double* x, const float* z, const float* gain, const double* xi,
-                      double* log_weight, int64_t rows, int64_t dim, const TimeGrid& grid,
-                      int64_t n) {
-  const double a = grid.a[n];
-  const double k_variance = -std::expm1(2.0 * std::log(a));  // 1 − a², accurate for a ≈ 1
-  const double d = static_cast<double>(dim);
-  // log q_n's normalisers enter per coordinate with the gain, at once without.
-  const double normalisers =
-      gain != nullptr ? -0.5 * d * std::log(k_variance)
-                      : d * (std::log(grid.noise[n]) - 0.5 * std::log(k_variance));
-  const StepGains grid_step{grid.x_gain[n], grid.z_gain[n], grid.noise[n]};
-  for_each_path(rows, [=](int64_t i) {
-    double* x_row = x + i * dim;
-    const float* z_row = z + i * dim;
-    const double* xi_row = xi + i * dim;
-    double xi2 = 0.0, k_residual2 = 0.0, log_noises = 0.0;
-    for (int64_t j = 0; j < dim; ++j) {
-      const double x_now = x_row[j];
-      StepGains step = grid_step;
-      if (gain != nullptr) {
-        step = gain_step(grid, n, gain[i * dim + j]);
-        log_noises += std::log(step.noise);
-      }
-      const double x_next =
-          x_now + (step.x_gain - 1.0) * x_now + step.z_gain * z_row[j] + step.noise * xi_row[j];
-      const double k_residual = x_now - a * x_next;
-      xi2 += xi_row[j] * xi_row[j];
-      k_residual2 += k_residual * k_residual;
-      x_row[j] = x_next;
-    }
-    log_weight[i] += -0.5 * k_residual2 / k_variance + 0.5 * xi2 + log_noises + normalisers;
-  });
-}
-
-/// The probability-flow drift f = ½ b x + ½ √b Z in float64 for x [B, d] float64, Z float32.
-torch::Tensor flow_drift(const torch::Tensor& x, const torch::Tensor& z, double b) {
-  return 0.5 * b * x + (0.5 * std::sqrt(b)) * z.to(torch::kFloat64);
-}
-
-}  // namespace
 
 Divergence choose_divergence(const SampleConfig& sample, int64_t dim) {
   if (sample.divergence == "exact") return Divergence::kExact;
@@ -106,15 +55,16 @@ SampleBatch simulate_flow(const Target& target, BsdeModel& model, const NoiseSch
                    : torch::Tensor();
 
   SampleBatch batch;
-  batch.y0_offset = model->y0_residual(x.to(torch::kFloat32)).to(torch::kFloat64) +
-                    model->constant();
+  batch.y0_offset = model->y0_offset(x);
   auto log_q = BsdeModelImpl::log_reference(x);
   for (int64_t n = 0; n < grid.steps; ++n) {
     // Midpoint rule on (X, log q): one divergence per step, and no evaluation at s = T,
     // where training never evaluates the network.
-    const double h = grid.h[n], s_mid = grid.s[n] + 0.5 * h, b_mid = schedule.b(s_mid);
+    const double h = grid.h[n], s_mid = grid.s[n] + 0.5 * h;
+    const double b_mid = schedule.b(s_mid), root_b_mid = schedule.root_b(s_mid);
+    const auto z = model->z(grid.s[n], x.to(torch::kFloat32)).to(torch::kFloat64);
     const auto x_mid =
-        x + (0.5 * h) * flow_drift(x, model->z(grid.s[n], x.to(torch::kFloat32)), grid.b[n]);
+        x + (0.5 * h) * flow_drift(grid.b[n], schedule.root_b(grid.s[n]), x, z);
     const auto x_mid32 = x_mid.to(torch::kFloat32);
     ZDivergence mid;
     if (divergence == Divergence::kExact) {
@@ -127,10 +77,8 @@ SampleBatch simulate_flow(const Target& target, BsdeModel& model, const NoiseSch
       }
       mid = z_divergence_hutchinson(model, s_mid, x_mid32, probe);
     }
-    x = x + h * flow_drift(x_mid, mid.z, b_mid);
-    // div f = ½ b d + ½ √b div Z (the −√b x part of Z contributes −√b d to div Z).
-    log_q -= h * (0.5 * b_mid * static_cast<double>(d) +
-                  0.5 * std::sqrt(b_mid) * mid.divergence.to(torch::kFloat64));
+    x = x + h * flow_drift(b_mid, root_b_mid, x_mid, mid.z.to(torch::kFloat64));
+    log_q -= h * flow_divergence(b_mid, root_b_mid, d, mid.divergence.to(torch::kFloat64));
   }
   batch.log_target = target.log_prob(x);
   batch.log_weights = batch.log_target - log_q;
@@ -148,16 +96,15 @@ SampleBatch simulate_paths(const Target& target, BsdeModel& model, const TimeGri
   fill_normal(x.data_ptr<double>(), rows, d, key, first_path, kInitialStep);
 
   SampleBatch batch;
-  batch.y0_offset = model->y0_residual(x.to(torch::kFloat32)).to(torch::kFloat64) +
-                    model->constant();
+  batch.y0_offset = model->y0_offset(x);
   auto log_weight = -BsdeModelImpl::log_reference(x);
   for (int64_t n = 0; n < grid.steps; ++n) {
     const auto [z_raw, gain] = model->z_gain(grid.s[n], x.to(torch::kFloat32));
     const auto z = z_raw.contiguous();
     fill_normal(xi.data_ptr<double>(), rows, d, key, first_path, static_cast<uint32_t>(n));
-    advance_weighted(x.data_ptr<double>(), z.data_ptr<float>(),
-                     gain.defined() ? gain.data_ptr<float>() : nullptr, xi.data_ptr<double>(),
-                     log_weight.data_ptr<double>(), rows, d, grid, n);
+    weighted_step(StepConstants(grid, n, d), x.data_ptr<double>(), z.data_ptr<float>(),
+                  gain.defined() ? gain.data_ptr<float>() : nullptr, xi.data_ptr<double>(),
+                  log_weight.data_ptr<double>(), rows, d);
   }
   batch.log_target = target.log_prob(x);
   batch.log_weights = log_weight + batch.log_target;

@@ -35,6 +35,8 @@ double NoiseSchedule::integral(double t) const {
   return beta_min * t + 0.5 * (beta_max - beta_min) * t * t / horizon;
 }
 
+double NoiseSchedule::root_b(double s) const { return std::sqrt(b(s)); }
+
 double NoiseSchedule::alpha(double t) const { return std::exp(-0.5 * integral(t)); }
 
 double NoiseSchedule::sigma2(double t) const {
@@ -61,7 +63,7 @@ TimeGrid::TimeGrid(const NoiseSchedule& schedule, int64_t n_steps) : steps(n_ste
   z_gain.resize(steps);
   noise.resize(steps);
   for (int64_t n = 0; n < steps; ++n) {
-    const double root_b = std::sqrt(b[n]);
+    const double root_b = schedule.root_b(s[n]);
     if (schedule.exponential) {
       const double one_minus_a = -std::expm1(std::log(a[n]));  // 1 − a, accurate for a ≈ 1
       x_gain[n] = 1.0 + one_minus_a;
@@ -73,19 +75,6 @@ TimeGrid::TimeGrid(const NoiseSchedule& schedule, int64_t n_steps) : steps(n_ste
       noise[n] = std::sqrt(b[n] * h[n]);
     }
   }
-}
-
-namespace {
-/// (e^r − 1) / r, continuous at r = 0.
-double phi(double r) { return std::abs(r) < 1e-8 ? 1.0 + 0.5 * r : std::expm1(r) / r; }
-}  // namespace
-
-StepGains gain_step(const TimeGrid& grid, int64_t n, double gain) {
-  const double b = grid.b[n], h = grid.h[n], root_b = std::sqrt(b);
-  const double rate = std::log(grid.a[n]) + root_b * gain * h;  // λ h
-  // X_{n+1} = e^{λh} X + (e^{λh} − 1)/λ √b A + √(b (e^{2λh} − 1)/(2λ)) ξ, A = Z − (G − √b) X.
-  const double a_gain = root_b * h * phi(rate);
-  return {std::exp(rate) - a_gain * (gain - root_b), a_gain, std::sqrt(b * h * phi(2.0 * rate))};
 }
 
 }  // namespace rbsde

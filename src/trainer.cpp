@@ -9,75 +9,15 @@
 
 #include "rbsde/error.hpp"
 #include "rbsde/noise.hpp"
-#include "rbsde/parallel_for.hpp"
 #include "rbsde/runtime.hpp"
+#include "rbsde/step.hpp"
 
 namespace rbsde {
 
 namespace {
 
-constexpr double kPi = 3.14159265358979323846;
 /// Rows (path-steps) per chunk of the gradient pass: bounds its temporaries.
 constexpr int64_t kRowsPerChunk = int64_t{1} << 16;
-
-/// One reverse step for `rows` paths, in place on raw memory. Paths i < `explorers`
-/// follow the reference control u = −√b X (the stationary OU process, whose X_N ~ N(0, I)
-/// covers every mode), the others the model's own, u = Z:
-///   X_{n+1} = x_gain X_n + z_gain u + noise ξ_n            (TimeGrid: Euler or exponential)
-///   Y      += (u·Z − ½|Z|²) h − ½ b d h + √h Z·ξ_n     (the driver for any control u)
-/// and, for an explorer, ξ_n is overwritten by ξ_n + (u − Z)√h so that √h ξ_n stays
-/// ∂Y_{n+1}/∂Z_n = ΔB_n + (u − Z) h, the weight of the gradient pass (method.md §4).
-/// With the network's gain G (network.gain; nullptr without), the model's own paths take
-/// gain_step's gains, coordinate by coordinate.
-void advance_paths(const float* x, const float* z, const float* gain, float* xi, float* x_next,
-                   double* y, int64_t rows, int64_t explorers, int64_t dim, const TimeGrid& grid,
-                   int64_t n) {
-  const double b = grid.b[n], h = grid.h[n];
-  const float drift_x = static_cast<float>(grid.x_gain[n] - 1.0);
-  const float drift_z = static_cast<float>(grid.z_gain[n]);
-  const float diffusion = static_cast<float>(grid.noise[n]);
-  const float reference_gain = static_cast<float>(-std::sqrt(b));
-  const float root_h = static_cast<float>(std::sqrt(h));
-  const double sqrt_h = std::sqrt(h);
-  const double y_constant = -0.5 * b * static_cast<double>(dim) * h;
-  for_each_path(rows, [=](int64_t i) {
-    float* xi_row = xi + i * dim;
-    const float* x_row = x + i * dim;
-    const float* z_row = z + i * dim;
-    float* next_row = x_next + i * dim;
-    double z2 = 0.0, z_xi = 0.0;
-    if (i >= explorers) {
-      if (gain != nullptr) {
-        const float* gain_row = gain + i * dim;
-        for (int64_t j = 0; j < dim; ++j) {
-          const StepGains step = gain_step(grid, n, gain_row[j]);
-          next_row[j] = static_cast<float>(step.x_gain * x_row[j] + step.z_gain * z_row[j] +
-                                           step.noise * xi_row[j]);
-        }
-      } else {
-        for (int64_t j = 0; j < dim; ++j) {
-          next_row[j] = x_row[j] + drift_x * x_row[j] + drift_z * z_row[j] + diffusion * xi_row[j];
-        }
-      }
-      for (int64_t j = 0; j < dim; ++j) {
-        z2 += static_cast<double>(z_row[j]) * z_row[j];
-        z_xi += static_cast<double>(z_row[j]) * xi_row[j];
-      }
-      y[i] += 0.5 * z2 * h + y_constant + sqrt_h * z_xi;  // u = Z: (u·Z − ½|Z|²) = ½|Z|²
-      return;
-    }
-    double u_z = 0.0;
-    for (int64_t j = 0; j < dim; ++j) {
-      const float u = reference_gain * x_row[j];
-      next_row[j] = x_row[j] + drift_x * x_row[j] + drift_z * u + diffusion * xi_row[j];
-      z2 += static_cast<double>(z_row[j]) * z_row[j];
-      z_xi += static_cast<double>(z_row[j]) * xi_row[j];
-      u_z += static_cast<double>(u) * z_row[j];
-      xi_row[j] += (u - z_row[j]) * root_h;
-    }
-    y[i] += (u_z - 0.5 * z2) * h + y_constant + sqrt_h * z_xi;
-  });
-}
 
 std::string format_duration(double seconds) {
   char text[32];
@@ -100,7 +40,10 @@ Trainer::Trainer(const Target& target, BsdeModel model, const SdeConfig& sde,
       schedule_(NoiseSchedule::from_config(sde)),
       grid_(schedule_, sde.steps),
       comm_(comm),
-      paths_(path_range(train.paths, comm.rank(), comm.size())) {
+      paths_(path_range(train.paths, comm.rank(), comm.size())),
+      annealing_(train),
+      learning_rate_(train),
+      loss_(train) {
   if (target_.dim() != model_->dim()) {
     throw Error("target.dim: the target has dimension " + std::to_string(target_.dim()) +
                 " but the network " + std::to_string(model_->dim()));
@@ -141,65 +84,21 @@ Trainer::Trainer(const Target& target, BsdeModel model, const SdeConfig& sde,
                                                     torch::optim::AdamOptions(train_.lr));
 }
 
-double Trainer::gamma(int64_t iteration) const {
-  if (train_.anneal_gamma0 >= 1.0) return 1.0;
-  const double ramp = train_.anneal_fraction * static_cast<double>(train_.iterations);
-  const double progress = ramp > 0.0 ? std::min(1.0, static_cast<double>(iteration) / ramp) : 1.0;
-  return train_.anneal_gamma0 + (1.0 - train_.anneal_gamma0) * progress;
-}
-
-double Trainer::learning_rate(int64_t iteration) const {
-  if (train_.lr_schedule == "constant" || train_.iterations <= 1) return train_.lr;
-  const double progress = static_cast<double>(iteration) / static_cast<double>(train_.iterations - 1);
-  return train_.lr_final + 0.5 * (train_.lr - train_.lr_final) * (1.0 + std::cos(kPi * progress));
-}
-
-torch::Tensor Trainer::terminal(const torch::Tensor& x, double gamma) const {
-  // bridge: the geometric bridge from the Gaussian reference (where the untrained model is
-  // exact) to the target, log π̃_γ = γ log π̃ + (1 − γ) log N(0, I); tempered: γ log π̃.
-  auto log_target = target_.log_prob(x);
-  if (gamma >= 1.0) return log_target;
-  if (train_.anneal_path == "tempered") return gamma * log_target;
-  return gamma * log_target + (1.0 - gamma) * BsdeModelImpl::log_reference(x);
-}
-
 StepResult Trainer::reduce_diagnostics(const torch::Tensor& residual, double gamma) const {
-  const auto r = residual.detach().to(torch::kFloat64);
+  const auto [sum, sum_of_squares] = ResidualLoss::local_sums(residual.detach().to(torch::kFloat64));
   const SignalRequests requests = take_signal_requests();
-  double sums[4] = {r.sum().item<double>(), r.pow(2).sum().item<double>(),
-                    requests.stop ? 1.0 : 0.0, requests.checkpoint ? 1.0 : 0.0};
+  double sums[4] = {sum, sum_of_squares, requests.stop ? 1.0 : 0.0,
+                    requests.checkpoint ? 1.0 : 0.0};
   comm_.allreduce_sum(sums, 4);
-  const double m = static_cast<double>(train_.paths);
+  const ResidualLoss::Moments moments = loss_.moments(sums[0], sums[1]);
   StepResult result;
-  result.mean_residual = sums[0] / m;
-  // Rounding can make the variance slightly negative; a NaN must stay NaN (std::max would
-  // turn it into 0 and hide the divergence).
-  const double variance = sums[1] / m - result.mean_residual * result.mean_residual;
-  result.loss = variance < 0.0 ? 0.0 : variance;
+  result.mean_residual = moments.mean;
+  result.loss = moments.variance;
   result.gamma = gamma;
   // A signal may reach some ranks only: every rank acts on any rank's request.
   result.stop_requested = sums[2] > 0.0;
   result.checkpoint_requested = sums[3] > 0.0;
   return result;
-}
-
-torch::Tensor Trainer::gradient_factors(const torch::Tensor& residual,
-                                        const StepResult& result) const {
-  const auto r = residual.detach().to(torch::kFloat64);
-  if (train_.tilt == 0.0) {
-    return (r - result.mean_residual) * (2.0 / static_cast<double>(train_.paths));
-  }
-  // p_i = exp(−κ r_i − shift) / Σ_j exp(−κ r_j − shift), the shift the largest exponent of
-  // all ranks, so that no exponential overflows.
-  const auto exponent = -train_.tilt * r;
-  double shift = r.numel() > 0 ? exponent.max().item<double>()
-                               : -std::numeric_limits<double>::infinity();
-  comm_.allreduce_max(&shift, 1);
-  const auto e = torch::exp(exponent - shift);
-  double sums[2] = {e.sum().item<double>(), (e * r).sum().item<double>()};
-  comm_.allreduce_sum(sums, 2);
-  const double weighted_mean = sums[1] / sums[0];
-  return (e / sums[0]) * (r - weighted_mean) * 2.0;
 }
 
 void Trainer::allreduce_gradients() {
@@ -223,7 +122,7 @@ void Trainer::allreduce_gradients() {
 }
 
 StepResult Trainer::compute_gradients(int64_t iteration) {
-  const double g = gamma(iteration);
+  const double g = annealing_.gamma(iteration);
   for (auto& p : parameters_) p.mutable_grad() = torch::Tensor();
   return train_.detach_paths ? step_detached(iteration, g) : step_coupled(iteration, g);
 }
@@ -233,11 +132,10 @@ StepResult Trainer::step(int64_t iteration) {
   allreduce_gradients();
   if (train_.grad_clip > 0.0) torch::nn::utils::clip_grad_norm_(parameters_, train_.grad_clip);
   for (auto& group : optimizer_->param_groups()) {
-    static_cast<torch::optim::AdamOptions&>(group.options()).lr(learning_rate(iteration));
+    static_cast<torch::optim::AdamOptions&>(group.options()).lr(learning_rate_.at(iteration));
   }
   optimizer_->step();
-  // Optimal constant: c absorbs the mean residual, the loss is the residual's variance.
-  model_->set_constant(model_->constant() - result.mean_residual);
+  model_->set_constant(ResidualLoss::next_constant(model_->constant(), result.mean_residual));
   return result;
 }
 
@@ -271,11 +169,10 @@ StepResult Trainer::step_detached(int64_t iteration, double gamma) {
     const auto x_now = x_path[slot(n)];
     const auto z = model_->z_recording(grid_.s[n], x_now, step_record).contiguous();
     fill_normal(xi[slot(n)].data_ptr<float>(), m, d, key, paths_.begin, static_cast<uint32_t>(n));
-    advance_paths(x_now.data_ptr<float>(), z.data_ptr<float>(),
+    training_step(StepConstants(grid_, n, d), x_now.data_ptr<float>(), z.data_ptr<float>(),
                   model_->has_gain() ? step_record.gain.data_ptr<float>() : nullptr,
-                  xi[slot(n)].data_ptr<float>(),
-                  x_path[slot(n) + 1].data_ptr<float>(), y.data_ptr<double>(), m, explorers, d,
-                  grid_, n);
+                  xi[slot(n)].data_ptr<float>(), x_path[slot(n) + 1].data_ptr<float>(),
+                  y.data_ptr<double>(), m, explorers, d);
   };
   const auto advance_slot = [&]() {  // constant memory: X_{n+1} becomes the next step's X_n
     if (slots == 1) x_path[0].copy_(x_path[1]);
@@ -292,17 +189,19 @@ StepResult Trainer::step_detached(int64_t iteration, double gamma) {
   torch::Tensor residual;
   {
     torch::NoGradGuard no_grad;
-    const auto y0 = BsdeModelImpl::log_reference(x0.to(torch::kFloat64)) + model_->constant() +
-                    model_->y0_residual(x0).to(torch::kFloat64);
-    residual = y0 + y - terminal(x_path[slot(n_steps - 1) + 1], gamma).to(torch::kFloat64);
+    residual = model_->y0(x0.to(torch::kFloat64)) + y -
+               annealing_.terminal(target_, x_path[slot(n_steps - 1) + 1], gamma)
+                   .to(torch::kFloat64);
   }
   const StepResult result = reduce_diagnostics(residual, gamma);
 
   // Pass 2: with u detached, ∂Y_N/∂Z_n = ΔB_n + (u − Z) h (just ΔB_n on the model's own
-  // paths, u = Z), kept as √h ξ_n by advance_paths, so ∇L = Σ_i g_i Σ_n √h ξ_n·∇Z_θ(s_n, X_n)
+  // paths, u = Z), kept as √h ξ_n by training_step, so ∇L = Σ_i g_i Σ_n √h ξ_n·∇Z_θ(s_n, X_n)
   // with g_i = (2/M) r̃_i for the centred residual r̃ (train.tilt 0): a backward over the
   // recorded hidden layers of the (s_n, X_n).
-  const auto weight = gradient_factors(residual, result).to(torch::kFloat32).view({1, m, 1});
+  const auto weight = loss_.gradient_factors(residual, result.mean_residual, comm_)
+                          .to(torch::kFloat32)
+                          .view({1, m, 1});
   if (slots == 1) {
     // Constant memory: re-simulate the same paths (counter-based noise) one step at a time and
     // back-propagate each step as soon as its hidden layers are recorded.
@@ -342,21 +241,22 @@ StepResult Trainer::step_coupled(int64_t iteration, double gamma) {
   const NoiseKey key{train_.seed, NoiseStream::kTraining, static_cast<uint32_t>(iteration)};
   auto x = torch::empty({m, d}, torch::kFloat32);
   fill_normal(x.data_ptr<float>(), m, d, key, paths_.begin, kInitialStep);
-  auto y = BsdeModelImpl::log_reference(x) + static_cast<float>(model_->constant()) +
-           model_->y0_residual(x);
+  auto y = model_->y0(x);
   auto xi = torch::empty({m, d}, torch::kFloat32);
   for (int64_t n = 0; n < grid_.steps; ++n) {
-    const double b = grid_.b[n], h = grid_.h[n];
+    const StepConstants step(grid_, n, d);
     fill_normal(xi.data_ptr<float>(), m, d, key, paths_.begin, static_cast<uint32_t>(n));
     const auto z = model_->z(grid_.s[n], x);
-    y = y + 0.5 * h * z.pow(2).sum(1) - 0.5 * b * static_cast<double>(d) * h +
-        std::sqrt(h) * (z * xi).sum(1);
-    x = grid_.x_gain[n] * x + grid_.z_gain[n] * z + grid_.noise[n] * xi;
+    const auto z2 = z.pow(2).sum(1);  // u = Z carries the gradient: the coupled deep BSDE
+    y = y + y_increment(step, z2, z2, (z * xi).sum(1));
+    x = LinearStep<double>(step.grid_gains)(x, z, xi);
     xi = torch::empty({m, d}, torch::kFloat32);  // the old one is saved for backward
   }
-  const auto residual = y - terminal(x, gamma);
+  const auto residual = y - annealing_.terminal(target_, x, gamma);
   const StepResult result = reduce_diagnostics(residual, gamma);
-  (residual * gradient_factors(residual, result).to(residual.scalar_type())).sum().backward();
+  const auto factors =
+      loss_.gradient_factors(residual.detach().to(torch::kFloat64), result.mean_residual, comm_);
+  (residual * factors.to(residual.scalar_type())).sum().backward();
   return result;
 }
 

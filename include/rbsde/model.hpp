@@ -65,6 +65,12 @@ class BsdeModelImpl : public torch::nn::Module {
                            const Record& record);
   /// log N(x; 0, I) in x's dtype: [B].
   static torch::Tensor log_reference(const torch::Tensor& x);
+  /// Y₀(x₀) = log N(x₀; 0, I) + c_θ + r_θ(x₀) [B] in x₀'s dtype (r_θ sees float32), the
+  /// start of the Y recursion.
+  torch::Tensor y0(const torch::Tensor& x0);
+  /// c_θ + r_θ(x₀) [B] in float64: Y₀ − log N(x₀; 0, I), each path's network estimate of
+  /// log 𝒵 (the samplers' y0_offset).
+  torch::Tensor y0_offset(const torch::Tensor& x0);
   /// r_θ(x₀) [B], or zeros when the residual network is off.
   torch::Tensor y0_residual(const torch::Tensor& x0);
   bool has_y0_residual() const { return !residual_.is_empty(); }
@@ -82,7 +88,7 @@ class BsdeModelImpl : public torch::nn::Module {
   int64_t time_features_;
   bool gain_;  // network.gain
   NoiseSchedule schedule_;
-  torch::Tensor beta_root(const torch::Tensor& s) const;  // √b(s) for times s [K]
+  torch::Tensor root_b(const torch::Tensor& s) const;  // schedule_.root_b for times s [K]
   /// The output layer for times s [K] and x in blocks [K, B · blocks, d / blocks].
   torch::Tensor output(const torch::Tensor& s, const torch::Tensor& blocks);
   /// The output layer's [.., d/blocks] (or [A, G], [.., 2 d/blocks], with the gain) as

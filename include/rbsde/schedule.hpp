@@ -30,6 +30,8 @@ struct NoiseSchedule {
   double sigma2(double t) const;
   /// Reverse-time coefficient b(s) = β(T − s).
   double b(double s) const { return beta(horizon - s); }
+  /// √b(s): the one place √b is taken (the model's Z = −√b x + …, the steps, the flow).
+  double root_b(double s) const;
 };
 
 /// The uniform grid s_n = n T / N of the reverse SDE with per-step coefficients.
@@ -53,16 +55,9 @@ struct TimeGrid {
   TimeGrid(const NoiseSchedule& schedule, int64_t steps);
 };
 
-/// One coordinate's step n with the network's gain G (network.gain, exponential integrator).
-/// With Z = A + (G − √b) X the reverse SDE's linear part is dX = λ X ds, λ = √b G − ½ b; it
-/// is integrated exactly over the step with G frozen (λ h = log a_n + √b_n G h_n), so that
-/// the large negative gains of a narrow region (the funnel's neck) contract without the
-/// overshoot of an explicit step. Written like the grid's gains:
-///   X_{n+1} = x_gain X_n + z_gain Z_n + noise ξ_n.
-/// With G = 0 it is the grid's exponential step up to the variation of b within the step.
+/// The gains of one reverse step, X_{n+1} = x_gain X_n + z_gain Z_n + noise ξ_n.
 struct StepGains {
   double x_gain, z_gain, noise;
 };
-StepGains gain_step(const TimeGrid& grid, int64_t n, double gain);
 
 }  // namespace rbsde

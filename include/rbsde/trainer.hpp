@@ -10,6 +10,7 @@
 #include "rbsde/communicator.hpp"
 #include "rbsde/config.hpp"
 #include "rbsde/model.hpp"
+#include "rbsde/objective.hpp"
 #include "rbsde/output_file.hpp"
 #include "rbsde/schedule.hpp"
 #include "rbsde/target.hpp"
@@ -52,10 +53,8 @@ class Trainer {
   /// Simulates this rank's paths of an iteration and leaves this rank's share of ∇L in the
   /// parameters' .grad() (before the all-reduce).
   StepResult compute_gradients(int64_t iteration);
-  /// γ of the annealed terminal condition log π̃_γ = γ log π̃ + (1 − γ) log N(0, I).
-  double gamma(int64_t iteration) const;
-  /// Learning rate of an iteration.
-  double learning_rate(int64_t iteration) const;
+  /// The annealed terminal condition of the run (objective.hpp).
+  const Annealing& annealing() const { return annealing_; }
 
  private:
   StepResult step_detached(int64_t iteration, double gamma);
@@ -65,11 +64,6 @@ class Trainer {
   /// One reduction over ranks of the residual moments and the signal requests: fills
   /// loss, mean_residual and the signal fields of a StepResult.
   StepResult reduce_diagnostics(const torch::Tensor& residual, double gamma) const;
-  /// The factors g_i of the loss gradient ∇L = Σ_i g_i ∇r_i, float64 [m]: the residual's
-  /// variance over the paths weighted p_i ∝ exp(−κ r_i) (train.tilt κ; uniform for κ = 0),
-  /// g_i = 2 p_i (r_i − Σ_j p_j r_j), normalised over the paths of all ranks.
-  torch::Tensor gradient_factors(const torch::Tensor& residual, const StepResult& result) const;
-  torch::Tensor terminal(const torch::Tensor& x, double gamma) const;
 
   const Target& target_;
   BsdeModel model_;
@@ -78,6 +72,9 @@ class Trainer {
   TimeGrid grid_;
   const Communicator& comm_;
   PathRange paths_;
+  Annealing annealing_;
+  LearningRate learning_rate_;
+  ResidualLoss loss_;
   std::unique_ptr<torch::optim::Adam> optimizer_;
   std::vector<torch::Tensor> parameters_;
   std::string checkpoint_path_;

@@ -12,6 +12,7 @@
 #include "rbsde/precondition.hpp"
 #include "rbsde/sampler.hpp"
 #include "rbsde/schedule.hpp"
+#include "rbsde/step.hpp"
 #include "rbsde/target.hpp"
 #include "rbsde/trainer.hpp"
 
@@ -77,13 +78,13 @@ double relative_score_error(TrainedRun& run, int64_t paths, Score exact_score) {
   auto x = torch::randn({paths, d}, torch::kFloat32);
   double error2 = 0.0, norm2 = 0.0;
   for (int64_t n = 0; n < grid.steps; ++n) {
-    const double b = grid.b[n], h = grid.h[n];
+    const StepConstants step(grid, n, d);
     const auto z = run.model->z(grid.s[n], x);
-    const auto learned = z / std::sqrt(b);
+    const auto learned = z / step.root_b;
     const torch::Tensor exact = exact_score(x.to(torch::kFloat64), run.schedule.horizon - grid.s[n]);
     error2 += (learned.to(torch::kFloat64) - exact).pow(2).sum().item<double>();
     norm2 += exact.pow(2).sum().item<double>();
-    x = x + (0.5 * b * x + std::sqrt(b) * z) * h + std::sqrt(b * h) * torch::randn_like(x);
+    x = LinearStep<double>(step.grid_gains)(x, z, torch::randn_like(x));
   }
   return std::sqrt(error2 / norm2);
 }

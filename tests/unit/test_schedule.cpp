@@ -104,33 +104,5 @@ TEST(Schedule, IntegratorStepCoefficients) {
   EXPECT_NEAR(exponential_constant.x_gain[0] / euler_constant.x_gain[0], 1.0, bh * bh);
 }
 
-// network.gain: for constant b the step is the exact transition of dX = (λ X + √b A) ds + √b dW,
-// λ = √b G − ½ b, written for Z = A + (G − √b) X; G = 0 gives the grid's exponential step.
-TEST(Schedule, GainStepIsTheExactLinearStep) {
-  SdeConfig config;
-  config.integrator = "exponential";
-  config.schedule = "constant";
-  config.beta = 3.0;
-  config.horizon = 2.0;
-  config.steps = 50;
-  const TimeGrid grid(NoiseSchedule::from_config(config), config.steps);
-  const double b = 3.0, h = 2.0 / 50.0, root_b = std::sqrt(b);
-  for (double gain : {-2000.0, -30.0, -1.0, 0.5, 4.0}) {
-    const StepGains step = gain_step(grid, 7, gain);
-    const double lambda = root_b * gain - 0.5 * b;
-    EXPECT_NEAR(step.x_gain + step.z_gain * (gain - root_b), std::exp(lambda * h), 1e-12) << gain;
-    EXPECT_NEAR(step.z_gain, root_b * std::expm1(lambda * h) / lambda, 1e-12) << gain;
-    EXPECT_NEAR(step.noise * step.noise, b * std::expm1(2.0 * lambda * h) / (2.0 * lambda), 1e-12)
-        << gain;
-  }
-  // A very stiff coordinate contracts to its stationary law instead of overshooting.
-  const StepGains stiff = gain_step(grid, 7, -2000.0);
-  EXPECT_LT(std::abs(stiff.x_gain + stiff.z_gain * (-2000.0 - root_b)), 1e-12);
-  const StepGains none = gain_step(grid, 7, 0.0);
-  EXPECT_NEAR(none.x_gain, grid.x_gain[7], 1e-12);
-  EXPECT_NEAR(none.z_gain, grid.z_gain[7], 1e-12);
-  EXPECT_NEAR(none.noise, grid.noise[7], 1e-12);
-}
-
 }  // namespace
 }  // namespace rbsde

@@ -12,6 +12,7 @@
 #include "rbsde/model.hpp"
 #include "rbsde/noise.hpp"
 #include "rbsde/schedule.hpp"
+#include "rbsde/step.hpp"
 #include "rbsde/target.hpp"
 #include "rbsde/trainer.hpp"
 
@@ -85,7 +86,8 @@ std::pair<double, double> autograd_loss(const Config& config, const Target& targ
     auto own = torch::empty({m, d}, torch::kFloat64);
     for (int64_t i = 0; i < m; ++i) {
       for (int64_t j = 0; j < d; ++j) {
-        const StepGains step = gain_step(grid, n, gain[i][j].item<double>());
+        const StepGains step =
+            gain_step(StepConstants(grid, n, d), gain[i][j].item<double>());
         own[i][j] = step.x_gain * x[i][j].item<double>() + step.z_gain * u[i][j].item<double>() +
                     step.noise * xi[i][j].item<double>();
       }
@@ -132,7 +134,7 @@ void expect_step_equals_autograd(const Config& config) {
   Communicator comm(MPI_COMM_WORLD);
   auto fast_model = random_model(config, schedule);
   Trainer trainer(*target, fast_model, config.sde, config.train, comm);
-  const double gamma = trainer.gamma(iteration);
+  const double gamma = trainer.annealing().gamma(iteration);
   ASSERT_LT(gamma, 1.0);
   const StepResult result = trainer.compute_gradients(iteration);
   auto model = random_model(config, schedule);
