@@ -19,14 +19,14 @@
 #include <thread>
 #include <vector>
 
-#include "rbsde/communicator.hpp"
-#include "rbsde/config.hpp"
+#include "rbsde/bsde/model.hpp"
+#include "rbsde/bsde/trainer.hpp"
+#include "rbsde/core/schedule.hpp"
+#include "rbsde/core/target.hpp"
 #include "rbsde/error.hpp"
-#include "rbsde/model.hpp"
-#include "rbsde/runtime.hpp"
-#include "rbsde/schedule.hpp"
-#include "rbsde/target.hpp"
-#include "rbsde/trainer.hpp"
+#include "rbsde/io/config_file.hpp"
+#include "rbsde/parallel/communicator.hpp"
+#include "rbsde/parallel/runtime.hpp"
 
 namespace {
 

@@ -5,6 +5,7 @@ set -euo pipefail
 
 packages=(
   build-essential cmake pkg-config
+  clang-format git                       # the format check of the test suite
   libopenmpi-dev openmpi-bin
   libtorch-dev libopenblas0-openmp      # OpenBLAS: LibTorch on the reference BLAS is ~17x slower
   libhdf5-openmpi-dev hdf5-tools

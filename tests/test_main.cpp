@@ -3,7 +3,7 @@
 #include <gtest/gtest.h>
 #include <mpi.h>
 
-#include "rbsde/runtime.hpp"
+#include "rbsde/parallel/runtime.hpp"
 
 int main(int argc, char** argv) {
   MPI_Init(&argc, &argv);

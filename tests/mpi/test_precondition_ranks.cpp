@@ -8,11 +8,11 @@
 #include <string>
 #include <vector>
 
-#include "rbsde/communicator.hpp"
-#include "rbsde/config.hpp"
+#include "rbsde/core/config.hpp"
+#include "rbsde/core/target.hpp"
 #include "rbsde/error.hpp"
-#include "rbsde/precondition.hpp"
-#include "rbsde/target.hpp"
+#include "rbsde/io/precondition.hpp"
+#include "rbsde/parallel/communicator.hpp"
 
 namespace rbsde {
 namespace {

@@ -2,7 +2,7 @@
 // (method.md §7). Run under mpiexec: the world is split into sub-communicators of every
 // size up to its own, each trains the same configuration, and rank 0 compares the results.
 #include <gtest/gtest.h>
-
+#include <hdf5.h>
 #include <unistd.h>
 
 #include <filesystem>
@@ -10,16 +10,14 @@
 #include <tuple>
 #include <vector>
 
-#include <hdf5.h>
-
-#include "rbsde/app.hpp"
-#include "rbsde/communicator.hpp"
-#include "rbsde/config.hpp"
-#include "rbsde/model.hpp"
-#include "rbsde/sampler.hpp"
-#include "rbsde/schedule.hpp"
-#include "rbsde/target.hpp"
-#include "rbsde/trainer.hpp"
+#include "rbsde/app/app.hpp"
+#include "rbsde/bsde/model.hpp"
+#include "rbsde/bsde/sampler.hpp"
+#include "rbsde/bsde/trainer.hpp"
+#include "rbsde/core/schedule.hpp"
+#include "rbsde/core/target.hpp"
+#include "rbsde/io/config_file.hpp"
+#include "rbsde/parallel/communicator.hpp"
 
 namespace rbsde {
 namespace {
@@ -34,7 +32,7 @@ sample: {count: 997, batch: 128, mala_steps: 4, mala_step_size: 0.5}
 
 struct Trained {
   TrainingHistory history;
-  std::vector<float> parameters;  // flattened, rank 0's
+  std::vector<float> parameters;    // flattened, rank 0's
   int64_t gradient_allreduces = 0;  // over all iterations
 };
 
@@ -96,8 +94,8 @@ void expect_training_independent_of_ranks(const std::vector<std::string>& overri
     double largest = 0.0, difference = 0.0;
     for (size_t i = 0; i < reference.parameters.size(); ++i) {
       largest = std::max(largest, static_cast<double>(std::abs(reference.parameters[i])));
-      difference = std::max(difference,
-                            static_cast<double>(std::abs(other.parameters[i] - reference.parameters[i])));
+      difference = std::max(
+          difference, static_cast<double>(std::abs(other.parameters[i] - reference.parameters[i])));
     }
     EXPECT_LT(difference, 1e-5 * largest) << "parameters after training on " << size << " ranks";
   }
@@ -167,7 +165,8 @@ SampleFile sample_on(int size, const std::string& path, const std::vector<std::s
   if (world_rank == 0) {
     const hid_t file = H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT);
     hsize_t rows = 0, dim = 0;
-    result.samples = read_dataset<float>(file, "samples", H5T_NATIVE_FLOAT, result.rows, result.dim);
+    result.samples =
+        read_dataset<float>(file, "samples", H5T_NATIVE_FLOAT, result.rows, result.dim);
     result.log_weights = read_dataset<double>(file, "log_weights", H5T_NATIVE_DOUBLE, rows, dim);
     EXPECT_EQ(rows, result.rows);
     result.resampled = read_dataset<float>(file, "resampled/samples", H5T_NATIVE_FLOAT, rows, dim);
@@ -197,7 +196,8 @@ void expect_sample_files_independent_of_ranks(const std::vector<std::string>& ov
     ASSERT_EQ(other.dim, reference.dim);
     EXPECT_EQ(reference.rows, 997u);
     for (size_t i = 0; i < reference.samples.size(); ++i) {
-      ASSERT_NEAR(other.samples[i], reference.samples[i], 1e-5 * (1.0 + std::abs(reference.samples[i])))
+      ASSERT_NEAR(other.samples[i], reference.samples[i],
+                  1e-5 * (1.0 + std::abs(reference.samples[i])))
           << "sample value " << i << " on " << size << " ranks";
     }
     for (size_t i = 0; i < reference.log_weights.size(); ++i) {
@@ -224,7 +224,8 @@ void expect_sample_files_independent_of_ranks(const std::vector<std::string>& ov
     ASSERT_EQ(b.posterior_mean.size(), 3u);
     ASSERT_EQ(a.posterior_sd.size(), 3u);
     for (size_t j = 0; j < 3; ++j) {
-      EXPECT_NEAR(b.posterior_mean[j], a.posterior_mean[j], 1e-5 * (1.0 + std::abs(a.posterior_mean[j])))
+      EXPECT_NEAR(b.posterior_mean[j], a.posterior_mean[j],
+                  1e-5 * (1.0 + std::abs(a.posterior_mean[j])))
           << "posterior mean " << j << " on " << size << " ranks";
       EXPECT_NEAR(b.posterior_sd[j], a.posterior_sd[j], 1e-5 * a.posterior_sd[j])
           << "posterior sd " << j << " on " << size << " ranks";
@@ -236,8 +237,9 @@ void expect_sample_files_independent_of_ranks(const std::vector<std::string>& ov
          {std::tuple{"log_z_is", a.log_z_is, b.log_z_is},
           std::tuple{"log_z_is_stderr", a.log_z_is_stderr, b.log_z_is_stderr},
           std::tuple{"log_z_network", a.log_z_network, b.log_z_network},
-          std::tuple{"elbo", a.elbo, b.elbo}, std::tuple{"elbo_stderr", a.elbo_stderr, b.elbo_stderr},
-          std::tuple{"ess", a.ess, b.ess}, std::tuple{"ess_fraction", a.ess_fraction, b.ess_fraction}}) {
+          std::tuple{"elbo", a.elbo, b.elbo},
+          std::tuple{"elbo_stderr", a.elbo_stderr, b.elbo_stderr}, std::tuple{"ess", a.ess, b.ess},
+          std::tuple{"ess_fraction", a.ess_fraction, b.ess_fraction}}) {
       EXPECT_NEAR(y, x, 1e-5 * (1.0 + std::abs(x))) << name << " on " << size << " ranks";
     }
   }

@@ -6,15 +6,15 @@
 #include <memory>
 #include <string>
 
-#include "rbsde/communicator.hpp"
-#include "rbsde/config.hpp"
-#include "rbsde/model.hpp"
-#include "rbsde/precondition.hpp"
-#include "rbsde/sampler.hpp"
-#include "rbsde/schedule.hpp"
-#include "rbsde/step.hpp"
-#include "rbsde/target.hpp"
-#include "rbsde/trainer.hpp"
+#include "rbsde/bsde/model.hpp"
+#include "rbsde/bsde/sampler.hpp"
+#include "rbsde/bsde/step.hpp"
+#include "rbsde/bsde/trainer.hpp"
+#include "rbsde/core/schedule.hpp"
+#include "rbsde/core/target.hpp"
+#include "rbsde/io/config_file.hpp"
+#include "rbsde/io/precondition.hpp"
+#include "rbsde/parallel/communicator.hpp"
 
 namespace rbsde::testing {
 
@@ -81,7 +81,8 @@ double relative_score_error(TrainedRun& run, int64_t paths, Score exact_score) {
     const StepConstants step(grid, n, d);
     const auto z = run.model->z(grid.s[n], x);
     const auto learned = z / step.root_b;
-    const torch::Tensor exact = exact_score(x.to(torch::kFloat64), run.schedule.horizon - grid.s[n]);
+    const torch::Tensor exact =
+        exact_score(x.to(torch::kFloat64), run.schedule.horizon - grid.s[n]);
     error2 += (learned.to(torch::kFloat64) - exact).pow(2).sum().item<double>();
     norm2 += exact.pow(2).sum().item<double>();
     x = LinearStep<double>(step.grid_gains)(x, z, torch::randn_like(x));

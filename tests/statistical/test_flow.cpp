@@ -27,11 +27,11 @@ train: {iterations: 300, paths: 256}
   const auto sde = testing::estimate(testing::sample_run(run, count));
   auto untrained = testing::untrained_copy(run);
   const auto u = testing::estimate(flow(untrained, Divergence::kExact));
-  std::printf("truth %.4f; ODE exact %.4f +- %.4f (ESS/M %.3f); ODE Hutchinson %.4f +- %.4f "
-              "(ESS/M %.3f); SDE %.4f +- %.4f (ESS/M %.3f); untrained ODE ESS/M %.3f\n",
-              truth, e.log_z_is, e.log_z_is_stderr, e.ess_fraction, h.log_z_is,
-              h.log_z_is_stderr, h.ess_fraction, sde.log_z_is, sde.log_z_is_stderr,
-              sde.ess_fraction, u.ess_fraction);
+  std::printf(
+      "truth %.4f; ODE exact %.4f +- %.4f (ESS/M %.3f); ODE Hutchinson %.4f +- %.4f "
+      "(ESS/M %.3f); SDE %.4f +- %.4f (ESS/M %.3f); untrained ODE ESS/M %.3f\n",
+      truth, e.log_z_is, e.log_z_is_stderr, e.ess_fraction, h.log_z_is, h.log_z_is_stderr,
+      h.ess_fraction, sde.log_z_is, sde.log_z_is_stderr, sde.ess_fraction, u.ess_fraction);
   // The ODE's error is not only Monte Carlo: with this budget it measured −0.004 (exact
   // divergence, s.e. 0.002) and −0.002 (4 Hutchinson probes), the O(h²) error of the midpoint
   // rule and of log q. 0.02 bounds that with room for the rounding of other thread counts.

@@ -6,7 +6,8 @@
 #include <sstream>
 
 #include "harness.hpp"
-#include "rbsde/posterior.hpp"
+#include "rbsde/bsde/sampler.hpp"
+#include "rbsde/io/posterior.hpp"
 
 namespace rbsde {
 namespace {
@@ -46,7 +47,7 @@ TEST(GaussianD10, EvidenceMomentsAndScore) {
   std::printf("log Z %.4f +- %.4f (truth %.4f), ESS/M %.3f, network c %.4f\n", e.log_z_is,
               e.log_z_is_stderr, truth, e.ess_fraction, e.log_z_network);
   EXPECT_LT(std::abs(e.log_z_is - truth), 0.1);  // the bound
-  ASSERT_GT(e.ess, 500.0);  // the moment tolerances below need a usable ESS
+  ASSERT_GT(e.ess, 500.0);                       // the moment tolerances below need a usable ESS
 
   // Self-normalised moments. With ESS effective draws the standard error of a mean is
   // about sd/√ESS and of a covariance entry √((Σ_ii Σ_jj + Σ_ij²)/ESS); allow 5 of them.
@@ -57,10 +58,12 @@ TEST(GaussianD10, EvidenceMomentsAndScore) {
   const auto& mu = gaussian.mean();
   const auto& sigma = gaussian.covariance();
   for (int64_t i = 0; i < 10; ++i) {
-    EXPECT_NEAR(mean[i].item<double>(), mu(i), 5.0 * std::sqrt(sigma(i, i) / e.ess)) << "mean " << i;
+    EXPECT_NEAR(mean[i].item<double>(), mu(i), 5.0 * std::sqrt(sigma(i, i) / e.ess))
+        << "mean " << i;
     for (int64_t j = 0; j <= i; ++j) {
       const double se = std::sqrt((sigma(i, i) * sigma(j, j) + sigma(i, j) * sigma(i, j)) / e.ess);
-      EXPECT_NEAR(covariance[i][j].item<double>(), sigma(i, j), 5.0 * se) << "cov " << i << "," << j;
+      EXPECT_NEAR(covariance[i][j].item<double>(), sigma(i, j), 5.0 * se)
+          << "cov " << i << "," << j;
     }
   }
 
@@ -108,8 +111,8 @@ sample: {seed: 2}
   const auto& gaussian = dynamic_cast<const Gaussian&>(*run.target);
   const double truth = *gaussian.log_z();
   const auto e = testing::estimate(testing::sample_run(run, 20000));
-  std::printf("log Z %.4f +- %.4f (truth %.4f), ESS/M %.3f\n", e.log_z_is, e.log_z_is_stderr,
-              truth, e.ess_fraction);
+  std::printf("log Z %.4f +- %.4f (truth %.4f), ESS/M %.3f\n", e.log_z_is, e.log_z_is_stderr, truth,
+              e.ess_fraction);
   EXPECT_LT(std::abs(e.log_z_is - truth), 5.0 * e.log_z_is_stderr + 0.01);
   EXPECT_LT(score_error(run), 0.1);  // measured 0.064; the untrained model's is 0.41
 }

@@ -7,11 +7,11 @@
 #include <cmath>
 #include <cstdio>
 
-#include "rbsde/communicator.hpp"
-#include "rbsde/config.hpp"
-#include "rbsde/mcmc.hpp"
-#include "rbsde/precondition.hpp"
-#include "rbsde/target.hpp"
+#include "rbsde/bsde/mcmc.hpp"
+#include "rbsde/core/target.hpp"
+#include "rbsde/io/config_file.hpp"
+#include "rbsde/io/precondition.hpp"
+#include "rbsde/parallel/communicator.hpp"
 
 namespace rbsde {
 namespace {
@@ -41,7 +41,8 @@ TEST(LogregIonosphere, ReferenceMomentsMatchImportanceSampling) {
   const auto x = affine.to_target_space(x_hat);
   const auto mean = (w * x).sum(0);
   const auto sd = (w * (x - mean).square()).sum(0).sqrt();
-  std::printf("IS: ESS %.0f of 200000; reference acceptance %.3f\n", ess, reference.acceptance_rate);
+  std::printf("IS: ESS %.0f of 200000; reference acceptance %.3f\n", ess,
+              reference.acceptance_rate);
   ASSERT_GT(ess, 200.0);  // the tolerances below need a usable ESS (measured 1415)
 
   // Each side's Monte Carlo error: the reference's across-chain s.e., and sd/√ESS for the

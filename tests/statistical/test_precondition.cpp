@@ -11,8 +11,8 @@
 #include <vector>
 
 #include "harness.hpp"
-#include "rbsde/app.hpp"
-#include "rbsde/output_file.hpp"
+#include "rbsde/app/app.hpp"
+#include "rbsde/io/output_file.hpp"
 
 namespace rbsde {
 namespace {

@@ -9,9 +9,9 @@
 #include <string>
 #include <vector>
 
-#include "rbsde/config.hpp"
-#include "rbsde/error.hpp"
 #include "helpers.hpp"
+#include "rbsde/error.hpp"
+#include "rbsde/io/config_file.hpp"
 
 namespace {
 
@@ -392,7 +392,7 @@ TEST(ConfigErrors, DataTargetKeys) {
 
 TEST(ConfigErrors, UnknownKeyInEverySectionNamesFileKeyAndAcceptedKeys) {
   const std::vector<std::pair<std::string, std::string>> sections = {
-      {"target", "name"},  {"sde", "steps"},   {"network", "width"},   {"train", "iterations"},
+      {"target", "name"},  {"sde", "steps"},   {"network", "width"},    {"train", "iterations"},
       {"sample", "count"}, {"output", "path"}, {"parallel", "threads"}, {"reference", "chains"}};
   for (const auto& [section, accepted] : sections) {
     // target is already open at the end of kMinimal; a second "target:" would be a duplicate.
@@ -560,10 +560,11 @@ TEST(ConfigErrors, MissingRequiredKeys) {
 // network.gain's exact step exists only in the exponential integrator and the detached pass.
 TEST(ConfigErrors, GainNeedsTheExponentialIntegratorAndDetachedPaths) {
   expect_error(kMinimal, {"network.gain=true"}, {"network.gain", "sde.integrator: exponential"});
-  expect_error(kMinimal, {"network.gain=true", "sde.integrator=exponential",
-                          "train.detach_paths=false"},
+  expect_error(kMinimal,
+               {"network.gain=true", "sde.integrator=exponential", "train.detach_paths=false"},
                {"network.gain", "train.detach_paths"});
-  const auto config = rbsde::parse_config(kMinimal, {"network.gain=true", "sde.integrator=exponential"});
+  const auto config =
+      rbsde::parse_config(kMinimal, {"network.gain=true", "sde.integrator=exponential"});
   EXPECT_TRUE(config.network.gain);
   expect_round_trip(config);
 }

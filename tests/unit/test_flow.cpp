@@ -6,12 +6,12 @@
 #include <cstdio>
 #include <string>
 
-#include "rbsde/config.hpp"
-#include "rbsde/model.hpp"
-#include "rbsde/noise.hpp"
-#include "rbsde/sampler.hpp"
-#include "rbsde/schedule.hpp"
-#include "rbsde/target.hpp"
+#include "rbsde/bsde/model.hpp"
+#include "rbsde/bsde/sampler.hpp"
+#include "rbsde/core/noise.hpp"
+#include "rbsde/core/schedule.hpp"
+#include "rbsde/core/target.hpp"
+#include "rbsde/io/config_file.hpp"
 
 namespace rbsde {
 namespace {
@@ -54,8 +54,7 @@ TEST(Flow, ExactDivergenceIsTheTraceOfTheJacobian) {
   const auto trace = jacobian_by_differences(model, s, x).diagonal(0, 1, 2).sum(1);
   // float64 central differences with ε = 1e-5: truncation ~ε² |Z'''| ≈ 1e-10, rounding
   // ~1e-16/ε ≈ 1e-11; 1e-7 is far above both and far below the network's own part.
-  EXPECT_TRUE(torch::allclose(exact.divergence, trace, 0.0, 1e-7))
-      << exact.divergence << trace;
+  EXPECT_TRUE(torch::allclose(exact.divergence, trace, 0.0, 1e-7)) << exact.divergence << trace;
   EXPECT_TRUE(torch::allclose(exact.z, model->z(s, x), 0.0, 1e-12));
   // The MLP's part of the trace is not negligible: the check above can tell it apart from
   // the reference part −√b d alone.
@@ -93,7 +92,8 @@ TEST(Flow, HutchinsonAveragesToTheExactDivergence) {
   const int64_t k = 8;
   const auto several = z_divergence_hutchinson(
       model, s, x.slice(0, 0, 1), v.to(torch::kFloat64)[0].slice(0, 0, k).unsqueeze(1));
-  EXPECT_NEAR(several.divergence.item<double>(), single.slice(0, 0, k).mean().item<double>(), 1e-12);
+  EXPECT_NEAR(several.divergence.item<double>(), single.slice(0, 0, k).mean().item<double>(),
+              1e-12);
 }
 
 /// simulate_flow on all rows of one process with the given divergence.
@@ -145,10 +145,10 @@ TEST(Flow, LinearNetworkGivesTheGaussianOfTheMidpointRule) {
   const double variance = std::pow(r, 2 * steps);
   char covariance[32];
   std::snprintf(covariance, sizeof covariance, "%.17g", variance);  // reads back exactly
-  const Config config = parse_config(
-      "target: {name: gaussian, dim: 3, covariance: " + std::string(covariance) +
-      "}\nsde: {horizon: 1, steps: 10}\n"
-      "network: {width: 3, depth: 1, activation: relu, time_features: 0}\n");
+  const Config config =
+      parse_config("target: {name: gaussian, dim: 3, covariance: " + std::string(covariance) +
+                   "}\nsde: {horizon: 1, steps: 10}\n"
+                   "network: {width: 3, depth: 1, activation: relu, time_features: 0}\n");
   const auto target = make_target(config.target);
   const auto schedule = NoiseSchedule::from_config(config.sde);
   BsdeModel model(d, config.network, schedule);
@@ -169,8 +169,8 @@ TEST(Flow, LinearNetworkGivesTheGaussianOfTheMidpointRule) {
     // float32 network: x + 10 is rounded to ~1e-6 absolutely, so Z to ~3e-7 and log w to
     // ~1e-6; Hutchinson is exact here because vᵀ (k I) v = k d for every sign vector.
     EXPECT_TRUE(torch::allclose(batch.samples, std::pow(r, steps) * x0, 0.0, 1e-5));
-    EXPECT_TRUE(torch::allclose(batch.log_weights,
-                                torch::full({rows}, expected, torch::kFloat64), 0.0, 1e-5))
+    EXPECT_TRUE(torch::allclose(batch.log_weights, torch::full({rows}, expected, torch::kFloat64),
+                                0.0, 1e-5))
         << "expected " << expected << ", got " << batch.log_weights.min() << " to "
         << batch.log_weights.max();
   }

@@ -9,12 +9,13 @@
 #include <random>
 #include <vector>
 
-#include "rbsde/communicator.hpp"
+#include "rbsde/bsde/mcmc.hpp"
+#include "rbsde/bsde/sampler.hpp"
+#include "rbsde/core/noise.hpp"
+#include "rbsde/core/target.hpp"
 #include "rbsde/error.hpp"
-#include "rbsde/mcmc.hpp"
-#include "rbsde/noise.hpp"
-#include "rbsde/posterior.hpp"
-#include "rbsde/target.hpp"
+#include "rbsde/io/posterior.hpp"
+#include "rbsde/parallel/communicator.hpp"
 
 namespace rbsde {
 namespace {
@@ -41,10 +42,10 @@ TEST(Mala, KeepsACorrelatedGaussianAndRecoversItsMoments) {
   const auto preconditioner =
       torch::tensor(std::vector<double>(variances.data(), variances.data() + d), torch::kFloat64);
   const NoiseKey key{21, NoiseStream::kMcmc, 0};
-  const auto mu = torch::from_blob(const_cast<double*>(target.mean().data()), {d},
-                                   torch::kFloat64).clone();
-  auto first = torch::zeros({chains, d}, torch::kFloat64);       // Σ_t (x − μ) per chain
-  auto second = torch::zeros({chains, d, d}, torch::kFloat64);   // Σ_t (x − μ)(x − μ)ᵀ per chain
+  const auto mu =
+      torch::from_blob(const_cast<double*>(target.mean().data()), {d}, torch::kFloat64).clone();
+  auto first = torch::zeros({chains, d}, torch::kFloat64);  // Σ_t (x − μ) per chain
+  auto second = torch::zeros({chains, d, d}, torch::kFloat64);  // Σ_t (x − μ)(x − μ)ᵀ per chain
   int64_t accepted = 0;
   for (int64_t t = 0; t < steps; ++t) {
     // ε = 0.45 is large for the narrowest preconditioned direction (variance 0.15): without
@@ -179,7 +180,7 @@ TEST(Moments, StreamingBatchesEqualOneWeightedPass) {
   auto lw = torch::empty({rows}, torch::kFloat64);
   for (int64_t i = 0; i < rows; ++i) {
     for (int64_t j = 0; j < d; ++j) x[i][j] = 1000.0 + normal(rng);  // far from 0: cancellation
-    lw[i] = 3.0 * normal(rng) + 0.05 * static_cast<double>(i);  // the maximum keeps growing
+    lw[i] = 3.0 * normal(rng) + 0.05 * static_cast<double>(i);       // the maximum keeps growing
   }
   lw[7] = NAN;  // counts as weight 0
   MomentAccumulator streaming(d);
@@ -202,8 +203,8 @@ TEST(Moments, StreamingBatchesEqualOneWeightedPass) {
 std::vector<int64_t> offspring(const std::vector<double>& log_weights, int64_t begin, int64_t end,
                                int64_t prefix, int64_t total, double max_log_weight, double u) {
   const int64_t count = static_cast<int64_t>(log_weights.size());
-  const auto q = fixed_point_weights(log_weights.data() + begin, end - begin, max_log_weight,
-                                     count);
+  const auto q =
+      fixed_point_weights(log_weights.data() + begin, end - begin, max_log_weight, count);
   std::vector<int64_t> counts;
   for (const int64_t qi : q) {
     counts.push_back(systematic_position(count, prefix + qi, total, u) -
@@ -219,7 +220,7 @@ TEST(Resampling, SystematicCountsAreFloorOrCeilAndIndependentOfTheSplit) {
   const int64_t count = 1000;
   std::vector<double> lw(count);
   for (double& value : lw) value = 2.0 * normal(rng) - 40.0;  // ESS about 20 of 1000
-  lw[500] = 8.0;  // one path with most of the weight
+  lw[500] = 8.0;                                              // one path with most of the weight
   const double max_lw = *std::max_element(lw.begin(), lw.end());
   double u = 0.0;
   fill_uniform(&u, 1, NoiseKey{5, NoiseStream::kResampling, 0}, 0, 0);
@@ -249,8 +250,8 @@ TEST(Resampling, SystematicCountsAreFloorOrCeilAndIndependentOfTheSplit) {
 
   // Equal weights give every path exactly one offspring.
   const std::vector<double> flat(count, -3.0);
-  const auto ones = offspring(flat, 0, count, 0, count * (int64_t{1} << fixed_point_bits(count)),
-                              -3.0, u);
+  const auto ones =
+      offspring(flat, 0, count, 0, count * (int64_t{1} << fixed_point_bits(count)), -3.0, u);
   EXPECT_EQ(ones, std::vector<int64_t>(count, 1));
 }
 

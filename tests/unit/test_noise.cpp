@@ -5,7 +5,7 @@
 #include <cmath>
 #include <vector>
 
-#include "rbsde/noise.hpp"
+#include "rbsde/core/noise.hpp"
 
 namespace rbsde {
 namespace {
@@ -104,11 +104,21 @@ TEST(Noise, KeysSeparateStreams) {
   draw(a, 1, NoiseStream::kTraining, 0, 0, 0);
   for (int variant = 0; variant < 5; ++variant) {
     switch (variant) {
-      case 0: draw(b, 2, NoiseStream::kTraining, 0, 0, 0); break;
-      case 1: draw(b, 1, NoiseStream::kSampling, 0, 0, 0); break;
-      case 2: draw(b, 1, NoiseStream::kTraining, 1, 0, 0); break;
-      case 3: draw(b, 1, NoiseStream::kTraining, 0, 1, 0); break;
-      default: draw(b, 1, NoiseStream::kTraining, 0, 0, kInitialStep); break;
+      case 0:
+        draw(b, 2, NoiseStream::kTraining, 0, 0, 0);
+        break;
+      case 1:
+        draw(b, 1, NoiseStream::kSampling, 0, 0, 0);
+        break;
+      case 2:
+        draw(b, 1, NoiseStream::kTraining, 1, 0, 0);
+        break;
+      case 3:
+        draw(b, 1, NoiseStream::kTraining, 0, 1, 0);
+        break;
+      default:
+        draw(b, 1, NoiseStream::kTraining, 0, 0, kInitialStep);
+        break;
     }
     EXPECT_NE(a, b) << "variant " << variant;
   }

@@ -12,9 +12,9 @@
 #include <utility>
 #include <vector>
 
-#include "rbsde/communicator.hpp"
 #include "rbsde/error.hpp"
-#include "rbsde/output_file.hpp"
+#include "rbsde/io/output_file.hpp"
+#include "rbsde/parallel/communicator.hpp"
 
 namespace {
 
@@ -187,8 +187,8 @@ void check_committed_file(const std::string& path, int64_t count, int64_t dim) {
   ASSERT_EQ(dims, (std::vector<hsize_t>{static_cast<hsize_t>(count)}));
   for (int64_t i = 0; i < count; ++i) ASSERT_EQ(log_weights[i], log_weight_value(i)) << i;
   // The per-path diagnostics (written as log w + 1 and log w + 2 by path_rows).
-  for (const auto& [name, shift] : {std::pair{"/paths/log_target", 1.0},
-                                    std::pair{"/paths/network_log_z", 2.0}}) {
+  for (const auto& [name, shift] :
+       {std::pair{"/paths/log_target", 1.0}, std::pair{"/paths/network_log_z", 2.0}}) {
     const auto values = read_dataset<double>(file, name, H5T_NATIVE_DOUBLE, &dims, &type_ok);
     EXPECT_TRUE(type_ok) << name << " is not float64";
     ASSERT_EQ(dims, (std::vector<hsize_t>{static_cast<hsize_t>(count)})) << name;
@@ -248,14 +248,13 @@ TEST_F(OutputFileTest, WritesEveryPartCollectivelyAndCommits) {
 
     // Two batches per rank, as the sampler writes them; the split differs between ranks.
     const int64_t first = mine.count() / 2;
-    for (const rbsde::PathRange batch :
-         {rbsde::PathRange{mine.begin, mine.begin + first}, rbsde::PathRange{mine.begin + first,
-                                                                              mine.end}}) {
+    for (const rbsde::PathRange batch : {rbsde::PathRange{mine.begin, mine.begin + first},
+                                         rbsde::PathRange{mine.begin + first, mine.end}}) {
       const PathData data(batch, dim);
       output.write_samples(batch.begin, batch.count(), data.rows());
       EXPECT_TRUE(output.last_write_collective())
-          << "HDF5 reported an independent transfer for rows [" << batch.begin << ", "
-          << batch.end << ") on rank " << comm_.rank();
+          << "HDF5 reported an independent transfer for rows [" << batch.begin << ", " << batch.end
+          << ") on rank " << comm_.rank();
     }
     output.write_estimates(test_estimates(count));
     output.commit();
@@ -300,8 +299,8 @@ TEST_F(OutputFileTest, ReadsBackAnotherRanksRowsAndWritesTheBiasCorrection) {
   const int64_t dim = 2;
   const rbsde::PathRange mine = rbsde::path_range(count, comm_.rank(), comm_.size());
   // The rows of the next rank (cyclically), which this rank did not write.
-  const rbsde::PathRange next = rbsde::path_range(count, (comm_.rank() + 1) % comm_.size(),
-                                                  comm_.size());
+  const rbsde::PathRange next =
+      rbsde::path_range(count, (comm_.rank() + 1) % comm_.size(), comm_.size());
   {
     rbsde::OutputFile output(path_, comm_);
     output.create_samples(count, dim);
@@ -356,32 +355,33 @@ TEST_F(OutputFileTest, ReadsBackAnotherRanksRowsAndWritesTheBiasCorrection) {
     ASSERT_GE(file, 0);
     std::vector<hsize_t> dims;
     bool type_ok = false;
-    const auto index = read_dataset<int64_t>(file, "/resampled/index", H5T_NATIVE_INT64, &dims,
-                                             &type_ok);
+    const auto index =
+        read_dataset<int64_t>(file, "/resampled/index", H5T_NATIVE_INT64, &dims, &type_ok);
     EXPECT_TRUE(type_ok) << "/resampled/index is not int64";
     ASSERT_EQ(index.size(), static_cast<size_t>(count));
     for (int64_t i = 0; i < count; ++i) EXPECT_EQ(index[i], count - 1 - i);
-    const auto resampled = read_dataset<float>(file, "/resampled/samples", H5T_NATIVE_FLOAT,
-                                               &dims, &type_ok);
+    const auto resampled =
+        read_dataset<float>(file, "/resampled/samples", H5T_NATIVE_FLOAT, &dims, &type_ok);
     EXPECT_TRUE(type_ok);
     EXPECT_EQ(dims, (std::vector<hsize_t>{static_cast<hsize_t>(count), static_cast<hsize_t>(dim)}));
     const auto refined =
         read_dataset<float>(file, "/refined/samples", H5T_NATIVE_FLOAT, &dims, &type_ok);
     ASSERT_EQ(refined.size(), resampled.size());
     for (size_t i = 0; i < refined.size(); ++i) EXPECT_EQ(refined[i], resampled[i] + 1.0f);
-    EXPECT_EQ(read_attribute<double>(file, "/refined/samples", "acceptance_rate",
-                                     H5T_NATIVE_DOUBLE), 0.61);
+    EXPECT_EQ(
+        read_attribute<double>(file, "/refined/samples", "acceptance_rate", H5T_NATIVE_DOUBLE),
+        0.61);
     EXPECT_EQ(read_attribute<double>(file, "/refined/samples", "step_size", H5T_NATIVE_DOUBLE),
               0.25);
-    EXPECT_EQ(read_dataset<double>(file, "/estimates/posterior_mean", H5T_NATIVE_DOUBLE, &dims,
-                                   &type_ok),
-              (std::vector<double>{1.5, -2.5}));
-    EXPECT_EQ(read_dataset<double>(file, "/estimates/posterior_sd", H5T_NATIVE_DOUBLE, &dims,
-                                   &type_ok),
-              (std::vector<double>{0.5, 0.75}));
-    EXPECT_EQ(read_dataset<double>(file, "/reference/mean_stderr", H5T_NATIVE_DOUBLE, &dims,
-                                   &type_ok),
-              (std::vector<double>{0.01, 0.02}));
+    EXPECT_EQ(
+        read_dataset<double>(file, "/estimates/posterior_mean", H5T_NATIVE_DOUBLE, &dims, &type_ok),
+        (std::vector<double>{1.5, -2.5}));
+    EXPECT_EQ(
+        read_dataset<double>(file, "/estimates/posterior_sd", H5T_NATIVE_DOUBLE, &dims, &type_ok),
+        (std::vector<double>{0.5, 0.75}));
+    EXPECT_EQ(
+        read_dataset<double>(file, "/reference/mean_stderr", H5T_NATIVE_DOUBLE, &dims, &type_ok),
+        (std::vector<double>{0.01, 0.02}));
     EXPECT_EQ(read_dataset<double>(file, "/reference/sd", H5T_NATIVE_DOUBLE, &dims, &type_ok),
               (std::vector<double>{1.1, 1.2}));
     EXPECT_EQ(read_attribute<double>(file, "/reference", "step_size", H5T_NATIVE_DOUBLE), 0.8);
@@ -399,8 +399,8 @@ TEST_F(OutputFileTest, EmptyTrainingHistoryGivesEmptyDatasets) {
   if (comm_.is_root()) {
     const hid_t file = H5Fopen(path_.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT);
     ASSERT_GE(file, 0);
-    for (const char* name : {"/training/loss", "/training/log_z", "/training/time",
-                             "/training/gamma"}) {
+    for (const char* name :
+         {"/training/loss", "/training/log_z", "/training/time", "/training/gamma"}) {
       std::vector<hsize_t> dims;
       bool type_ok = false;
       EXPECT_TRUE(read_dataset<double>(file, name, H5T_NATIVE_DOUBLE, &dims, &type_ok).empty());

@@ -16,13 +16,13 @@
 #include <utility>
 #include <vector>
 
-#include "rbsde/communicator.hpp"
-#include "rbsde/config.hpp"
-#include "rbsde/error.hpp"
-#include "rbsde/output_file.hpp"
-#include "rbsde/precondition.hpp"
-#include "rbsde/target.hpp"
 #include "helpers.hpp"
+#include "rbsde/core/target.hpp"
+#include "rbsde/error.hpp"
+#include "rbsde/io/config_file.hpp"
+#include "rbsde/io/output_file.hpp"
+#include "rbsde/io/precondition.hpp"
+#include "rbsde/parallel/communicator.hpp"
 
 namespace rbsde {
 namespace {

@@ -7,11 +7,11 @@
 
 #include <cmath>
 
-#include "rbsde/config.hpp"
-#include "rbsde/model.hpp"
-#include "rbsde/sampler.hpp"
-#include "rbsde/schedule.hpp"
-#include "rbsde/target.hpp"
+#include "rbsde/bsde/model.hpp"
+#include "rbsde/bsde/sampler.hpp"
+#include "rbsde/core/config.hpp"
+#include "rbsde/core/schedule.hpp"
+#include "rbsde/core/target.hpp"
 
 namespace rbsde {
 namespace {

@@ -3,8 +3,8 @@
 
 #include <cmath>
 
-#include "rbsde/config.hpp"
-#include "rbsde/schedule.hpp"
+#include "rbsde/core/config.hpp"
+#include "rbsde/core/schedule.hpp"
 
 namespace rbsde {
 namespace {

@@ -3,9 +3,9 @@
 
 #include <cmath>
 
-#include "rbsde/config.hpp"
-#include "rbsde/schedule.hpp"
-#include "rbsde/step.hpp"
+#include "rbsde/bsde/step.hpp"
+#include "rbsde/core/config.hpp"
+#include "rbsde/core/schedule.hpp"
 
 namespace rbsde {
 namespace {

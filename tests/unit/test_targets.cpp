@@ -16,10 +16,10 @@
 #include <string>
 #include <vector>
 
-#include "rbsde/config.hpp"
-#include "rbsde/error.hpp"
-#include "rbsde/target.hpp"
 #include "helpers.hpp"
+#include "rbsde/core/config.hpp"
+#include "rbsde/core/target.hpp"
+#include "rbsde/error.hpp"
 
 namespace rbsde {
 namespace {

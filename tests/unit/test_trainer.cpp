@@ -6,15 +6,16 @@
 #include <string>
 #include <tuple>
 
-#include "rbsde/communicator.hpp"
-#include "rbsde/config.hpp"
+#include "rbsde/bsde/model.hpp"
+#include "rbsde/bsde/step.hpp"
+#include "rbsde/bsde/trainer.hpp"
+#include "rbsde/core/noise.hpp"
+#include "rbsde/core/schedule.hpp"
+#include "rbsde/core/target.hpp"
 #include "rbsde/error.hpp"
-#include "rbsde/model.hpp"
-#include "rbsde/noise.hpp"
-#include "rbsde/schedule.hpp"
-#include "rbsde/step.hpp"
-#include "rbsde/target.hpp"
-#include "rbsde/trainer.hpp"
+#include "rbsde/io/config_file.hpp"
+#include "rbsde/io/network_file.hpp"
+#include "rbsde/parallel/communicator.hpp"
 
 namespace rbsde {
 namespace {
@@ -86,8 +87,7 @@ std::pair<double, double> autograd_loss(const Config& config, const Target& targ
     auto own = torch::empty({m, d}, torch::kFloat64);
     for (int64_t i = 0; i < m; ++i) {
       for (int64_t j = 0; j < d; ++j) {
-        const StepGains step =
-            gain_step(StepConstants(grid, n, d), gain[i][j].item<double>());
+        const StepGains step = gain_step(StepConstants(grid, n, d), gain[i][j].item<double>());
         own[i][j] = step.x_gain * x[i][j].item<double>() + step.z_gain * u[i][j].item<double>() +
                     step.noise * xi[i][j].item<double>();
       }
@@ -142,8 +142,7 @@ void expect_step_equals_autograd(const Config& config) {
   expect_same_step(result, gradients(fast_model), reference, gradients(model));
 }
 
-class DetachedGradient
-    : public ::testing::TestWithParam<std::tuple<std::string, int64_t>> {};
+class DetachedGradient : public ::testing::TestWithParam<std::tuple<std::string, int64_t>> {};
 
 TEST_P(DetachedGradient, EqualsAutogradThroughTheRecursion) {
   Config config = parse_config(kSmall);
@@ -350,14 +349,16 @@ TEST(Model, UntrainedDriftIsTheStationaryOrnsteinUhlenbeck) {
 // With blocks, Z's block j depends on block j of x alone, through the same function for
 // every block: the MLP part of a point equals the MLP part of its blocks moved to block 0.
 TEST(Model, BlocksShareOneNetwork) {
-  Config config = parse_config(kSmall, {"target.dim=4", "target.mean=0", "target.covariance=1",
-                                        "network.blocks=2"});
+  Config config = parse_config(
+      kSmall, {"target.dim=4", "target.mean=0", "target.covariance=1", "network.blocks=2"});
   const auto schedule = NoiseSchedule::from_config(config.sde);
   auto model = random_model(config, schedule);
   torch::NoGradGuard no_grad;
   const double s = 1.1, root_b = std::sqrt(schedule.b(s));
   const auto x = torch::randn({5, 4});
-  const auto mlp = [&](const torch::Tensor& points) { return model->z(s, points) + root_b * points; };
+  const auto mlp = [&](const torch::Tensor& points) {
+    return model->z(s, points) + root_b * points;
+  };
   const auto swapped = torch::cat({x.slice(1, 2, 4), x.slice(1, 0, 2)}, 1);
   const auto expected = torch::cat({mlp(x).slice(1, 0, 2), mlp(swapped).slice(1, 0, 2)}, 1);
   EXPECT_TRUE(torch::allclose(mlp(x), expected, 1e-6, 1e-6));
@@ -374,7 +375,8 @@ TEST(Model, SaveAndLoadRoundTripAndRefuseOtherShapes) {
   history.time = {0.5, 1.0};
   history.gamma = {0.3, 1.0};
   const auto path = (std::filesystem::temp_directory_path() /
-                     ("rbsde_model_" + std::to_string(::getpid()) + ".pt")).string();
+                     ("rbsde_model_" + std::to_string(::getpid()) + ".pt"))
+                        .string();
   save_model(path, model, config.network, history);
 
   BsdeModel loaded(config.target.dim, config.network, schedule);

@@ -1,0 +1,20 @@
+#pragma once
+/// \file config_file.hpp
+/// Run configuration: one YAML file parsed into the typed structs of core/config.hpp.
+/// Unknown keys, wrong types and inconsistent values are errors naming the key.
+#include <string>
+#include <vector>
+
+#include "rbsde/core/config.hpp"
+
+namespace rbsde {
+
+/// Parses a YAML file and applies `key.sub=value` overrides (value in YAML syntax, e.g.
+/// `target.mean=[1,2]`). Throws Error naming the file or key on any problem.
+Config load_config(const std::string& path, const std::vector<std::string>& overrides = {});
+
+/// The same from YAML text (tests, and load_config after reading the file).
+Config parse_config(const std::string& yaml_text, const std::vector<std::string>& overrides = {},
+                    const std::string& source = "<string>");
+
+}  // namespace rbsde

@@ -1,0 +1,108 @@
+#pragma once
+/// \file output_file.hpp
+/// The run's HDF5 file, written collectively with MPI-IO. It is created as `<path>.tmp` and
+/// renamed to `<path>` by commit(); an uncommitted file is removed, so no partial output
+/// file that looks complete is ever left behind.
+#include <hdf5.h>
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "rbsde/bsde/results.hpp"
+#include "rbsde/bsde/sampler.hpp"
+#include "rbsde/parallel/communicator.hpp"
+
+namespace rbsde {
+
+struct Affine;
+
+class OutputFile final : public SampleSink {
+ public:
+  /// Collective: creates `<path>.tmp` (parent directories too) on all ranks of `comm`.
+  OutputFile(const std::string& path, const Communicator& comm);
+  ~OutputFile();
+  OutputFile(const OutputFile&) = delete;
+  OutputFile& operator=(const OutputFile&) = delete;
+
+  /// Collective: root attributes `config` (resolved YAML) and `version`.
+  void write_metadata(const std::string& resolved_yaml, const std::string& version);
+  /// Collective: /training/{loss,log_z,time,gamma}.
+  void write_training(const TrainingHistory& history);
+  /// Collective: creates /samples (float32 [count, dim]), /log_weights and the per-path
+  /// diagnostics /paths/log_target and /paths/network_log_z (float64 [count]), chunked.
+  void create_samples(int64_t count, int64_t dim) override;
+  /// Collective: every rank writes its `rows` rows at global row `offset` (rows may be 0).
+  void write_samples(int64_t offset, int64_t rows, const PathRows& data) override;
+  /// Collective: attributes of the group /estimates (with `method`, and `divergence` for ode,
+  /// as strings), and its posterior moment datasets.
+  void write_estimates(const Estimates& estimates);
+  /// Collective: the group /preconditioning of a run on x = m + L x̂ (precondition.kind
+  /// `kind`): datasets centre (m, float64 [d]) and scale (the diagonal of L [d], or L [d, d]),
+  /// attributes kind, form (diagonal | cholesky) and log_det (log |det L|).
+  void write_preconditioning(const Affine& map, const std::string& kind);
+  /// Collective: makes the rows every rank has written so far readable by every rank (the
+  /// MPI-IO sync-barrier-sync); call it before reading rows back.
+  void synchronise();
+  /// Collective: reads rows [offset, offset + rows) of /samples into `samples` [rows, dim]
+  /// and of /log_weights into `log_weights` (rows may be 0).
+  void read_samples(int64_t offset, int64_t rows, float* samples, double* log_weights);
+  /// Collective: reads rows [offset, offset + rows) of /log_weights only.
+  void read_log_weights(int64_t offset, int64_t rows, double* log_weights);
+  /// Collective: creates /resampled/samples (float32, the shape of /samples) and
+  /// /resampled/index (int64 [count], the row of /samples each was drawn from).
+  void create_resampled();
+  /// Collective: every rank writes its `rows` resampled rows at `offset` (rows may be 0).
+  void write_resampled(int64_t offset, int64_t rows, const float* samples, const int64_t* index);
+  /// Collective: reads rows [offset, offset + rows) of /resampled/samples.
+  void read_resampled(int64_t offset, int64_t rows, float* samples);
+  /// Collective: creates /refined/samples (float32, the shape of /samples).
+  void create_refined();
+  /// Collective: every rank writes its `rows` refined rows at `offset` (rows may be 0).
+  void write_refined(int64_t offset, int64_t rows, const float* samples);
+  /// Collective: attributes acceptance_rate and step_size of /refined/samples.
+  void write_refined_attributes(double acceptance_rate, double step_size);
+  /// Collective: the group /reference: datasets mean, sd and mean_stderr [d], attributes
+  /// acceptance_rate, step_size, chains, warmup and steps.
+  void write_reference(const ReferenceMoments& reference);
+  /// Collective: closes the file and renames it to its final path.
+  void commit();
+  /// Not collective: removes the uncommitted `<path>.tmp` from this rank, for a failure that
+  /// aborts the job before the destructor's collective close could run.
+  void remove_uncommitted() const;
+
+  /// Whether HDF5 reported both transfers of the last write_samples() call (samples and log
+  /// weights) as collective MPI-IO (H5Pget_mpio_actual_io_mode); tests check it.
+  bool last_write_collective() const { return last_write_collective_; }
+
+ private:
+  /// A chunked dataset of `rows` rows: 1-D when columns is 0, else [rows, columns].
+  hid_t create_row_dataset(const char* name, hid_t file_type, hsize_t element_bytes, hsize_t rows,
+                           hsize_t columns);
+  /// One collective write of `rows` rows at `offset`; returns whether HDF5 did it collectively.
+  bool write_rows(hid_t dataset, hid_t memory_type, int dims, int64_t offset, int64_t rows,
+                  int64_t columns, const void* data, const char* name);
+  /// One collective read of `rows` rows at `offset` of a dataset with `count_` rows.
+  void read_rows(hid_t dataset, hid_t memory_type, int dims, int64_t offset, int64_t rows,
+                 int64_t columns, void* data, const char* name);
+  /// Throws unless `dataset` was created and [offset, offset + rows) lies within its rows.
+  void check_rows(hid_t dataset, const char* method, int64_t offset, int64_t rows) const;
+
+  std::string path_;
+  std::string tmp_path_;
+  const Communicator& comm_;
+  hid_t file_ = -1;
+  hid_t samples_ = -1;
+  hid_t log_weights_ = -1;
+  hid_t log_target_ = -1;
+  hid_t network_log_z_ = -1;
+  hid_t resampled_samples_ = -1;
+  hid_t resampled_index_ = -1;
+  hid_t refined_samples_ = -1;
+  int64_t count_ = 0;
+  int64_t dim_ = 0;
+  bool committed_ = false;
+  bool last_write_collective_ = false;
+};
+
+}  // namespace rbsde

@@ -1,0 +1,67 @@
+#pragma once
+/// \file posterior.hpp
+/// Bias correction of the weighted sample (method.md §5): global systematic resampling into equally
+/// weighted samples, and their MALA refinement on the exact target. Every step reads and writes the
+/// output file collectively, sample.batch rows per rank at a time, and gives the same result on any
+/// number of ranks.
+#include <torch/torch.h>
+
+#include <cstdint>
+#include <vector>
+
+#include "rbsde/core/config.hpp"
+#include "rbsde/core/target.hpp"
+#include "rbsde/io/output_file.hpp"
+#include "rbsde/parallel/communicator.hpp"
+
+namespace rbsde {
+
+/// Bits of the fixed-point weights: 62 − ⌈log₂ count⌉, so that the weights of up to `count`
+/// paths, each at most 2^bits, add up without overflow in int64.
+int fixed_point_bits(int64_t count);
+
+/// q_i = round(2^bits exp(log w_i − max_log_weight)) for `rows` log weights (0 for NaN).
+/// Integer sums are exact in any order, so prefix sums over ranks, and with them the whole
+/// resampling, are bit-identical on any number of ranks. The rounding moves any path's
+/// expected offspring count by at most count · 2^−bits of the largest weight's.
+std::vector<int64_t> fixed_point_weights(const double* log_weights, int64_t rows,
+                                         double max_log_weight, int64_t count);
+
+/// How many of the `count` systematic positions (k + u) / count, k = 0 … count − 1, lie
+/// below prefix / total: ⌈count · prefix / total − u⌉ clamped to [0, count], computed exactly
+/// in 128-bit integers. u must be a fill_uniform value, (w + ½) / 2³². The offspring count of
+/// path i is position(prefix_i + q_i) − position(prefix_i): the counts add up to `count` and
+/// each is ⌊count q_i / total⌋ or ⌈count q_i / total⌉. Needs count < 2³¹ and total ≤ 2⁶².
+int64_t systematic_position(int64_t count, int64_t prefix, int64_t total, double u);
+
+/// Collective: systematic resampling of the sample.count rows of /samples (written and
+/// synchronised) into /resampled/samples and /resampled/index, with the one uniform of the
+/// resampling stream of sample.seed. Each rank reads its own rows back in batches: a first
+/// pass gives its fixed-point weight total, an exclusive prefix sum over ranks then gives
+/// each path's offspring count and each rank's offset in the resampled set, and a second pass
+/// writes the offspring. Memory: two sample.batch-row buffers.
+void resample_into(OutputFile& out, const SampleConfig& sample, int64_t dim, double max_log_weight,
+                   const Communicator& comm);
+
+/// What MALA refinement reports.
+struct Refinement {
+  double acceptance_rate = 0.0;  ///< over the steps taken with the final step size
+  double step_size = 0.0;
+};
+
+/// Collective: sample.mala_steps MALA steps (mcmc.hpp) on the exact target from every row of
+/// /resampled/samples (written and synchronised), written to /refined/samples with the
+/// acceptance rate and step size as attributes. The rows are shared evenly over the ranks
+/// and refined sample.batch chains at a time; the chain of resampled row i draws its noise
+/// from the MCMC stream of sample.seed at chain index i. The preconditioner is `variance`
+/// (the posterior variance; a coordinate whose variance is not positive gets 1). With
+/// sample.mala_step_size 0, the first batch adapts ε over the first half of its steps, with
+/// one reduction of the acceptance count per step, and every later batch uses that ε
+/// throughout. The refined rows agree across numbers of ranks (to the rounding of the
+/// reduced variance) when the step size is given, or when every rank's share fits in one
+/// batch (the adapting batch then holds all chains); otherwise the adapted ε, and with it the
+/// rows, depend on which chains share the first batch.
+Refinement refine_into(OutputFile& out, const Target& target, const SampleConfig& sample,
+                       const std::vector<double>& variance, const Communicator& comm);
+
+}  // namespace rbsde

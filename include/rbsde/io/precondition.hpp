@@ -1,0 +1,36 @@
+#pragma once
+/// \file precondition.hpp
+/// Choosing the affine preconditioner of a run (method.md §4) on every rank: the map that
+/// precondition.kind names (core/affine_target.hpp), computed on rank 0 (a pilot run's file is
+/// read there) and broadcast.
+#include <memory>
+
+#include "rbsde/core/affine_target.hpp"
+#include "rbsde/core/config.hpp"
+#include "rbsde/core/target.hpp"
+#include "rbsde/parallel/communicator.hpp"
+
+namespace rbsde {
+
+/// Collective: the map that precondition.kind names, computed on rank 0 and broadcast, so
+/// every rank holds bit-identical m and L.
+///   none     the identity (m = 0, L = I)
+///   config   precondition.centre and precondition.scale
+///   prior    target.prior(); an Error naming the target if it has none
+///   laplace  m = argmax log π̃ by L-BFGS (float64, strong Wolfe line search, at most
+///            precondition.iterations iterations, from the prior centre or 0), H = −∇² log π̃(m)
+///            by autograd; L = chol(H⁻¹), or diag(H⁻¹)^½ with precondition.form: diagonal
+///   pilot    self-normalised weighted mean and covariance (variances with form: diagonal)
+///            of /samples and /log_weights in the HDF5 file precondition.pilot
+/// Failures (no convergence, H or the covariance not positive definite, a missing or
+/// mismatched pilot file) throw Error naming the key on every rank, rank 0 with the reason.
+/// Rank 0 prints what laplace and pilot found.
+Affine make_preconditioner(const Target& target, const PreconditionConfig& config,
+                           const Communicator& comm);
+
+/// Collective: `target` itself when precondition.kind is none, otherwise an AffineTarget
+/// wrapping it with make_preconditioner's map. Training and sampling run on the result.
+std::unique_ptr<Target> precondition(std::unique_ptr<Target> target,
+                                     const PreconditionConfig& config, const Communicator& comm);
+
+}  // namespace rbsde

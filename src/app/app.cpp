@@ -1,0 +1,448 @@
+#include "rbsde/app/app.hpp"
+
+#include <omp.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <optional>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "rbsde/bsde/mcmc.hpp"
+#include "rbsde/bsde/model.hpp"
+#include "rbsde/bsde/sampler.hpp"
+#include "rbsde/bsde/trainer.hpp"
+#include "rbsde/core/schedule.hpp"
+#include "rbsde/core/target.hpp"
+#include "rbsde/error.hpp"
+#include "rbsde/io/checkpoint.hpp"
+#include "rbsde/io/config_file.hpp"
+#include "rbsde/io/network_file.hpp"
+#include "rbsde/io/output_file.hpp"
+#include "rbsde/io/posterior.hpp"
+#include "rbsde/io/precondition.hpp"
+#include "rbsde/parallel/communicator.hpp"
+#include "rbsde/parallel/parallel_for.hpp"
+#include "rbsde/parallel/runtime.hpp"
+#include "rbsde/version.hpp"
+
+namespace rbsde {
+
+namespace {
+
+constexpr const char* kUsage =
+    "usage: rbsde COMMAND CONFIG.yaml [--set key=value ...]\n"
+    "\n"
+    "Reverse-BSDE Monte Carlo: trains deep-BSDE networks for the reverse diffusion of an\n"
+    "unnormalised target, then draws samples with importance weights and estimates log Z.\n"
+    "\n"
+    "commands:\n"
+    "  run      train, then sample; writes output.path (HDF5) and the network next to it (.pt)\n"
+    "  train    train only; writes the network parameters and training history (.pt)\n"
+    "  sample   load saved network parameters (sample.model, default output.path with .pt)\n"
+    "           and sample; writes output.path\n"
+    "  reference  long-run MALA reference sampler of the target's posterior mean and sd\n"
+    "           (reference.*); writes output.path\n"
+    "\n"
+    "options:\n"
+    "  --resume          (run, train) continue from the checkpoint next to output.path\n"
+    "  --set key=value   override a configuration key, e.g. --set train.iterations=200\n"
+    "                    (value in YAML syntax: --set target.mean=[1,2]); may repeat\n"
+    "  -h, --help        this text\n"
+    "  --version         program version\n"
+    "\n"
+    "Run under MPI with mpirun/srun; threads per rank come from parallel.threads,\n"
+    "SLURM_CPUS_PER_TASK or OMP_NUM_THREADS. Training writes a checkpoint every\n"
+    "train.checkpoint_every iterations and on SIGUSR1 (then goes on) or SIGTERM/SIGINT (then\n"
+    "stops with exit status 143). See README.md and configs/.\n";
+
+struct Arguments {
+  std::string command;
+  std::string config_path;
+  std::vector<std::string> overrides;
+  bool resume = false;
+};
+
+/// Exit status of a run stopped by SIGTERM or SIGINT after writing its checkpoint.
+constexpr int kStoppedBySignal = 143;
+
+using Clock = std::chrono::steady_clock;
+
+double seconds_since(Clock::time_point start) {
+  return std::chrono::duration<double>(Clock::now() - start).count();
+}
+
+Arguments parse_arguments(int argc, char** argv) {
+  Arguments args;
+  for (int i = 1; i < argc; ++i) {
+    const std::string arg = argv[i];
+    if (arg == "--set") {
+      if (i + 1 >= argc) throw Error("--set needs a key=value argument");
+      args.overrides.emplace_back(argv[++i]);
+    } else if (arg.rfind("--set=", 0) == 0) {
+      args.overrides.push_back(arg.substr(6));
+    } else if (arg == "--resume") {
+      args.resume = true;
+    } else if (!arg.empty() && arg[0] == '-') {
+      throw Error("unknown option '" + arg + "' (see rbsde --help)");
+    } else if (args.command.empty()) {
+      args.command = arg;
+    } else if (args.config_path.empty()) {
+      args.config_path = arg;
+    } else {
+      throw Error("unexpected argument '" + arg + "' (see rbsde --help)");
+    }
+  }
+  if (args.command != "run" && args.command != "train" && args.command != "sample" &&
+      args.command != "reference") {
+    throw Error(args.command.empty()
+                    ? "no command given (run, train, sample or reference; see rbsde --help)"
+                    : "unknown command '" + args.command +
+                          "' (accepted: run, train, sample, reference)");
+  }
+  if (args.config_path.empty()) {
+    throw Error("no configuration file given (rbsde " + args.command + " CONFIG.yaml)");
+  }
+  if (args.resume && (args.command == "sample" || args.command == "reference")) {
+    throw Error("--resume continues training: use it with run or train");
+  }
+  return args;
+}
+
+/// Threads per rank: parallel.threads, else SLURM_CPUS_PER_TASK, else OMP_NUM_THREADS, else
+/// the node's cores shared evenly among the ranks on the node.
+int choose_threads(const Config& config, MPI_Comm comm, std::string& source) {
+  if (config.parallel.threads > 0) {
+    source = "parallel.threads";
+    return static_cast<int>(config.parallel.threads);
+  }
+  for (const char* name : {"SLURM_CPUS_PER_TASK", "OMP_NUM_THREADS"}) {
+    if (const char* value = std::getenv(name)) {
+      const int n = std::atoi(value);
+      if (n > 0) {
+        source = name;
+        return n;
+      }
+    }
+  }
+  MPI_Comm node;
+  check_mpi(MPI_Comm_split_type(comm, MPI_COMM_TYPE_SHARED, 0, MPI_INFO_NULL, &node),
+            "MPI_Comm_split_type");
+  int ranks_on_node = 1;
+  check_mpi(MPI_Comm_size(node, &ranks_on_node), "MPI_Comm_size(node)");
+  check_mpi(MPI_Comm_free(&node), "MPI_Comm_free(node)");
+  source = "cores per rank on this node";
+  const int cores = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  return std::max(1, cores / ranks_on_node);
+}
+
+/// Everything a run needs, built identically on every rank.
+struct Problem {
+  Config config;
+  std::unique_ptr<Target> target;  ///< what training and sampling run on (precondition())
+  BsdeModel model{nullptr};
+  NoiseSchedule schedule;
+};
+
+/// The configured target, whose log 𝒵 the reported estimates are of.
+const Target& configured(const Target& target) {
+  const AffineTarget* affine = target.preconditioned();
+  return affine ? affine->inner() : target;
+}
+
+/// Collective (the preconditioner is computed on rank 0 and broadcast).
+Problem build_problem(const Arguments& args, const Communicator& comm) {
+  Problem p;
+  p.config = load_config(args.config_path, args.overrides);
+  auto target = make_target(p.config.target);
+  if (p.config.target.dim == 0) {  // taken from the data file: record it in the resolved YAML
+    p.config = parse_config(p.config.resolved_yaml, {"target.dim=" + std::to_string(target->dim())},
+                            args.config_path);
+  }
+  p.target = precondition(std::move(target), p.config.precondition, comm);
+  p.schedule = NoiseSchedule::from_config(p.config.sde);
+  torch::manual_seed(p.config.train.seed);  // rank 0's initialisation is broadcast anyway
+  p.model = BsdeModel(p.target->dim(), p.config.network, p.schedule);
+  if (args.resume && !std::filesystem::exists(p.config.checkpoint_path())) {
+    throw Error("no checkpoint '" + p.config.checkpoint_path() +
+                "' to resume from: run without --resume first (same output.path)");
+  }
+  if (args.command == "sample" && !std::filesystem::exists(p.config.model_path())) {
+    throw Error(
+        "network parameters '" + p.config.model_path() +
+        "' not found: run `rbsde train` with this configuration first, or set sample.model");
+  }
+  return p;
+}
+
+/// Collective: true when every rank succeeded; otherwise the lowest failing rank prints its
+/// message and every rank learns of the failure (no rank waits in a later collective).
+bool agree_on_success(const Communicator& comm, const std::string& error) {
+  int first_failure = error.empty() ? comm.size() : comm.rank();
+  check_mpi(MPI_Allreduce(MPI_IN_PLACE, &first_failure, 1, MPI_INT, MPI_MIN, comm.get()),
+            "MPI_Allreduce(setup status)");
+  if (first_failure == comm.rank()) std::fprintf(stderr, "rbsde: error: %s\n", error.c_str());
+  return first_failure == comm.size();
+}
+
+/// `e` are estimates of the configured target's log 𝒵 (sample_into maps them back).
+void print_estimates(const Estimates& e, const Target& target) {
+  std::printf("log Z (importance sampling) = %.4f +- %.4f  (M = %lld)\n", e.log_z_is,
+              e.log_z_is_stderr, static_cast<long long>(e.count));
+  if (const auto truth = target.log_z()) {
+    std::printf("log Z (exact)               = %.4f  (error %+.4f)\n", *truth, e.log_z_is - *truth);
+  }
+  std::printf("log Z (network c)           = %.4f\n", e.log_z_network);
+  std::printf("ELBO                        = %.4f +- %.4f\n", e.elbo, e.elbo_stderr);
+  std::printf("ESS                         = %.1f  (ESS/M = %.4f)\n", e.ess, e.ess_fraction);
+  if (e.method == "ode") {
+    std::printf(
+        "(probability-flow ODE: the weights are approximate, so log Z (importance\n"
+        " sampling) is an approximation, not an unbiased estimate; method.md §5)\n");
+  }
+}
+
+int run_phases(const Arguments& args, Problem& p, const Communicator& comm, OutputFile* out,
+               Clock::time_point start, double setup_seconds, int threads);
+int execute(const Arguments& args, const Communicator& comm) {
+  const auto start = Clock::now();
+  std::string setup_error;
+  std::optional<Problem> problem;
+  try {
+    problem.emplace(build_problem(args, comm));
+  } catch (const std::exception& e) {
+    setup_error = e.what();
+  }
+  if (!agree_on_success(comm, setup_error)) return 1;
+  Problem& p = *problem;
+
+  std::string thread_source;
+  const int threads = choose_threads(p.config, comm.get(), thread_source);
+  torch::set_num_threads(threads);
+  omp_set_num_threads(threads);
+  const double setup_seconds = seconds_since(start);
+  if (comm.is_root()) {
+    std::printf(
+        "rbsde %s: %s %s  target %s (d = %lld)  ranks %d  threads/rank %d (%s)  kernels %s\n",
+        kVersion, args.command.c_str(), args.config_path.c_str(), p.target->name().c_str(),
+        static_cast<long long>(p.target->dim()), comm.size(), threads, thread_source.c_str(),
+        kernel_backend());
+    if (const AffineTarget* affine = p.target->preconditioned()) {
+      std::printf(
+          "precondition %s: x = m + L x^ with %s L, log|det L| = %.6g; training reports log Z^ = "
+          "log Z - log|det L| of x^, samples and estimates are for x\n",
+          p.config.precondition.kind.c_str(),
+          affine->map().is_diagonal() ? "diagonal" : "triangular", affine->map().log_det());
+    }
+    std::fflush(stdout);
+  }
+
+  // The output file exists (as <path>.tmp) from the start, so an unwritable path fails now,
+  // not after training; it only takes its final name once complete. It is declared outside
+  // the try block so that, on a failure, the job is aborted before its collective close
+  // (each failing rank first removes the temporary file).
+  std::unique_ptr<OutputFile> out;
+  try {
+    if (args.command != "train") out = std::make_unique<OutputFile>(p.config.output.path, comm);
+    return run_phases(args, p, comm, out.get(), start, setup_seconds, threads);
+  } catch (const std::exception& e) {
+    if (comm.size() > 1) {  // the error may strike some ranks only: none may be left waiting
+      std::fprintf(stderr, "rbsde: error on rank %d: %s\n", comm.rank(), e.what());
+      std::fflush(stderr);
+      if (out) out->remove_uncommitted();
+      MPI_Abort(comm.get(), 1);
+    }
+    throw;
+  }
+}
+
+/// `rbsde reference`: the MALA reference sampler (mcmc.hpp) with its chains shared over the
+/// ranks; writes /reference into `out`.
+int run_reference(const Problem& p, const Communicator& comm, OutputFile& out,
+                  Clock::time_point start, double setup_seconds, int threads) {
+  const auto reference_start = Clock::now();
+  const ReferenceMoments r = reference_moments(*p.target, p.config.reference, comm);
+  out.write_metadata(p.config.resolved_yaml, kVersion);
+  out.write_reference(r);
+  out.commit();
+  const double reference_seconds = seconds_since(reference_start);
+  if (comm.is_root()) {
+    // Effective sample size sd² / stderr²: how many independent draws the estimate is worth.
+    double min_ess = INFINITY;
+    for (size_t j = 0; j < r.mean.size(); ++j) {
+      if (r.mean_stderr[j] > 0) {
+        min_ess = std::min(min_ess, std::pow(r.sd[j] / r.mean_stderr[j], 2));
+      }
+    }
+    const size_t shown = std::min<size_t>(r.mean.size(), 10);
+    std::printf("coordinate        mean   +- stderr          sd\n");
+    for (size_t j = 0; j < shown; ++j) {
+      std::printf("%10zu %11.5f +- %-9.2e %11.5f\n", j, r.mean[j], r.mean_stderr[j], r.sd[j]);
+    }
+    if (shown < r.mean.size()) std::printf("(%zu more in the file)\n", r.mean.size() - shown);
+    std::printf(
+        "MALA: %lld chains x %lld steps after %lld warm-up, acceptance %.3f, step size "
+        "%.4g, smallest ESS %.0f\n",
+        static_cast<long long>(r.chains), static_cast<long long>(r.steps),
+        static_cast<long long>(r.warmup), r.acceptance_rate, r.step_size, min_ess);
+    std::printf("wrote %s (/reference)\n", p.config.output.path.c_str());
+    std::printf(
+        "rbsde-summary command=reference target=%s dim=%lld ranks=%d threads=%d "
+        "acceptance=%.4f step_size=%.6g min_ess=%.1f setup_s=%.2f reference_s=%.2f "
+        "total_s=%.2f\n",
+        p.target->name().c_str(), static_cast<long long>(p.target->dim()), comm.size(), threads,
+        r.acceptance_rate, r.step_size, min_ess, setup_seconds, reference_seconds,
+        seconds_since(start));
+  }
+  return 0;
+}
+
+int run_phases(const Arguments& args, Problem& p, const Communicator& comm, OutputFile* out,
+               Clock::time_point start, double setup_seconds, int threads) {
+  if (args.command == "reference") {
+    return run_reference(p, comm, *out, start, setup_seconds, threads);
+  }
+  TrainingHistory history;
+  double train_seconds = 0.0;
+  if (args.command == "sample") {
+    history = load_model(p.config.model_path(), p.model, p.config.network);
+  } else {
+    const auto train_start = Clock::now();
+    Trainer trainer(*p.target, p.model, p.config.sde, p.config.train, comm);
+    trainer.set_checkpoint_writer(
+        [&](const Trainer& t) { save_checkpoint(p.config.checkpoint_path(), t, p.config, comm); });
+    if (args.resume) {
+      resume_checkpoint(p.config.checkpoint_path(), trainer, p.config);
+      if (comm.is_root()) {
+        std::printf("resuming from %s at iteration %lld\n", p.config.checkpoint_path().c_str(),
+                    static_cast<long long>(trainer.next_iteration()));
+      }
+    }
+    history = trainer.train();
+    train_seconds = seconds_since(train_start);
+    if (trainer.stopped()) {
+      if (comm.is_root()) {
+        std::printf(
+            "stopped by a signal after iteration %lld; checkpoint %s\n"
+            "continue with: rbsde %s %s --resume (and the same --set options)\n",
+            static_cast<long long>(trainer.next_iteration()), p.config.checkpoint_path().c_str(),
+            args.command.c_str(), args.config_path.c_str());
+      }
+      return kStoppedBySignal;
+    }
+    if (comm.is_root()) save_model(p.config.model_path(), p.model, p.config.network, history);
+    comm.barrier();
+  }
+
+  double sample_seconds = 0.0;
+  std::optional<Estimates> estimates;
+  if (out) {
+    const auto sample_start = Clock::now();
+    out->write_metadata(p.config.resolved_yaml, kVersion);
+    TrainingHistory recorded = history;
+    if (const AffineTarget* affine = p.target->preconditioned()) {
+      out->write_preconditioning(affine->map(), p.config.precondition.kind);
+      for (double& c : recorded.log_z) c += affine->map().log_det();  // c_θ estimates log 𝒵̂
+    }
+    out->write_training(recorded);
+    estimates = sample_into(*out, *p.target, p.model, p.schedule, p.config, comm);
+    out->write_estimates(*estimates);
+    out->commit();
+    sample_seconds = seconds_since(sample_start);
+  }
+
+  if (comm.is_root()) {
+    if (estimates) {
+      print_estimates(*estimates, configured(*p.target));
+      std::printf("wrote %s\n", p.config.output.path.c_str());
+    }
+    if (args.command != "sample") std::printf("wrote %s\n", p.config.model_path().c_str());
+    const auto truth = configured(*p.target).log_z();
+    std::printf(
+        "rbsde-summary command=%s target=%s dim=%lld ranks=%d threads=%d log_z_is=%.6f "
+        "log_z_is_stderr=%.6f log_z_true=%s ess_fraction=%.6f setup_s=%.2f train_s=%.2f "
+        "sample_s=%.2f total_s=%.2f\n",
+        args.command.c_str(), p.target->name().c_str(), static_cast<long long>(p.target->dim()),
+        comm.size(), threads, estimates ? estimates->log_z_is : NAN,
+        estimates ? estimates->log_z_is_stderr : NAN,
+        truth ? std::to_string(*truth).c_str() : "unknown",
+        estimates ? estimates->ess_fraction : NAN, setup_seconds, train_seconds, sample_seconds,
+        seconds_since(start));
+  }
+  return 0;
+}
+
+}  // namespace
+
+Estimates sample_into(OutputFile& out, const Target& target, BsdeModel& model,
+                      const NoiseSchedule& schedule, const Config& config,
+                      const Communicator& comm) {
+  const auto& sample = config.sample;
+  const SampleSummary drawn = draw_samples(out, target, model, schedule, config, comm);
+  Estimates estimates = drawn.estimates;
+  // Bias correction (method.md §5), reading back the rows just written.
+  std::string written = "/samples, /log_weights, /paths, /estimates (with posterior_mean, _sd)";
+  if (sample.resample) {
+    out.synchronise();
+    resample_into(out, sample, target.dim(), drawn.max_log_weight, comm);
+    written += ", /resampled";
+  }
+  if (sample.mala_steps > 0) {
+    out.synchronise();
+    std::vector<double> variance;
+    for (const double sd : estimates.posterior_sd) variance.push_back(sd * sd);
+    // MALA runs on the configured target: /resampled holds x, not x̂.
+    const Refinement refinement = refine_into(out, configured(target), sample, variance, comm);
+    written += ", /refined";
+    if (comm.is_root()) {
+      std::printf("MALA refinement: %lld steps, acceptance %.3f, step size %.4g\n",
+                  static_cast<long long>(sample.mala_steps), refinement.acceptance_rate,
+                  refinement.step_size);
+    }
+  }
+  if (comm.is_root()) {
+    std::printf("sample: %lld paths -> %s\n", static_cast<long long>(sample.count),
+                written.c_str());
+    std::fflush(stdout);
+  }
+  return estimates;
+}
+
+int run_app(int argc, char** argv, MPI_Comm world) {
+  keep_freed_memory();
+  install_signal_handlers();
+  int rank = 0;
+  if (MPI_Comm_rank(world, &rank) != MPI_SUCCESS) return 1;
+  for (int i = 1; i < argc; ++i) {
+    const std::string arg = argv[i];
+    if (arg == "-h" || arg == "--help") {
+      if (rank == 0) std::fputs(kUsage, stdout);
+      return 0;
+    }
+    if (arg == "--version") {
+      if (rank == 0) std::printf("rbsde %s\n", kVersion);
+      return 0;
+    }
+  }
+  Arguments args;
+  try {
+    args = parse_arguments(argc, argv);
+  } catch (const Error& e) {  // identical on every rank: report once, all exit
+    if (rank == 0) std::fprintf(stderr, "rbsde: error: %s\n", e.what());
+    return 2;
+  }
+  try {
+    Communicator comm(world);
+    return execute(args, comm);
+  } catch (const std::exception& e) {  // one rank: execute() aborts multi-rank failures
+    std::fprintf(stderr, "rbsde: error: %s\n", e.what());
+    return 1;
+  }
+}
+
+}  // namespace rbsde

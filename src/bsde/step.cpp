@@ -1,0 +1,107 @@
+#include "rbsde/bsde/step.hpp"
+
+#include <cmath>
+
+#include "rbsde/parallel/parallel_for.hpp"
+
+namespace rbsde {
+
+namespace {
+/// (e^r − 1) / r, continuous at r = 0.
+double phi(double r) { return std::abs(r) < 1e-8 ? 1.0 + 0.5 * r : std::expm1(r) / r; }
+}  // namespace
+
+StepConstants::StepConstants(const TimeGrid& grid, int64_t n, int64_t dim)
+    : b(grid.b[n]),
+      h(grid.h[n]),
+      root_b(std::sqrt(b)),
+      root_h(std::sqrt(h)),
+      a(grid.a[n]),
+      log_a(std::log(a)),
+      k_variance(-std::expm1(2.0 * log_a)),  // 1 − a², accurate for a ≈ 1
+      y_constant(-0.5 * b * static_cast<double>(dim) * h),
+      grid_gains{grid.x_gain[n], grid.z_gain[n], grid.noise[n]} {}
+
+StepGains gain_step(const StepConstants& step, double gain) {
+  const double rate = step.log_a + step.root_b * gain * step.h;  // λ h
+  // X_{n+1} = e^{λh} X + (e^{λh} − 1)/λ √b A + √(b (e^{2λh} − 1)/(2λ)) ξ, A = Z − (G − √b) X.
+  const double a_gain = step.root_b * step.h * phi(rate);
+  return {std::exp(rate) - a_gain * (gain - step.root_b), a_gain,
+          std::sqrt(step.b * step.h * phi(2.0 * rate))};
+}
+
+void training_step(const StepConstants& step, const float* x, const float* z, const float* gain,
+                   float* xi, float* x_next, double* y, int64_t rows, int64_t explorers,
+                   int64_t dim) {
+  const LinearStep<float> grid_step(step.grid_gains);
+  const float reference_gain = static_cast<float>(-step.root_b);
+  const float root_h = static_cast<float>(step.root_h);
+  for_each_path(rows, [=](int64_t i) {
+    float* xi_row = xi + i * dim;
+    const float* x_row = x + i * dim;
+    const float* z_row = z + i * dim;
+    float* next_row = x_next + i * dim;
+    double z2 = 0.0, z_xi = 0.0;
+    if (i >= explorers) {  // the model's own control u = Z, so u·Z = |Z|²
+      if (gain != nullptr) {
+        const float* gain_row = gain + i * dim;
+        for (int64_t j = 0; j < dim; ++j) {
+          const LinearStep<double> own(gain_step(step, gain_row[j]));
+          next_row[j] = static_cast<float>(own(static_cast<double>(x_row[j]), z_row[j], xi_row[j]));
+        }
+      } else {
+        for (int64_t j = 0; j < dim; ++j) next_row[j] = grid_step(x_row[j], z_row[j], xi_row[j]);
+      }
+      for (int64_t j = 0; j < dim; ++j) {
+        z2 += static_cast<double>(z_row[j]) * z_row[j];
+        z_xi += static_cast<double>(z_row[j]) * xi_row[j];
+      }
+      y[i] += y_increment(step, z2, z2, z_xi);
+      return;
+    }
+    double u_z = 0.0;
+    for (int64_t j = 0; j < dim; ++j) {
+      const float u = reference_gain * x_row[j];
+      next_row[j] = grid_step(x_row[j], u, xi_row[j]);
+      z2 += static_cast<double>(z_row[j]) * z_row[j];
+      z_xi += static_cast<double>(z_row[j]) * xi_row[j];
+      u_z += static_cast<double>(u) * z_row[j];
+      xi_row[j] += (u - z_row[j]) * root_h;
+    }
+    y[i] += y_increment(step, u_z, z2, z_xi);
+  });
+}
+
+void weighted_step(const StepConstants& step, double* x, const float* z, const float* gain,
+                   const double* xi, double* log_weight, int64_t rows, int64_t dim) {
+  const double d = static_cast<double>(dim);
+  // log q_n's normalisers enter per coordinate with the gain, at once without.
+  const double normalisers =
+      gain != nullptr ? -0.5 * d * std::log(step.k_variance)
+                      : d * (std::log(step.grid_gains.noise) - 0.5 * std::log(step.k_variance));
+  const LinearStep<double> grid_step(step.grid_gains);
+  for_each_path(rows, [=](int64_t i) {
+    double* x_row = x + i * dim;
+    const float* z_row = z + i * dim;
+    const double* xi_row = xi + i * dim;
+    double xi2 = 0.0, k_residual2 = 0.0, log_noises = 0.0;
+    for (int64_t j = 0; j < dim; ++j) {
+      const double x_now = x_row[j];
+      double x_next;
+      if (gain != nullptr) {
+        const StepGains own = gain_step(step, gain[i * dim + j]);
+        x_next = LinearStep<double>(own)(x_now, z_row[j], xi_row[j]);
+        log_noises += std::log(own.noise);
+      } else {
+        x_next = grid_step(x_now, z_row[j], xi_row[j]);
+      }
+      const double k_residual = x_now - step.a * x_next;
+      xi2 += xi_row[j] * xi_row[j];
+      k_residual2 += k_residual * k_residual;
+      x_row[j] = x_next;
+    }
+    log_weight[i] += -0.5 * k_residual2 / step.k_variance + 0.5 * xi2 + log_noises + normalisers;
+  });
+}
+
+}  // namespace rbsde

@@ -1,0 +1,1021 @@
+/// \file config_file.cpp
+/// YAML text → Config. Every key is checked against the accepted set and every value against
+/// its type and range before any work starts, so a typo fails loudly instead of falling back
+/// to a default.
+#include "rbsde/io/config_file.hpp"
+
+#include <yaml-cpp/yaml.h>
+
+#include <cerrno>
+#include <charconv>
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <iterator>
+#include <map>
+#include <optional>
+#include <set>
+#include <string>
+#include <system_error>
+#include <utility>
+#include <vector>
+
+#include "rbsde/error.hpp"
+
+namespace rbsde {
+namespace {
+
+struct Section {
+  std::string name;
+  std::vector<std::string> keys;
+};
+
+// The accepted keys, in the order of the structs in config.hpp (and of resolved_yaml).
+const std::vector<Section> kSections = {
+    {"target",
+     {"name", "dim", "mean", "covariance", "weights", "means", "covariances", "data", "label",
+      "grid", "whitened", "module", "method"}},
+    {"sde", {"schedule", "beta", "beta_min", "beta_max", "horizon", "steps", "integrator"}},
+    {"network", {"width", "depth", "activation", "time_features", "y0_residual", "gain", "blocks"}},
+    {"train",
+     {"iterations", "paths", "seed", "lr", "lr_schedule", "lr_final", "grad_clip", "anneal_gamma0",
+      "anneal_fraction", "anneal_path", "detach_paths", "constant_memory", "explore", "tilt",
+      "log_every", "checkpoint_every"}},
+    {"sample",
+     {"count", "seed", "batch", "model", "method", "divergence", "probes", "resample", "mala_steps",
+      "mala_step_size"}},
+    {"reference", {"chains", "warmup", "steps", "seed"}},
+    {"output", {"path"}},
+    {"parallel", {"threads"}},
+    {"precondition", {"kind", "centre", "scale", "form", "iterations", "pilot"}},
+};
+
+const std::vector<std::string> kTargetNames = {
+    "gaussian",          "gmm",          "funnel", "many_well",  "gmm40", "logreg",
+    "logreg_ionosphere", "logreg_sonar", "lgcp",   "torchscript"};
+// The targets whose dimension follows from their data (target.dim optional).
+const std::vector<std::string> kDataTargets = {"gmm40", "logreg", "logreg_ionosphere",
+                                               "logreg_sonar", "lgcp"};
+// The project's copy of each named benchmark's data file (data/README.md), the default of
+// target.data; logreg has none.
+const std::vector<std::pair<std::string, std::string>> kDefaultData = {
+    {"gmm40", "gmm40_means.csv"},
+    {"logreg_ionosphere", "ionosphere.csv"},
+    {"logreg_sonar", "sonar.csv"},
+    {"lgcp", "pines.csv"},
+};
+const std::vector<std::string> kSchedules = {"constant", "linear"};
+const std::vector<std::string> kIntegrators = {"euler", "exponential"};
+const std::vector<std::string> kActivations = {"silu", "tanh", "relu", "gelu"};
+const std::vector<std::string> kLrSchedules = {"cosine", "constant"};
+const std::vector<std::string> kAnnealPaths = {"bridge", "tempered"};
+const std::vector<std::string> kSampleMethods = {"sde", "ode"};
+const std::vector<std::string> kDivergences = {"exact", "hutchinson", "auto"};
+constexpr int64_t kMaxProbes = int64_t{1} << 28;
+const std::vector<std::string> kPreconditionKinds = {"none", "config", "prior", "laplace", "pilot"};
+const std::vector<std::string> kPreconditionForms = {"cholesky", "diagonal"};
+
+// The target.* keys that only some targets read, each with those targets' names.
+const std::vector<std::pair<std::string, std::vector<std::string>>> kTargetSpecificKeys = {
+    {"mean", {"gaussian"}},
+    {"covariance", {"gaussian"}},
+    {"weights", {"gmm"}},
+    {"means", {"gmm"}},
+    {"covariances", {"gmm"}},
+    {"data", kDataTargets},
+    {"label", {"logreg", "logreg_ionosphere", "logreg_sonar"}},
+    {"grid", {"lgcp"}},
+    {"whitened", {"lgcp"}},
+    {"module", {"torchscript"}},
+    {"method", {"torchscript"}},
+};
+
+// The precondition.* keys that only some kinds read, each with those kinds.
+const std::vector<std::pair<std::string, std::vector<std::string>>> kPreconditionKeys = {
+    {"centre", {"config"}},      {"scale", {"config"}}, {"form", {"laplace", "pilot"}},
+    {"iterations", {"laplace"}}, {"pilot", {"pilot"}},
+};
+
+// Mixture weights whose sum is this close to 1 are kept as given: renormalising them would
+// move the last bits, and parsing resolved_yaml must reproduce the weights exactly.
+constexpr double kWeightSumTolerance = 1e-12;
+// Relative tolerance of the symmetry check of a covariance matrix (as written in a file).
+constexpr double kSymmetryTolerance = 1e-10;
+// The most paths systematic resampling accepts.
+constexpr int64_t kMaxResampleCount = (int64_t{1} << 31) - 1;
+
+std::string join(const std::vector<std::string>& items) {
+  std::string text;
+  for (const std::string& item : items) text += (text.empty() ? "" : ", ") + item;
+  return text;
+}
+
+std::string section_names() {
+  std::vector<std::string> names;
+  for (const Section& section : kSections) names.push_back(section.name);
+  return join(names);
+}
+
+const Section* find_section(const std::string& name) {
+  for (const Section& section : kSections) {
+    if (section.name == name) return &section;
+  }
+  return nullptr;
+}
+
+bool contains(const std::vector<std::string>& items, const std::string& item) {
+  for (const std::string& candidate : items) {
+    if (candidate == item) return true;
+  }
+  return false;
+}
+
+/// The accepted section of that name; `origin` (the file or override) names the culprit otherwise.
+const Section& known_section(const std::string& origin, const std::string& section) {
+  const Section* accepted = find_section(section);
+  if (accepted == nullptr) {
+    throw Error(origin + ": unknown section '" + section + "' (accepted: " + section_names() + ")");
+  }
+  return *accepted;
+}
+
+void check_known_key(const std::string& origin, const std::string& section,
+                     const std::string& key) {
+  const Section& accepted = known_section(origin, section);
+  if (!contains(accepted.keys, key)) {
+    throw Error(origin + ": unknown key '" + section + "." + key +
+                "' (accepted: " + join(accepted.keys) + ")");
+  }
+}
+
+/// Shortest text that reads back as exactly the same double (resolved_yaml must round-trip).
+std::string format_number(double value) {
+  char buffer[32];
+  const std::to_chars_result result = std::to_chars(buffer, buffer + sizeof buffer, value);
+  return std::string(buffer, result.ptr);
+}
+
+std::string indexed(const std::string& key, std::size_t index) {
+  return key + "[" + std::to_string(index) + "]";
+}
+
+/// How a value looked in the file, for "expected X, got Y" messages.
+std::string describe(const YAML::Node& node) {
+  switch (node.Type()) {
+    case YAML::NodeType::Scalar:
+      // yaml-cpp tags quoted scalars "!": '5' is a string, not a number.
+      return (node.Tag() == "!" ? "the quoted string '" : "'") + node.Scalar() + "'";
+    case YAML::NodeType::Sequence:
+      return "a list";
+    case YAML::NodeType::Map:
+      return "a map";
+    default:
+      return "an empty value";
+  }
+}
+
+/// The text of an unquoted scalar: the only form a number or a boolean may take.
+std::optional<std::string> plain_scalar(const YAML::Node& node) {
+  if (!node.IsScalar() || node.Tag() == "!") return std::nullopt;
+  return node.Scalar();
+}
+
+/// Parses all of `text` as a T; a trailing remainder ("1.5" read as an integer) is an error.
+template <typename T>
+std::errc parse_whole(const std::string& text, T& value) {
+  const char* last = text.data() + text.size();
+  const std::from_chars_result result = std::from_chars(text.data(), last, value);
+  if (result.ec != std::errc()) return result.ec;
+  return result.ptr == last ? std::errc() : std::errc::invalid_argument;
+}
+
+/// The text of a mapping key; a list or map used as a key ("? [a]") is an error.
+std::string key_name(const YAML::Node& key, const std::string& source) {
+  if (!key.IsScalar()) throw Error(source + ": a key must be a plain name, got " + describe(key));
+  return key.Scalar();
+}
+
+/// Throws unless the top level is a map of known sections, each a map of known keys, none
+/// given twice (yaml-cpp would silently read the first of two equal keys).
+void check_structure(const YAML::Node& root, const std::string& source) {
+  if (root.IsNull()) return;
+  if (!root.IsMap()) {
+    throw Error(source + ": the top level must be a map of sections (accepted: " + section_names() +
+                "), got " + describe(root));
+  }
+  std::set<std::string> seen;
+  for (const auto& section : root) {
+    const std::string name = key_name(section.first, source);
+    const Section& accepted = known_section(source, name);
+    if (!seen.insert(name).second) throw Error(source + ": section '" + name + "' given twice");
+    if (section.second.IsNull()) continue;
+    if (!section.second.IsMap()) {
+      throw Error(source + ": section '" + name + "' must be a map of keys (accepted: " +
+                  join(accepted.keys) + "), got " + describe(section.second));
+    }
+    for (const auto& entry : section.second) {
+      const std::string key = key_name(entry.first, source);
+      check_known_key(source, name, key);
+      if (!seen.insert(name + "." + key).second) {
+        throw Error(source + ": key '" + name + "." + key + "' given twice");
+      }
+    }
+  }
+}
+
+YAML::Node parse_override_value(const std::string& origin, const std::string& text) {
+  try {
+    return YAML::Load(text);
+  } catch (const YAML::ParserException& e) {
+    throw Error(origin + ": cannot parse the value as YAML: " + e.msg);
+  }
+}
+
+/// Applies "section.key=value" overrides (value in YAML syntax) to the tree. Returns, for each
+/// key set, the override that set it last, so that a bad value is reported against it.
+std::map<std::string, std::string> apply_overrides(YAML::Node& root,
+                                                   const std::vector<std::string>& overrides) {
+  std::map<std::string, std::string> origins;
+  for (const std::string& text : overrides) {
+    const std::string origin = "override '" + text + "'";
+    const std::size_t equals = text.find('=');
+    if (equals == std::string::npos) {
+      throw Error(origin + ": expected section.key=value, e.g. train.lr=1e-3");
+    }
+    const std::string key = text.substr(0, equals);
+    const std::size_t dot = key.find('.');
+    if (dot == std::string::npos || dot == 0 || dot + 1 == key.size() ||
+        key.find('.', dot + 1) != std::string::npos) {
+      throw Error(origin + ": the key must have two levels, section.key, got '" + key + "'");
+    }
+    const std::string section = key.substr(0, dot);
+    const std::string name = key.substr(dot + 1);
+    check_known_key(origin, section, name);
+    root[section][name] = parse_override_value(origin, text.substr(equals + 1));
+    origins[key] = origin;
+  }
+  return origins;
+}
+
+/// Typed access to the checked tree. Errors name the key and where its value came from.
+class Reader {
+ public:
+  Reader(YAML::Node root, std::string source, std::map<std::string, std::string> overridden)
+      : root_(std::move(root)), source_(std::move(source)), overridden_(std::move(overridden)) {}
+
+  /// The node at a "section.key" path; undefined (false) when the key is absent.
+  YAML::Node find(const std::string& key) const {
+    const std::size_t dot = key.find('.');
+    // root_ is const here, so the lookup does not insert the key it looks for.
+    const YAML::Node section = root_[key.substr(0, dot)];
+    // A lookup inside an absent section would throw InvalidNode.
+    return section ? section[key.substr(dot + 1)] : section;
+  }
+
+  /// The file, or the override that set `key` (which may carry an index: target.mean[2]).
+  const std::string& origin(const std::string& key) const {
+    const auto it = overridden_.find(key.substr(0, key.find('[')));
+    return it == overridden_.end() ? source_ : it->second;
+  }
+
+  [[noreturn]] void fail(const std::string& key, const std::string& message) const {
+    throw Error(origin(key) + ": " + key + ": " + message);
+  }
+
+  [[noreturn]] void fail_missing(const std::string& key, const std::string& hint) const {
+    throw Error(origin(key) + ": missing required key '" + key + "' (" + hint + ")");
+  }
+
+  int64_t to_int(const YAML::Node& node, const std::string& key) const {
+    const std::optional<std::string> text = plain_scalar(node);
+    int64_t value = 0;
+    const std::errc error = text ? parse_whole(*text, value) : std::errc::invalid_argument;
+    if (error == std::errc::result_out_of_range) {
+      fail(key, "integer out of the 64-bit range, got '" + *text + "'");
+    }
+    if (error != std::errc()) fail(key, "expected an integer, got " + describe(node));
+    return value;
+  }
+
+  uint64_t to_seed(const YAML::Node& node, const std::string& key) const {
+    const std::optional<std::string> text = plain_scalar(node);
+    uint64_t value = 0;
+    const std::errc error = text ? parse_whole(*text, value) : std::errc::invalid_argument;
+    int64_t signed_value = 0;
+    if (error == std::errc::result_out_of_range ||
+        (error != std::errc() && text && parse_whole(*text, signed_value) == std::errc())) {
+      fail(key, "must be a non-negative integer below 2^64, got " + *text);
+    }
+    if (error != std::errc()) fail(key, "expected a non-negative integer, got " + describe(node));
+    return value;
+  }
+
+  double to_double(const YAML::Node& node, const std::string& key) const {
+    const std::optional<std::string> text = plain_scalar(node);
+    double value = 0.0;
+    const std::errc error = text ? parse_whole(*text, value) : std::errc::invalid_argument;
+    if (error != std::errc()) fail(key, "expected a number, got " + describe(node));
+    if (!std::isfinite(value)) fail(key, "expected a finite number, got " + describe(node));
+    return value;
+  }
+
+  bool to_bool(const YAML::Node& node, const std::string& key) const {
+    const std::optional<std::string> text = plain_scalar(node);
+    if (text && (*text == "true" || *text == "True" || *text == "TRUE")) return true;
+    if (text && (*text == "false" || *text == "False" || *text == "FALSE")) return false;
+    fail(key, "expected a boolean (true or false), got " + describe(node));
+  }
+
+  std::string to_string(const YAML::Node& node, const std::string& key) const {
+    if (!node.IsScalar()) fail(key, "expected a string, got " + describe(node));
+    return node.Scalar();
+  }
+
+  // Optional keys: the field keeps its default when the key is absent.
+  void read(const std::string& key, int64_t& field) const {
+    if (const YAML::Node node = find(key)) field = to_int(node, key);
+  }
+  void read_seed(const std::string& key, uint64_t& field) const {
+    if (const YAML::Node node = find(key)) field = to_seed(node, key);
+  }
+  void read(const std::string& key, double& field) const {
+    if (const YAML::Node node = find(key)) field = to_double(node, key);
+  }
+  void read(const std::string& key, bool& field) const {
+    if (const YAML::Node node = find(key)) field = to_bool(node, key);
+  }
+  void read(const std::string& key, std::string& field) const {
+    if (const YAML::Node node = find(key)) field = to_string(node, key);
+  }
+
+  void require(bool ok, const std::string& key, const std::string& range, double value) const {
+    if (!ok) fail(key, "must be " + range + ", got " + format_number(value));
+  }
+  void require(bool ok, const std::string& key, const std::string& range, int64_t value) const {
+    if (!ok) fail(key, "must be " + range + ", got " + std::to_string(value));
+  }
+  void require_one_of(const std::string& key, const std::string& value,
+                      const std::vector<std::string>& accepted) const {
+    if (!contains(accepted, value)) {
+      fail(key, "must be one of " + join(accepted) + "; got '" + value + "'");
+    }
+  }
+
+ private:
+  YAML::Node root_;
+  std::string source_;
+  std::map<std::string, std::string> overridden_;
+};
+
+/// A list of `dim` numbers, or (with allow_scalar) one number broadcast to all of them.
+Eigen::VectorXd read_vector(const Reader& in, const YAML::Node& node, const std::string& key,
+                            int64_t dim, bool allow_scalar) {
+  if (allow_scalar && node.IsScalar()) {
+    return Eigen::VectorXd::Constant(dim, in.to_double(node, key));
+  }
+  if (!node.IsSequence()) {
+    in.fail(key, std::string("expected ") + (allow_scalar ? "a number or " : "") + "a list of " +
+                     std::to_string(dim) + " numbers (target.dim), got " + describe(node));
+  }
+  if (static_cast<int64_t>(node.size()) != dim) {
+    in.fail(key, "expected " + std::to_string(dim) + " values (target.dim), got " +
+                     std::to_string(node.size()));
+  }
+  Eigen::VectorXd vector(dim);
+  for (std::size_t i = 0; i < node.size(); ++i) vector(i) = in.to_double(node[i], indexed(key, i));
+  return vector;
+}
+
+/// Whether a node is a list of rows (a matrix) rather than a scalar or a list of numbers.
+bool is_matrix(const YAML::Node& node) {
+  return node.IsSequence() && node.size() > 0 && node[0].IsSequence();
+}
+
+/// A covariance as a scalar c (c I), a list of dim numbers (diagonal) or a dim x dim list of
+/// rows; symmetric and positive definite.
+Eigen::MatrixXd read_covariance(const Reader& in, const YAML::Node& node, const std::string& key,
+                                int64_t dim) {
+  Eigen::MatrixXd covariance;
+  if (is_matrix(node)) {
+    if (static_cast<int64_t>(node.size()) != dim) {
+      in.fail(key, "expected " + std::to_string(dim) + " rows (target.dim), got " +
+                       std::to_string(node.size()));
+    }
+    covariance.resize(dim, dim);
+    for (std::size_t i = 0; i < node.size(); ++i) {
+      covariance.row(i) =
+          read_vector(in, node[i], indexed(key, i), dim, /*allow_scalar=*/false).transpose();
+    }
+    const double tolerance = kSymmetryTolerance * covariance.cwiseAbs().maxCoeff();
+    for (int64_t i = 0; i < dim; ++i) {
+      for (int64_t j = i + 1; j < dim; ++j) {
+        if (std::abs(covariance(i, j) - covariance(j, i)) > tolerance) {
+          in.fail(key, "not symmetric: [" + std::to_string(i) + "][" + std::to_string(j) +
+                           "] = " + format_number(covariance(i, j)) + " but [" + std::to_string(j) +
+                           "][" + std::to_string(i) + "] = " + format_number(covariance(j, i)));
+        }
+      }
+    }
+    // Exactly symmetric from here on, so that every consumer sees the same matrix whichever
+    // triangle it reads.
+    covariance = (0.5 * (covariance + covariance.transpose())).eval();
+  } else {
+    covariance = read_vector(in, node, key, dim, /*allow_scalar=*/true).asDiagonal();
+  }
+  if (covariance.llt().info() != Eigen::Success) in.fail(key, "not positive definite");
+  return covariance;
+}
+
+void read_gaussian(const Reader& in, TargetConfig& target) {
+  const YAML::Node mean = in.find("target.mean");
+  target.mean = mean ? read_vector(in, mean, "target.mean", target.dim, /*allow_scalar=*/true)
+                     : Eigen::VectorXd::Zero(target.dim);
+  const YAML::Node covariance = in.find("target.covariance");
+  if (covariance && is_matrix(covariance)) {
+    target.covariance = read_covariance(in, covariance, "target.covariance", target.dim);
+  } else {
+    target.covariance_diagonal = covariance ? read_vector(in, covariance, "target.covariance",
+                                                          target.dim, /*allow_scalar=*/true)
+                                            : Eigen::VectorXd::Ones(target.dim);
+    if (!(target.covariance_diagonal.array() > 0.0).all()) {
+      in.fail("target.covariance", "not positive definite (variances must be > 0)");
+    }
+  }
+}
+
+void read_gmm(const Reader& in, TargetConfig& target) {
+  const YAML::Node means = in.find("target.means");
+  if (!means) {
+    in.fail_missing("target.means",
+                    "target.name: gmm needs a list of component means, each a "
+                    "list of target.dim numbers");
+  }
+  if (!means.IsSequence() || means.size() == 0) {
+    in.fail("target.means", "expected a non-empty list of component means, got " + describe(means));
+  }
+  const std::size_t components = means.size();
+  for (std::size_t k = 0; k < components; ++k) {
+    target.means.push_back(
+        read_vector(in, means[k], indexed("target.means", k), target.dim, /*allow_scalar=*/false));
+  }
+
+  const YAML::Node weights = in.find("target.weights");
+  if (weights && (!weights.IsSequence() || weights.size() != components)) {
+    in.fail("target.weights",
+            "expected " + std::to_string(components) +
+                " values (one per entry of target.means), got " +
+                (weights.IsSequence() ? std::to_string(weights.size()) : describe(weights)));
+  }
+  target.weights.assign(components, 1.0 / static_cast<double>(components));
+  if (weights) {
+    double sum = 0.0;
+    for (std::size_t k = 0; k < components; ++k) {
+      const std::string key = indexed("target.weights", k);
+      target.weights[k] = in.to_double(weights[k], key);
+      in.require(target.weights[k] > 0.0, key, "> 0", target.weights[k]);
+      sum += target.weights[k];
+    }
+    if (std::abs(sum - 1.0) > kWeightSumTolerance) {
+      for (double& weight : target.weights) weight /= sum;
+    }
+  }
+
+  // Either one entry per component, or a single entry (a bare scalar or a one-element list)
+  // shared by all of them.
+  const YAML::Node covariances = in.find("target.covariances");
+  if (!covariances) {
+    target.covariances.assign(components, Eigen::MatrixXd::Identity(target.dim, target.dim));
+  } else if (covariances.IsSequence() && covariances.size() == components) {
+    for (std::size_t k = 0; k < components; ++k) {
+      target.covariances.push_back(
+          read_covariance(in, covariances[k], indexed("target.covariances", k), target.dim));
+    }
+  } else if (covariances.IsSequence() && covariances.size() == 1) {
+    target.covariances.assign(
+        components, read_covariance(in, covariances[0], "target.covariances[0]", target.dim));
+  } else if (covariances.IsSequence()) {
+    in.fail("target.covariances", "expected " + std::to_string(components) +
+                                      " entries (one per entry of target.means) or 1 shared "
+                                      "by all, got " +
+                                      std::to_string(covariances.size()));
+  } else {
+    target.covariances.assign(components,
+                              read_covariance(in, covariances, "target.covariances", target.dim));
+  }
+}
+
+/// target.data (default: the project's copy for a named benchmark), target.label, target.grid
+/// and target.whitened of the data targets; lgcp's dimension follows from target.grid.
+void read_data_target(const Reader& in, TargetConfig& target) {
+  if (const YAML::Node data = in.find("target.data")) {
+    target.data = in.to_string(data, "target.data");
+    if (target.data.empty()) in.fail("target.data", "must be a non-empty file path");
+  } else {
+    for (const auto& [name, file] : kDefaultData) {
+      if (name == target.name) target.data = std::string(RBSDE_DATA_DIR) + "/" + file;
+    }
+    if (target.data.empty()) {
+      in.fail_missing("target.data", "target.name: " + target.name + " needs a CSV file");
+    }
+  }
+  in.read("target.label", target.label);
+  if (target.label.empty()) in.fail("target.label", "must be a non-empty column name");
+  in.read("target.grid", target.grid);
+  in.require(target.grid >= 1, "target.grid", ">= 1", target.grid);
+  in.read("target.whitened", target.whitened);
+  if (target.name == "lgcp") {
+    const int64_t cells = target.grid * target.grid;
+    if (target.dim != 0 && target.dim != cells) {
+      in.fail("target.dim", "lgcp on a " + std::to_string(target.grid) + " x " +
+                                std::to_string(target.grid) + " grid (target.grid) has " +
+                                std::to_string(cells) + " dimensions, got " +
+                                std::to_string(target.dim));
+    }
+    target.dim = cells;
+  }
+}
+
+void read_torchscript(const Reader& in, TargetConfig& target) {
+  if (!in.find("target.module")) {
+    in.fail_missing("target.module", "target.name: torchscript needs a TorchScript file");
+  }
+  in.read("target.module", target.module);
+  if (target.module.empty()) in.fail("target.module", "must be a non-empty file path");
+  in.read("target.method", target.method);
+}
+
+TargetConfig read_target(const Reader& in) {
+  TargetConfig target;
+  if (!in.find("target.name")) in.fail_missing("target.name", "one of " + join(kTargetNames));
+  in.read("target.name", target.name);
+  in.require_one_of("target.name", target.name, kTargetNames);
+  const bool data_target = contains(kDataTargets, target.name);
+  if (!data_target && !in.find("target.dim")) in.fail_missing("target.dim", "an integer >= 1");
+  if (in.find("target.dim")) {
+    in.read("target.dim", target.dim);
+    in.require(target.dim >= 1, "target.dim", ">= 1", target.dim);
+  }
+
+  // Parameters of another target are rejected rather than ignored: they signal a mistake.
+  for (const auto& [key, names] : kTargetSpecificKeys) {
+    if (in.find("target." + key) && !contains(names, target.name)) {
+      throw Error(in.origin("target." + key) + ": target." + key +
+                  " is used only by target.name: " + join(names) +
+                  " (here target.name: " + target.name + ")");
+    }
+  }
+
+  if (target.name == "funnel") {
+    in.require(target.dim >= 2, "target.dim", ">= 2 for funnel", target.dim);
+  } else if (target.name == "many_well") {
+    in.require(target.dim >= 2 && target.dim % 2 == 0, "target.dim", "even and >= 2 for many_well",
+               target.dim);
+  } else if (target.name == "gaussian") {
+    read_gaussian(in, target);
+  } else if (target.name == "gmm") {
+    read_gmm(in, target);
+  } else if (data_target) {
+    read_data_target(in, target);
+  } else {
+    read_torchscript(in, target);
+  }
+  return target;
+}
+
+SdeConfig read_sde(const Reader& in) {
+  SdeConfig sde;
+  in.read("sde.schedule", sde.schedule);
+  in.read("sde.beta", sde.beta);
+  in.read("sde.beta_min", sde.beta_min);
+  in.read("sde.beta_max", sde.beta_max);
+  in.read("sde.horizon", sde.horizon);
+  in.read("sde.steps", sde.steps);
+  in.read("sde.integrator", sde.integrator);
+  in.require_one_of("sde.schedule", sde.schedule, kSchedules);
+  in.require_one_of("sde.integrator", sde.integrator, kIntegrators);
+  in.require(sde.beta > 0.0, "sde.beta", "> 0", sde.beta);
+  if (sde.schedule == "linear") {
+    in.require(sde.beta_min > 0.0, "sde.beta_min", "> 0 (schedule: linear)", sde.beta_min);
+    in.require(sde.beta_max > sde.beta_min, "sde.beta_max",
+               "> sde.beta_min = " + format_number(sde.beta_min) + " (schedule: linear)",
+               sde.beta_max);
+  }
+  in.require(sde.horizon > 0.0, "sde.horizon", "> 0", sde.horizon);
+  in.require(sde.steps >= 1, "sde.steps", ">= 1", sde.steps);
+  return sde;
+}
+
+NetworkConfig read_network(const Reader& in) {
+  NetworkConfig network;
+  in.read("network.width", network.width);
+  in.read("network.depth", network.depth);
+  in.read("network.activation", network.activation);
+  in.read("network.time_features", network.time_features);
+  in.read("network.y0_residual", network.y0_residual);
+  in.read("network.gain", network.gain);
+  in.read("network.blocks", network.blocks);
+  in.require(network.width >= 1, "network.width", ">= 1", network.width);
+  in.require(network.depth >= 1, "network.depth", ">= 1", network.depth);
+  in.require_one_of("network.activation", network.activation, kActivations);
+  in.require(network.time_features >= 0, "network.time_features", ">= 0", network.time_features);
+  in.require(network.blocks >= 1, "network.blocks", ">= 1", network.blocks);
+  return network;
+}
+
+TrainConfig read_train(const Reader& in) {
+  TrainConfig train;
+  in.read("train.iterations", train.iterations);
+  in.read("train.paths", train.paths);
+  in.read_seed("train.seed", train.seed);
+  in.read("train.lr", train.lr);
+  in.read("train.lr_schedule", train.lr_schedule);
+  in.read("train.lr_final", train.lr_final);
+  in.read("train.grad_clip", train.grad_clip);
+  in.read("train.anneal_gamma0", train.anneal_gamma0);
+  in.read("train.anneal_fraction", train.anneal_fraction);
+  in.read("train.anneal_path", train.anneal_path);
+  in.read("train.detach_paths", train.detach_paths);
+  in.read("train.constant_memory", train.constant_memory);
+  in.read("train.explore", train.explore);
+  in.read("train.tilt", train.tilt);
+  in.read("train.log_every", train.log_every);
+  in.read("train.checkpoint_every", train.checkpoint_every);
+  in.require(train.iterations >= 0, "train.iterations", ">= 0", train.iterations);
+  in.require(train.paths >= 1, "train.paths", ">= 1", train.paths);
+  in.require(train.lr > 0.0, "train.lr", "> 0", train.lr);
+  in.require_one_of("train.lr_schedule", train.lr_schedule, kLrSchedules);
+  in.require_one_of("train.anneal_path", train.anneal_path, kAnnealPaths);
+  in.require(train.lr_final > 0.0 && train.lr_final <= train.lr, "train.lr_final",
+             "> 0 and <= train.lr = " + format_number(train.lr), train.lr_final);
+  in.require(train.grad_clip >= 0.0, "train.grad_clip", ">= 0 (0 disables clipping)",
+             train.grad_clip);
+  in.require(train.anneal_gamma0 > 0.0 && train.anneal_gamma0 <= 1.0, "train.anneal_gamma0",
+             "in (0, 1]", train.anneal_gamma0);
+  in.require(train.anneal_fraction > 0.0 && train.anneal_fraction <= 1.0, "train.anneal_fraction",
+             "in (0, 1]", train.anneal_fraction);
+  if (train.constant_memory && !train.detach_paths) {
+    throw Error(
+        "train.constant_memory: re-simulating the paths needs train.detach_paths: true "
+        "(the coupled mode back-propagates through X and keeps its graph)");
+  }
+  in.require(train.explore >= 0.0 && train.explore < 1.0, "train.explore", "in [0, 1)",
+             train.explore);
+  if (train.explore > 0.0 && !train.detach_paths) {
+    throw Error("train.explore: exploration paths need train.detach_paths: true");
+  }
+  in.require(train.tilt >= 0.0 && train.tilt <= 1.0, "train.tilt",
+             "in [0, 1] (0: every path weighs the same, 1: paths weighted by their importance "
+             "weights)",
+             train.tilt);
+  in.require(train.log_every >= 0, "train.log_every", ">= 0", train.log_every);
+  in.require(train.checkpoint_every >= 0, "train.checkpoint_every", ">= 0 (0: only on a signal)",
+             train.checkpoint_every);
+  return train;
+}
+
+SampleConfig read_sample(const Reader& in) {
+  SampleConfig sample;
+  in.read("sample.count", sample.count);
+  in.read_seed("sample.seed", sample.seed);
+  in.read("sample.batch", sample.batch);
+  in.read("sample.model", sample.model);
+  in.read("sample.method", sample.method);
+  in.read("sample.divergence", sample.divergence);
+  in.read("sample.probes", sample.probes);
+  in.read("sample.resample", sample.resample);
+  in.read("sample.mala_steps", sample.mala_steps);
+  in.read("sample.mala_step_size", sample.mala_step_size);
+  in.require(sample.count >= 1, "sample.count", ">= 1", sample.count);
+  // Systematic resampling computes positions exactly in 128-bit integers (posterior.hpp).
+  in.require(!sample.resample || sample.count <= kMaxResampleCount, "sample.count",
+             "<= 2^31 - 1 with sample.resample: true", sample.count);
+  in.require(sample.batch >= 1, "sample.batch", ">= 1", sample.batch);
+  in.require_one_of("sample.method", sample.method, kSampleMethods);
+  in.require_one_of("sample.divergence", sample.divergence, kDivergences);
+  // The probe index keys the 28 epoch bits of the noise counter (noise.hpp).
+  in.require(sample.probes >= 1 && sample.probes <= kMaxProbes, "sample.probes", "in [1, 2^28]",
+             sample.probes);
+  in.require(sample.mala_steps >= 0, "sample.mala_steps", ">= 0", sample.mala_steps);
+  if (sample.mala_steps > 0 && !sample.resample) {
+    in.fail("sample.mala_steps",
+            "MALA refines the resampled samples: set sample.resample: true "
+            "or sample.mala_steps: 0");
+  }
+  in.require(sample.mala_step_size >= 0.0, "sample.mala_step_size", ">= 0 (0: adapted)",
+             sample.mala_step_size);
+  return sample;
+}
+
+ReferenceConfig read_reference(const Reader& in) {
+  ReferenceConfig reference;
+  in.read("reference.chains", reference.chains);
+  in.read("reference.warmup", reference.warmup);
+  in.read("reference.steps", reference.steps);
+  in.read_seed("reference.seed", reference.seed);
+  // The standard error of the mean is the spread of the chains' means: at least two chains.
+  in.require(reference.chains >= 2, "reference.chains", ">= 2", reference.chains);
+  // The warm-up is cut in quarters (mcmc.hpp).
+  in.require(reference.warmup >= 4, "reference.warmup", ">= 4", reference.warmup);
+  in.require(reference.steps >= 1, "reference.steps", ">= 1", reference.steps);
+  return reference;
+}
+
+OutputConfig read_output(const Reader& in) {
+  OutputConfig output;
+  in.read("output.path", output.path);
+  if (output.path.empty()) in.fail("output.path", "must be a non-empty file path");
+  return output;
+}
+
+ParallelConfig read_parallel(const Reader& in) {
+  ParallelConfig parallel;
+  in.read("parallel.threads", parallel.threads);
+  in.require(parallel.threads >= 0, "parallel.threads", ">= 0 (0 = from the environment)",
+             parallel.threads);
+  return parallel;
+}
+
+PreconditionConfig read_precondition(const Reader& in, int64_t dim) {
+  PreconditionConfig precondition;
+  in.read("precondition.kind", precondition.kind);
+  in.require_one_of("precondition.kind", precondition.kind, kPreconditionKinds);
+  // Settings of another kind are rejected rather than ignored: they signal a mistake.
+  for (const auto& [key, kinds] : kPreconditionKeys) {
+    if (in.find("precondition." + key) && !contains(kinds, precondition.kind)) {
+      throw Error(in.origin("precondition." + key) + ": precondition." + key +
+                  " is used only by precondition.kind: " + join(kinds) +
+                  " (here precondition.kind: " + precondition.kind + ")");
+    }
+  }
+  if (precondition.kind == "config") {
+    if (dim == 0) {
+      in.fail("precondition.kind",
+              "config needs target.dim in the configuration (the sizes of "
+              "precondition.centre and precondition.scale follow from it)");
+    }
+    const YAML::Node centre = in.find("precondition.centre");
+    precondition.centre =
+        centre ? read_vector(in, centre, "precondition.centre", dim, /*allow_scalar=*/true)
+               : Eigen::VectorXd::Zero(dim);
+    // A list of rows is a covariance (L its Cholesky factor); a number or a list of numbers
+    // is the diagonal of L itself.
+    const YAML::Node scale = in.find("precondition.scale");
+    if (scale && scale.IsSequence() && scale.size() > 0 && scale[0].IsSequence()) {
+      precondition.scale_covariance = read_covariance(in, scale, "precondition.scale", dim);
+    } else {
+      precondition.scale_diagonal =
+          scale ? read_vector(in, scale, "precondition.scale", dim, /*allow_scalar=*/true)
+                : Eigen::VectorXd::Ones(dim);
+      const bool one_number = scale && scale.IsScalar();
+      for (int64_t i = 0; i < dim; ++i) {
+        in.require(precondition.scale_diagonal(i) > 0.0,
+                   one_number ? "precondition.scale" : indexed("precondition.scale", i), "> 0",
+                   precondition.scale_diagonal(i));
+      }
+    }
+  }
+  if (precondition.kind == "laplace" || precondition.kind == "pilot") {
+    in.read("precondition.form", precondition.form);
+    in.require_one_of("precondition.form", precondition.form, kPreconditionForms);
+  }
+  if (precondition.kind == "laplace") {
+    in.read("precondition.iterations", precondition.iterations);
+    in.require(precondition.iterations >= 1, "precondition.iterations", ">= 1",
+               precondition.iterations);
+  }
+  if (precondition.kind == "pilot") {
+    if (!in.find("precondition.pilot")) {
+      in.fail_missing("precondition.pilot", "the HDF5 output file of an earlier rbsde run");
+    }
+    in.read("precondition.pilot", precondition.pilot);
+    if (precondition.pilot.empty()) in.fail("precondition.pilot", "must be a non-empty file path");
+  }
+  return precondition;
+}
+
+template <typename T>
+void emit_entry(YAML::Emitter& out, const char* key, const T& value) {
+  out << YAML::Key << key << YAML::Value << value;
+}
+
+void emit_entry(YAML::Emitter& out, const char* key, double value) {
+  out << YAML::Key << key << YAML::Value << format_number(value);
+}
+
+void emit_vector(YAML::Emitter& out, const Eigen::VectorXd& vector) {
+  out << YAML::Flow << YAML::BeginSeq;
+  for (Eigen::Index i = 0; i < vector.size(); ++i) out << format_number(vector(i));
+  out << YAML::EndSeq;
+}
+
+// One flow row per line keeps a d x d matrix readable in the stored configuration.
+void emit_matrix(YAML::Emitter& out, const Eigen::MatrixXd& matrix) {
+  out << YAML::BeginSeq;
+  for (Eigen::Index i = 0; i < matrix.rows(); ++i) emit_vector(out, matrix.row(i).transpose());
+  out << YAML::EndSeq;
+}
+
+void emit_target(YAML::Emitter& out, const TargetConfig& target) {
+  out << YAML::Key << "target" << YAML::Value << YAML::BeginMap;
+  emit_entry(out, "name", target.name);
+  // 0: a data target whose file has not been read yet (app.cpp fills it in afterwards).
+  if (target.dim > 0) emit_entry(out, "dim", target.dim);
+  if (target.name == "gaussian") {
+    out << YAML::Key << "mean" << YAML::Value;
+    emit_vector(out, target.mean);
+    out << YAML::Key << "covariance" << YAML::Value;
+    if (target.covariance.size() > 0) {
+      emit_matrix(out, target.covariance);
+    } else {
+      emit_vector(out, target.covariance_diagonal);
+    }
+  } else if (target.name == "gmm") {
+    out << YAML::Key << "weights" << YAML::Value;
+    emit_vector(out, Eigen::Map<const Eigen::VectorXd>(
+                         target.weights.data(), static_cast<Eigen::Index>(target.weights.size())));
+    out << YAML::Key << "means" << YAML::Value << YAML::BeginSeq;
+    for (const Eigen::VectorXd& mean : target.means) emit_vector(out, mean);
+    out << YAML::EndSeq;
+    out << YAML::Key << "covariances" << YAML::Value << YAML::BeginSeq;
+    for (const Eigen::MatrixXd& covariance : target.covariances) emit_matrix(out, covariance);
+    out << YAML::EndSeq;
+  } else if (target.name == "torchscript") {
+    emit_entry(out, "module", target.module);
+    emit_entry(out, "method", target.method);
+  } else if (target.name != "funnel" && target.name != "many_well") {
+    emit_entry(out, "data", target.data);
+    if (target.name == "lgcp") {
+      emit_entry(out, "grid", target.grid);
+      emit_entry(out, "whitened", target.whitened);
+    } else if (target.name != "gmm40") {
+      emit_entry(out, "label", target.label);
+    }
+  }
+  out << YAML::EndMap;
+}
+
+void emit_precondition(YAML::Emitter& out, const PreconditionConfig& precondition) {
+  out << YAML::Key << "precondition" << YAML::Value << YAML::BeginMap;
+  emit_entry(out, "kind", precondition.kind);
+  if (precondition.kind == "config") {
+    out << YAML::Key << "centre" << YAML::Value;
+    emit_vector(out, precondition.centre);
+    out << YAML::Key << "scale" << YAML::Value;
+    if (precondition.scale_covariance.size() > 0) {
+      emit_matrix(out, precondition.scale_covariance);
+    } else {
+      emit_vector(out, precondition.scale_diagonal);
+    }
+  }
+  if (precondition.kind == "laplace" || precondition.kind == "pilot") {
+    emit_entry(out, "form", precondition.form);
+  }
+  if (precondition.kind == "laplace") emit_entry(out, "iterations", precondition.iterations);
+  if (precondition.kind == "pilot") emit_entry(out, "pilot", precondition.pilot);
+  out << YAML::EndMap;
+}
+
+std::string emit_resolved(const Config& config) {
+  YAML::Emitter out;
+  out << YAML::BeginMap;
+  emit_target(out, config.target);
+
+  out << YAML::Key << "sde" << YAML::Value << YAML::BeginMap;
+  emit_entry(out, "schedule", config.sde.schedule);
+  emit_entry(out, "beta", config.sde.beta);
+  emit_entry(out, "beta_min", config.sde.beta_min);
+  emit_entry(out, "beta_max", config.sde.beta_max);
+  emit_entry(out, "horizon", config.sde.horizon);
+  emit_entry(out, "steps", config.sde.steps);
+  emit_entry(out, "integrator", config.sde.integrator);
+  out << YAML::EndMap;
+
+  out << YAML::Key << "network" << YAML::Value << YAML::BeginMap;
+  emit_entry(out, "width", config.network.width);
+  emit_entry(out, "depth", config.network.depth);
+  emit_entry(out, "activation", config.network.activation);
+  emit_entry(out, "time_features", config.network.time_features);
+  emit_entry(out, "y0_residual", config.network.y0_residual);
+  emit_entry(out, "gain", config.network.gain);
+  emit_entry(out, "blocks", config.network.blocks);
+  out << YAML::EndMap;
+
+  out << YAML::Key << "train" << YAML::Value << YAML::BeginMap;
+  emit_entry(out, "iterations", config.train.iterations);
+  emit_entry(out, "paths", config.train.paths);
+  emit_entry(out, "seed", config.train.seed);
+  emit_entry(out, "lr", config.train.lr);
+  emit_entry(out, "lr_schedule", config.train.lr_schedule);
+  emit_entry(out, "lr_final", config.train.lr_final);
+  emit_entry(out, "grad_clip", config.train.grad_clip);
+  emit_entry(out, "anneal_gamma0", config.train.anneal_gamma0);
+  emit_entry(out, "anneal_fraction", config.train.anneal_fraction);
+  emit_entry(out, "anneal_path", config.train.anneal_path);
+  emit_entry(out, "detach_paths", config.train.detach_paths);
+  emit_entry(out, "constant_memory", config.train.constant_memory);
+  emit_entry(out, "explore", config.train.explore);
+  emit_entry(out, "tilt", config.train.tilt);
+  emit_entry(out, "log_every", config.train.log_every);
+  emit_entry(out, "checkpoint_every", config.train.checkpoint_every);
+  out << YAML::EndMap;
+
+  out << YAML::Key << "sample" << YAML::Value << YAML::BeginMap;
+  emit_entry(out, "count", config.sample.count);
+  emit_entry(out, "seed", config.sample.seed);
+  emit_entry(out, "batch", config.sample.batch);
+  emit_entry(out, "model", config.sample.model);
+  emit_entry(out, "method", config.sample.method);
+  emit_entry(out, "divergence", config.sample.divergence);
+  emit_entry(out, "probes", config.sample.probes);
+  emit_entry(out, "resample", config.sample.resample);
+  emit_entry(out, "mala_steps", config.sample.mala_steps);
+  emit_entry(out, "mala_step_size", config.sample.mala_step_size);
+  out << YAML::EndMap;
+
+  out << YAML::Key << "reference" << YAML::Value << YAML::BeginMap;
+  emit_entry(out, "chains", config.reference.chains);
+  emit_entry(out, "warmup", config.reference.warmup);
+  emit_entry(out, "steps", config.reference.steps);
+  emit_entry(out, "seed", config.reference.seed);
+  out << YAML::EndMap;
+
+  out << YAML::Key << "output" << YAML::Value << YAML::BeginMap;
+  emit_entry(out, "path", config.output.path);
+  out << YAML::EndMap;
+
+  out << YAML::Key << "parallel" << YAML::Value << YAML::BeginMap;
+  emit_entry(out, "threads", config.parallel.threads);
+  out << YAML::EndMap;
+
+  emit_precondition(out, config.precondition);
+
+  out << YAML::EndMap;
+  return std::string(out.c_str()) + "\n";
+}
+
+YAML::Node load_yaml(const std::string& yaml_text, const std::string& source) {
+  try {
+    return YAML::Load(yaml_text);
+  } catch (const YAML::ParserException& e) {
+    // yaml-cpp counts lines and columns from 0.
+    throw Error(source + ":" + std::to_string(e.mark.line + 1) + ":" +
+                std::to_string(e.mark.column + 1) + ": YAML syntax error: " + e.msg);
+  }
+}
+
+}  // namespace
+
+Config parse_config(const std::string& yaml_text, const std::vector<std::string>& overrides,
+                    const std::string& source) {
+  try {
+    YAML::Node root = load_yaml(yaml_text, source);
+    check_structure(root, source);
+    std::map<std::string, std::string> overridden = apply_overrides(root, overrides);
+    const Reader in(root, source, std::move(overridden));
+    Config config;
+    config.target = read_target(in);
+    config.sde = read_sde(in);
+    config.network = read_network(in);
+    config.train = read_train(in);
+    if (config.network.gain && config.sde.integrator != "exponential") {
+      throw Error("network.gain: the gain's exact step needs sde.integrator: exponential");
+    }
+    if (config.network.gain && !config.train.detach_paths) {
+      throw Error(
+          "network.gain: needs train.detach_paths: true (the coupled pass has no "
+          "exact gain step)");
+    }
+    config.sample = read_sample(in);
+    config.reference = read_reference(in);
+    config.output = read_output(in);
+    config.parallel = read_parallel(in);
+    config.precondition = read_precondition(in, config.target.dim);
+    config.resolved_yaml = emit_resolved(config);
+    return config;
+  } catch (const YAML::Exception& e) {
+    // Anything yaml-cpp raises beyond syntax errors (checked above) still names the source.
+    throw Error(source + ": " + e.what());
+  }
+}
+
+Config load_config(const std::string& path, const std::vector<std::string>& overrides) {
+  // An ifstream opens a directory without complaint and then reads nothing. (The error_code
+  // overload does not throw; an unreadable path is reported by the open below.)
+  std::error_code ignored;
+  if (std::filesystem::is_directory(path, ignored)) {
+    throw Error("cannot read config file '" + path + "': it is a directory");
+  }
+  std::ifstream file(path);
+  if (!file) {
+    throw Error("cannot read config file '" + path +
+                "': " + std::generic_category().message(errno));
+  }
+  const std::string text((std::istreambuf_iterator<char>(file)), std::istreambuf_iterator<char>());
+  if (file.bad()) {
+    throw Error("cannot read config file '" + path +
+                "': " + std::generic_category().message(errno));
+  }
+  return parse_config(text, overrides, path);
+}
+
+}  // namespace rbsde

@@ -1,0 +1,109 @@
+#include "rbsde/io/network_file.hpp"
+
+#include <algorithm>
+#include <array>
+#include <filesystem>
+#include <utility>
+
+#include "rbsde/error.hpp"
+
+namespace rbsde {
+
+namespace {
+/// The archive entries of the training history, for saving (const) and loading.
+template <typename History>
+auto history_fields(History& history) {
+  return std::array{
+      std::pair{"history_loss", &history.loss}, std::pair{"history_log_z", &history.log_z},
+      std::pair{"history_time", &history.time}, std::pair{"history_gamma", &history.gamma}};
+}
+
+}  // namespace
+
+void write_history(torch::serialize::OutputArchive& archive, const TrainingHistory& history) {
+  for (const auto& [key, values] : history_fields(history)) {
+    archive.write(key, torch::tensor(*values, torch::kFloat64));
+  }
+}
+
+TrainingHistory read_history(torch::serialize::InputArchive& archive) {
+  TrainingHistory history;
+  for (const auto& [key, values] : history_fields(history)) {
+    torch::Tensor stored;
+    archive.read(key, stored);
+    stored = stored.contiguous();
+    values->assign(stored.data_ptr<double>(), stored.data_ptr<double>() + stored.numel());
+  }
+  return history;
+}
+
+namespace {
+/// What a saved network must agree on with the settings that load it.
+torch::Tensor shape_record(int64_t dim, const NetworkConfig& network) {
+  const std::array<const char*, 4> activations = {"silu", "tanh", "relu", "gelu"};
+  const auto activation =
+      std::find(activations.begin(), activations.end(), network.activation) - activations.begin();
+  return torch::tensor({dim, network.width, network.depth, network.time_features,
+                        static_cast<int64_t>(network.y0_residual), activation, network.blocks,
+                        static_cast<int64_t>(network.gain)},
+                       torch::kInt64);
+}
+}  // namespace
+
+void save_archive(torch::serialize::OutputArchive& archive, const std::string& path,
+                  const std::string& what) {
+  const std::string tmp = path + ".tmp";
+  try {
+    const auto parent = std::filesystem::path(path).parent_path();
+    if (!parent.empty()) std::filesystem::create_directories(parent);
+    archive.save_to(tmp);
+    std::filesystem::rename(tmp, path);
+  } catch (const std::exception& e) {
+    std::error_code ignored;
+    std::filesystem::remove(tmp, ignored);
+    throw Error("cannot write " + what + " '" + path + "': " + e.what());
+  }
+}
+
+void save_model(const std::string& path, BsdeModel& model, const NetworkConfig& network,
+                const TrainingHistory& history) {
+  torch::serialize::OutputArchive archive;
+  model->save(archive);
+  archive.write("shape", shape_record(model->dim(), network));
+  write_history(archive, history);
+  save_archive(archive, path, "the network parameters");
+}
+
+TrainingHistory load_model(const std::string& path, BsdeModel& model,
+                           const NetworkConfig& network) {
+  if (!std::filesystem::exists(path)) {
+    throw Error("network parameters '" + path +
+                "' not found: run `rbsde train` first, or set sample.model");
+  }
+  TrainingHistory history;
+  try {
+    torch::serialize::InputArchive archive;
+    archive.load_from(path);
+    torch::Tensor shape;
+    archive.read("shape", shape);
+    // Files written before network.blocks and network.gain existed record six or seven
+    // entries: one block, no gain.
+    if (shape.numel() == 6) shape = torch::cat({shape, torch::ones({1}, torch::kInt64)});
+    if (shape.numel() == 7) shape = torch::cat({shape, torch::zeros({1}, torch::kInt64)});
+    if (!torch::equal(shape, shape_record(model->dim(), network))) {
+      throw Error("network parameters '" + path +
+                  "' were trained with other settings (target.dim, network.width, depth, "
+                  "activation, time_features, y0_residual, blocks, gain must match the training "
+                  "run)");
+    }
+    model->load(archive);
+    history = read_history(archive);
+  } catch (const Error&) {
+    throw;
+  } catch (const std::exception& e) {
+    throw Error("cannot load network parameters from '" + path + "': " + e.what());
+  }
+  return history;
+}
+
+}  // namespace rbsde

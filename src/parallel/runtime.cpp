@@ -1,0 +1,56 @@
+#include "rbsde/parallel/runtime.hpp"
+
+#include <malloc.h>
+
+#include <atomic>
+#include <csignal>
+
+#ifdef RBSDE_USE_KOKKOS
+#include <Kokkos_Core.hpp>
+#endif
+
+namespace rbsde {
+
+namespace {
+// Lock-free atomics are safe to write from a signal handler, and exchange() reads and
+// clears a request without losing one that arrives in between.
+std::atomic<bool> stop_requested{false};
+std::atomic<bool> checkpoint_requested{false};
+static_assert(std::atomic<bool>::is_always_lock_free);
+
+extern "C" void on_signal(int signal) {
+  if (signal == SIGUSR1) {
+    checkpoint_requested = true;
+  } else {
+    stop_requested = true;
+  }
+}
+}  // namespace
+
+void keep_freed_memory() {
+  mallopt(M_MMAP_THRESHOLD, 1 << 30);  // serve blocks up to 1 GiB from the heap
+  mallopt(M_TRIM_THRESHOLD, 1 << 30);  // and do not trim it while less than 1 GiB is free
+}
+
+#ifdef RBSDE_USE_KOKKOS
+KernelRuntime::KernelRuntime(int& argc, char** argv) { Kokkos::initialize(argc, argv); }
+KernelRuntime::~KernelRuntime() { Kokkos::finalize(); }
+#else
+KernelRuntime::KernelRuntime(int& /*argc*/, char** /*argv*/) {}
+KernelRuntime::~KernelRuntime() = default;
+#endif
+
+void install_signal_handlers() {
+  std::signal(SIGTERM, on_signal);
+  std::signal(SIGINT, on_signal);
+  std::signal(SIGUSR1, on_signal);
+}
+
+SignalRequests take_signal_requests() {
+  SignalRequests requests;
+  requests.stop = stop_requested.exchange(false);
+  requests.checkpoint = checkpoint_requested.exchange(false);
+  return requests;
+}
+
+}  // namespace rbsde
