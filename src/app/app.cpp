@@ -54,6 +54,7 @@ constexpr const char* kUsage =
     "  --set key=value   override a configuration key, e.g. --set train.iterations=200\n"
     "                    (value in YAML syntax: --set target.mean=[1,2]); may repeat\n"
     "  -h, --help        this text\n"
+    "  --help-config     every configuration key: accepted values, default, meaning\n"
     "  --version         program version\n"
     "\n"
     "Run under MPI with mpirun/srun; threads per rank come from parallel.threads,\n"
@@ -422,6 +423,10 @@ int run_app(int argc, char** argv, MPI_Comm world) {
     const std::string arg = argv[i];
     if (arg == "-h" || arg == "--help") {
       if (rank == 0) std::fputs(kUsage, stdout);
+      return 0;
+    }
+    if (arg == "--help-config") {
+      if (rank == 0) std::fputs(options_help().c_str(), stdout);
       return 0;
     }
     if (arg == "--version") {

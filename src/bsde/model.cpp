@@ -11,40 +11,64 @@ namespace {
 
 constexpr double kPi = 3.14159265358979323846;
 
-void check_activation(const std::string& name) {
-  if (name != "silu" && name != "tanh" && name != "relu" && name != "gelu") {
-    throw Error("network.activation: unknown activation '" + name +
-                "' (accepted: silu, tanh, relu, gelu)");
-  }
+using Activation = BsdeModelImpl::Activation;
+
+/// network.activation, parsed once.
+Activation parse_activation(const std::string& name) {
+  if (name == "silu") return Activation::kSilu;
+  if (name == "tanh") return Activation::kTanh;
+  if (name == "relu") return Activation::kRelu;
+  if (name == "gelu") return Activation::kGelu;
+  throw Error("network.activation: unknown activation '" + name +
+              "' (accepted: silu, tanh, relu, gelu)");
 }
 
-torch::Tensor activate(const std::string& name, const torch::Tensor& x) {
-  if (name == "silu") return torch::silu(x);
-  if (name == "tanh") return torch::tanh(x);
-  if (name == "relu") return torch::relu(x);
+torch::Tensor activate(Activation activation, const torch::Tensor& x) {
+  switch (activation) {
+    case Activation::kSilu:
+      return torch::silu(x);
+    case Activation::kTanh:
+      return torch::tanh(x);
+    case Activation::kRelu:
+      return torch::relu(x);
+    case Activation::kGelu:
+      break;
+  }
   return torch::gelu(x);
 }
 
 /// activation(x) written into `out`.
-void activate_into(const std::string& name, const torch::Tensor& x, torch::Tensor& out) {
-  if (name == "silu") {
-    at::silu_out(out, x);
-  } else if (name == "tanh") {
-    at::tanh_out(out, x);
-  } else if (name == "relu") {
-    at::clamp_min_out(out, x, 0);
-  } else {
-    at::gelu_out(out, x);
+void activate_into(Activation activation, const torch::Tensor& x, torch::Tensor& out) {
+  switch (activation) {
+    case Activation::kSilu:
+      at::silu_out(out, x);
+      return;
+    case Activation::kTanh:
+      at::tanh_out(out, x);
+      return;
+    case Activation::kRelu:
+      at::clamp_min_out(out, x, 0);
+      return;
+    case Activation::kGelu:
+      break;
   }
+  at::gelu_out(out, x);
 }
 
 /// ∂/∂a of Σ grad · activation(a) from a = pre and activation(a) = post, by ATen's fused
 /// backward kernels.
-torch::Tensor activate_backward(const std::string& name, const torch::Tensor& grad,
+torch::Tensor activate_backward(Activation activation, const torch::Tensor& grad,
                                 const torch::Tensor& pre, const torch::Tensor& post) {
-  if (name == "silu") return at::silu_backward(grad, pre);
-  if (name == "tanh") return at::tanh_backward(grad, post);
-  if (name == "relu") return at::threshold_backward(grad, pre, 0);
+  switch (activation) {
+    case Activation::kSilu:
+      return at::silu_backward(grad, pre);
+    case Activation::kTanh:
+      return at::tanh_backward(grad, post);
+    case Activation::kRelu:
+      return at::threshold_backward(grad, pre, 0);
+    case Activation::kGelu:
+      break;
+  }
   return at::gelu_backward(grad, pre);
 }
 
@@ -75,8 +99,7 @@ BsdeModelImpl::BsdeModelImpl(int64_t dim, const NetworkConfig& network,
       time_features_(network.time_features),
       gain_(network.gain),
       schedule_(schedule),
-      activation_(network.activation) {
-  check_activation(activation_);
+      activation_(parse_activation(network.activation)) {
   if (dim % blocks_ != 0) {
     throw Error("network.blocks: " + std::to_string(blocks_) +
                 " blocks do not divide the target's dimension " + std::to_string(dim));
@@ -107,11 +130,12 @@ BsdeModelImpl::BsdeModelImpl(int64_t dim, const NetworkConfig& network,
     const int64_t width = std::max<int64_t>(network.width / 2, 8);
     residual_ = register_module(
         "y0_residual",
-        torch::nn::Sequential(torch::nn::Linear(dim, width),
-                              torch::nn::Functional([name = activation_](const torch::Tensor& x) {
-                                return activate(name, x);
-                              }),
-                              zero_linear(width, 1, /*bias=*/false)));
+        torch::nn::Sequential(
+            torch::nn::Linear(dim, width),
+            torch::nn::Functional([activation = activation_](const torch::Tensor& x) {
+              return activate(activation, x);
+            }),
+            zero_linear(width, 1, /*bias=*/false)));
   }
   constant_ = register_buffer("constant", torch::zeros({1}, torch::kFloat64));
 }

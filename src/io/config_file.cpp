@@ -30,25 +30,9 @@ struct Section {
   std::vector<std::string> keys;
 };
 
-// The accepted keys, in the order of the structs in config.hpp (and of resolved_yaml).
-const std::vector<Section> kSections = {
-    {"target",
-     {"name", "dim", "mean", "covariance", "weights", "means", "covariances", "data", "label",
-      "grid", "whitened", "module", "method"}},
-    {"sde", {"schedule", "beta", "beta_min", "beta_max", "horizon", "steps", "integrator"}},
-    {"network", {"width", "depth", "activation", "time_features", "y0_residual", "gain", "blocks"}},
-    {"train",
-     {"iterations", "paths", "seed", "lr", "lr_schedule", "lr_final", "grad_clip", "anneal_gamma0",
-      "anneal_fraction", "anneal_path", "detach_paths", "constant_memory", "explore", "tilt",
-      "log_every", "checkpoint_every"}},
-    {"sample",
-     {"count", "seed", "batch", "model", "method", "divergence", "probes", "resample", "mala_steps",
-      "mala_step_size"}},
-    {"reference", {"chains", "warmup", "steps", "seed"}},
-    {"output", {"path"}},
-    {"parallel", {"threads"}},
-    {"precondition", {"kind", "centre", "scale", "form", "iterations", "pilot"}},
-};
+/// The accepted sections and keys, in the order of the structs in config.hpp (and of
+/// resolved_yaml): those of the option table (options() below).
+const std::vector<Section>& sections();
 
 const std::vector<std::string> kTargetNames = {
     "gaussian",          "gmm",          "funnel", "many_well",  "gmm40", "logreg",
@@ -112,12 +96,12 @@ std::string join(const std::vector<std::string>& items) {
 
 std::string section_names() {
   std::vector<std::string> names;
-  for (const Section& section : kSections) names.push_back(section.name);
+  for (const Section& section : sections()) names.push_back(section.name);
   return join(names);
 }
 
 const Section* find_section(const std::string& name) {
-  for (const Section& section : kSections) {
+  for (const Section& section : sections()) {
     if (section.name == name) return &section;
   }
   return nullptr;
@@ -335,7 +319,7 @@ class Reader {
   void read(const std::string& key, int64_t& field) const {
     if (const YAML::Node node = find(key)) field = to_int(node, key);
   }
-  void read_seed(const std::string& key, uint64_t& field) const {
+  void read(const std::string& key, uint64_t& field) const {
     if (const YAML::Node node = find(key)) field = to_seed(node, key);
   }
   void read(const std::string& key, double& field) const {
@@ -582,159 +566,6 @@ TargetConfig read_target(const Reader& in) {
   return target;
 }
 
-SdeConfig read_sde(const Reader& in) {
-  SdeConfig sde;
-  in.read("sde.schedule", sde.schedule);
-  in.read("sde.beta", sde.beta);
-  in.read("sde.beta_min", sde.beta_min);
-  in.read("sde.beta_max", sde.beta_max);
-  in.read("sde.horizon", sde.horizon);
-  in.read("sde.steps", sde.steps);
-  in.read("sde.integrator", sde.integrator);
-  in.require_one_of("sde.schedule", sde.schedule, kSchedules);
-  in.require_one_of("sde.integrator", sde.integrator, kIntegrators);
-  in.require(sde.beta > 0.0, "sde.beta", "> 0", sde.beta);
-  if (sde.schedule == "linear") {
-    in.require(sde.beta_min > 0.0, "sde.beta_min", "> 0 (schedule: linear)", sde.beta_min);
-    in.require(sde.beta_max > sde.beta_min, "sde.beta_max",
-               "> sde.beta_min = " + format_number(sde.beta_min) + " (schedule: linear)",
-               sde.beta_max);
-  }
-  in.require(sde.horizon > 0.0, "sde.horizon", "> 0", sde.horizon);
-  in.require(sde.steps >= 1, "sde.steps", ">= 1", sde.steps);
-  return sde;
-}
-
-NetworkConfig read_network(const Reader& in) {
-  NetworkConfig network;
-  in.read("network.width", network.width);
-  in.read("network.depth", network.depth);
-  in.read("network.activation", network.activation);
-  in.read("network.time_features", network.time_features);
-  in.read("network.y0_residual", network.y0_residual);
-  in.read("network.gain", network.gain);
-  in.read("network.blocks", network.blocks);
-  in.require(network.width >= 1, "network.width", ">= 1", network.width);
-  in.require(network.depth >= 1, "network.depth", ">= 1", network.depth);
-  in.require_one_of("network.activation", network.activation, kActivations);
-  in.require(network.time_features >= 0, "network.time_features", ">= 0", network.time_features);
-  in.require(network.blocks >= 1, "network.blocks", ">= 1", network.blocks);
-  return network;
-}
-
-TrainConfig read_train(const Reader& in) {
-  TrainConfig train;
-  in.read("train.iterations", train.iterations);
-  in.read("train.paths", train.paths);
-  in.read_seed("train.seed", train.seed);
-  in.read("train.lr", train.lr);
-  in.read("train.lr_schedule", train.lr_schedule);
-  in.read("train.lr_final", train.lr_final);
-  in.read("train.grad_clip", train.grad_clip);
-  in.read("train.anneal_gamma0", train.anneal_gamma0);
-  in.read("train.anneal_fraction", train.anneal_fraction);
-  in.read("train.anneal_path", train.anneal_path);
-  in.read("train.detach_paths", train.detach_paths);
-  in.read("train.constant_memory", train.constant_memory);
-  in.read("train.explore", train.explore);
-  in.read("train.tilt", train.tilt);
-  in.read("train.log_every", train.log_every);
-  in.read("train.checkpoint_every", train.checkpoint_every);
-  in.require(train.iterations >= 0, "train.iterations", ">= 0", train.iterations);
-  in.require(train.paths >= 1, "train.paths", ">= 1", train.paths);
-  in.require(train.lr > 0.0, "train.lr", "> 0", train.lr);
-  in.require_one_of("train.lr_schedule", train.lr_schedule, kLrSchedules);
-  in.require_one_of("train.anneal_path", train.anneal_path, kAnnealPaths);
-  in.require(train.lr_final > 0.0 && train.lr_final <= train.lr, "train.lr_final",
-             "> 0 and <= train.lr = " + format_number(train.lr), train.lr_final);
-  in.require(train.grad_clip >= 0.0, "train.grad_clip", ">= 0 (0 disables clipping)",
-             train.grad_clip);
-  in.require(train.anneal_gamma0 > 0.0 && train.anneal_gamma0 <= 1.0, "train.anneal_gamma0",
-             "in (0, 1]", train.anneal_gamma0);
-  in.require(train.anneal_fraction > 0.0 && train.anneal_fraction <= 1.0, "train.anneal_fraction",
-             "in (0, 1]", train.anneal_fraction);
-  if (train.constant_memory && !train.detach_paths) {
-    throw Error(
-        "train.constant_memory: re-simulating the paths needs train.detach_paths: true "
-        "(the coupled mode back-propagates through X and keeps its graph)");
-  }
-  in.require(train.explore >= 0.0 && train.explore < 1.0, "train.explore", "in [0, 1)",
-             train.explore);
-  if (train.explore > 0.0 && !train.detach_paths) {
-    throw Error("train.explore: exploration paths need train.detach_paths: true");
-  }
-  in.require(train.tilt >= 0.0 && train.tilt <= 1.0, "train.tilt",
-             "in [0, 1] (0: every path weighs the same, 1: paths weighted by their importance "
-             "weights)",
-             train.tilt);
-  in.require(train.log_every >= 0, "train.log_every", ">= 0", train.log_every);
-  in.require(train.checkpoint_every >= 0, "train.checkpoint_every", ">= 0 (0: only on a signal)",
-             train.checkpoint_every);
-  return train;
-}
-
-SampleConfig read_sample(const Reader& in) {
-  SampleConfig sample;
-  in.read("sample.count", sample.count);
-  in.read_seed("sample.seed", sample.seed);
-  in.read("sample.batch", sample.batch);
-  in.read("sample.model", sample.model);
-  in.read("sample.method", sample.method);
-  in.read("sample.divergence", sample.divergence);
-  in.read("sample.probes", sample.probes);
-  in.read("sample.resample", sample.resample);
-  in.read("sample.mala_steps", sample.mala_steps);
-  in.read("sample.mala_step_size", sample.mala_step_size);
-  in.require(sample.count >= 1, "sample.count", ">= 1", sample.count);
-  // Systematic resampling computes positions exactly in 128-bit integers (posterior.hpp).
-  in.require(!sample.resample || sample.count <= kMaxResampleCount, "sample.count",
-             "<= 2^31 - 1 with sample.resample: true", sample.count);
-  in.require(sample.batch >= 1, "sample.batch", ">= 1", sample.batch);
-  in.require_one_of("sample.method", sample.method, kSampleMethods);
-  in.require_one_of("sample.divergence", sample.divergence, kDivergences);
-  // The probe index keys the 28 epoch bits of the noise counter (noise.hpp).
-  in.require(sample.probes >= 1 && sample.probes <= kMaxProbes, "sample.probes", "in [1, 2^28]",
-             sample.probes);
-  in.require(sample.mala_steps >= 0, "sample.mala_steps", ">= 0", sample.mala_steps);
-  if (sample.mala_steps > 0 && !sample.resample) {
-    in.fail("sample.mala_steps",
-            "MALA refines the resampled samples: set sample.resample: true "
-            "or sample.mala_steps: 0");
-  }
-  in.require(sample.mala_step_size >= 0.0, "sample.mala_step_size", ">= 0 (0: adapted)",
-             sample.mala_step_size);
-  return sample;
-}
-
-ReferenceConfig read_reference(const Reader& in) {
-  ReferenceConfig reference;
-  in.read("reference.chains", reference.chains);
-  in.read("reference.warmup", reference.warmup);
-  in.read("reference.steps", reference.steps);
-  in.read_seed("reference.seed", reference.seed);
-  // The standard error of the mean is the spread of the chains' means: at least two chains.
-  in.require(reference.chains >= 2, "reference.chains", ">= 2", reference.chains);
-  // The warm-up is cut in quarters (mcmc.hpp).
-  in.require(reference.warmup >= 4, "reference.warmup", ">= 4", reference.warmup);
-  in.require(reference.steps >= 1, "reference.steps", ">= 1", reference.steps);
-  return reference;
-}
-
-OutputConfig read_output(const Reader& in) {
-  OutputConfig output;
-  in.read("output.path", output.path);
-  if (output.path.empty()) in.fail("output.path", "must be a non-empty file path");
-  return output;
-}
-
-ParallelConfig read_parallel(const Reader& in) {
-  ParallelConfig parallel;
-  in.read("parallel.threads", parallel.threads);
-  in.require(parallel.threads >= 0, "parallel.threads", ">= 0 (0 = from the environment)",
-             parallel.threads);
-  return parallel;
-}
-
 PreconditionConfig read_precondition(const Reader& in, int64_t dim) {
   PreconditionConfig precondition;
   in.read("precondition.kind", precondition.kind);
@@ -875,82 +706,443 @@ void emit_precondition(YAML::Emitter& out, const PreconditionConfig& preconditio
   out << YAML::EndMap;
 }
 
+/// One configuration key, declared once: what it accepts, what it does, and (for the keys
+/// of one plain value) the member it sets, its check and, through the member's initialiser
+/// in config.hpp, its default. The reader, the resolved-YAML writer, `rbsde --help-config`
+/// and the README's key table all come from options(). The target.* and precondition.* keys
+/// whose reading depends on target.name or precondition.kind (lists, matrices, data files)
+/// are read and written by read_target / read_precondition and emit_target /
+/// emit_precondition; their entries carry the text.
+struct Option {
+  std::string key;
+  std::string accepted;  ///< what values it takes, for --help-config
+  std::string help;
+  std::string fixed_default;  ///< the default where the member has none to emit
+  std::vector<std::string> choices;
+  const std::string& (*chosen)(const Config& config) = nullptr;  ///< a choice's value
+  void (*read)(const Reader& in, const std::string& key, Config& config) = nullptr;
+  void (*emit)(YAML::Emitter& out, const char* name, const Config& config) = nullptr;
+  /// Checks the value once every plain key is read (so that it may compare with others).
+  void (*check)(const Reader& in, const Config& config) = nullptr;
+};
+
+using Check = void (*)(const Reader& in, const Config& config);
+
+/// A key of one plain value: config.*S.*F.
+template <auto S, auto F>
+Option plain(const char* key, const char* accepted, const char* help, Check check = nullptr) {
+  Option option;
+  option.key = key;
+  option.accepted = accepted;
+  option.help = help;
+  option.read = [](const Reader& in, const std::string& name, Config& config) {
+    in.read(name, config.*S.*F);
+  };
+  option.emit = [](YAML::Emitter& out, const char* name, const Config& config) {
+    emit_entry(out, name, config.*S.*F);
+  };
+  option.check = check;
+  return option;
+}
+
+/// A key whose value is one of `choices`.
+template <auto S, auto F>
+Option choice(const char* key, std::vector<std::string> choices, const char* help) {
+  Option option = plain<S, F>(key, "", help);
+  option.choices = std::move(choices);
+  option.chosen = [](const Config& config) -> const std::string& { return config.*S.*F; };
+  return option;
+}
+
+/// A key read and written by the structured readers of its section.
+Option structured(const char* key, std::string accepted, const char* fixed_default,
+                  const char* help) {
+  Option option;
+  option.key = key;
+  option.accepted = std::move(accepted);
+  option.fixed_default = fixed_default;
+  option.help = help;
+  return option;
+}
+
+const std::vector<Option>& options() {
+  static const std::vector<Option> table = {
+      structured("target.name", join(kTargetNames), "(required)",
+                 "the distribution to sample (docs/targets.md)"),
+      structured("target.dim", "integer >= 1", "(required)",
+                 "d; optional for gmm40, logreg* and lgcp, which take it from the data (an error "
+                 "if it differs)"),
+      structured("target.mean", "number or d numbers", "0", "gaussian: the mean"),
+      structured("target.covariance", "number, d numbers or d x d matrix", "I",
+                 "gaussian: the covariance (a number or a diagonal list keep no d x d matrix)"),
+      structured("target.weights", "K numbers > 0", "equal",
+                 "gmm: the component weights (normalised)"),
+      structured("target.means", "K lists of d numbers", "(required)", "gmm: the component means"),
+      structured("target.covariances", "K (or 1 shared) covariances", "I",
+                 "gmm: each a number, d numbers or a d x d matrix"),
+      structured("target.data", "file path", "the project's copy in data/",
+                 "gmm40, logreg*, lgcp: the CSV file (relative to the current directory; "
+                 "required for logreg)"),
+      structured("target.label", "column name", "Class",
+                 "logreg*: the 0/1 label column; every other column is a feature"),
+      structured("target.grid", "integer >= 1", "40", "lgcp: G, a G x G grid (d = G²)"),
+      structured("target.whitened", "true or false", "false",
+                 "lgcp: sample u with x = μ₀ + L u instead of x"),
+      structured("target.module", "file path", "(required)",
+                 "torchscript: the TorchScript file of log π̃"),
+      structured("target.method", "method name", "log_prob or forward",
+                 "torchscript: the method to call (default: log_prob if the module has one, else "
+                 "forward)"),
+
+      choice<&Config::sde, &SdeConfig::schedule>(
+          "sde.schedule", kSchedules,
+          "constant (β ≡ sde.beta) or linear (sde.beta_min → sde.beta_max)"),
+      plain<&Config::sde, &SdeConfig::beta>("sde.beta", "> 0", "β of the constant schedule",
+                                            [](const Reader& in, const Config& c) {
+                                              in.require(c.sde.beta > 0.0, "sde.beta", "> 0",
+                                                         c.sde.beta);
+                                            }),
+      plain<&Config::sde, &SdeConfig::beta_min>(
+          "sde.beta_min", "> 0", "β at t = 0 of the linear schedule",
+          [](const Reader& in, const Config& c) {
+            if (c.sde.schedule != "linear") return;
+            in.require(c.sde.beta_min > 0.0, "sde.beta_min", "> 0 (schedule: linear)",
+                       c.sde.beta_min);
+          }),
+      plain<&Config::sde, &SdeConfig::beta_max>(
+          "sde.beta_max", "> sde.beta_min", "β at t = T of the linear schedule",
+          [](const Reader& in, const Config& c) {
+            if (c.sde.schedule != "linear") return;
+            in.require(c.sde.beta_max > c.sde.beta_min, "sde.beta_max",
+                       "> sde.beta_min = " + format_number(c.sde.beta_min) + " (schedule: linear)",
+                       c.sde.beta_max);
+          }),
+      plain<&Config::sde, &SdeConfig::horizon>("sde.horizon", "> 0", "T",
+                                               [](const Reader& in, const Config& c) {
+                                                 in.require(c.sde.horizon > 0.0, "sde.horizon",
+                                                            "> 0", c.sde.horizon);
+                                               }),
+      plain<&Config::sde, &SdeConfig::steps>("sde.steps", ">= 1", "N, the number of uniform steps",
+                                             [](const Reader& in, const Config& c) {
+                                               in.require(c.sde.steps >= 1, "sde.steps", ">= 1",
+                                                          c.sde.steps);
+                                             }),
+      choice<&Config::sde, &SdeConfig::integrator>(
+          "sde.integrator", kIntegrators,
+          "euler (Euler–Maruyama) or exponential: the linear part of the drift integrated "
+          "exactly, so the untrained model's steps are the exact OU transitions; use it in high "
+          "d, where Euler's per-step mismatch makes the weights degenerate"),
+
+      plain<&Config::network, &NetworkConfig::width>(
+          "network.width", ">= 1", "hidden width of Z_θ",
+          [](const Reader& in, const Config& c) {
+            in.require(c.network.width >= 1, "network.width", ">= 1", c.network.width);
+          }),
+      plain<&Config::network, &NetworkConfig::depth>(
+          "network.depth", ">= 1", "number of hidden layers of Z_θ",
+          [](const Reader& in, const Config& c) {
+            in.require(c.network.depth >= 1, "network.depth", ">= 1", c.network.depth);
+          }),
+      choice<&Config::network, &NetworkConfig::activation>("network.activation", kActivations,
+                                                           "the hidden layers' activation"),
+      plain<&Config::network, &NetworkConfig::time_features>(
+          "network.time_features", ">= 0",
+          "F: the time features τ = s/T and sin/cos(kπτ), k = 1..F",
+          [](const Reader& in, const Config& c) {
+            in.require(c.network.time_features >= 0, "network.time_features", ">= 0",
+                       c.network.time_features);
+          }),
+      plain<&Config::network, &NetworkConfig::y0_residual>(
+          "network.y0_residual", "true or false", "a small residual network r_θ(X₀) in Y₀"),
+      plain<&Config::network, &NetworkConfig::gain>(
+          "network.gain", "true or false",
+          "a second output head G_θ(s, x): Z_θ = MLP + (G_θ − √b) ⊙ x, for targets whose scale "
+          "in some coordinates depends on others (hierarchical models, funnel.yaml); each "
+          "coordinate's linear part is integrated exactly over a step (docs/design.md); needs "
+          "sde.integrator: exponential and detached paths",
+          [](const Reader&, const Config& c) {
+            if (c.network.gain && c.sde.integrator != "exponential") {
+              throw Error("network.gain: the gain's exact step needs sde.integrator: exponential");
+            }
+            if (c.network.gain && !c.train.detach_paths) {
+              throw Error(
+                  "network.gain: needs train.detach_paths: true (the coupled pass has no "
+                  "exact gain step)");
+            }
+          }),
+      plain<&Config::network, &NetworkConfig::blocks>(
+          "network.blocks", ">= 1, divides d",
+          "k > 1: one MLP shared by the k blocks of d/k consecutive coordinates, each block of Z "
+          "from its block of x and s; for targets that are products of identical factors "
+          "(many_well: 16 blocks of 2)",
+          [](const Reader& in, const Config& c) {
+            in.require(c.network.blocks >= 1, "network.blocks", ">= 1", c.network.blocks);
+          }),
+
+      plain<&Config::train, &TrainConfig::iterations>(
+          "train.iterations", ">= 0", "training iterations",
+          [](const Reader& in, const Config& c) {
+            in.require(c.train.iterations >= 0, "train.iterations", ">= 0", c.train.iterations);
+          }),
+      plain<&Config::train, &TrainConfig::paths>(
+          "train.paths", ">= 1", "M, paths per iteration over all ranks",
+          [](const Reader& in, const Config& c) {
+            in.require(c.train.paths >= 1, "train.paths", ">= 1", c.train.paths);
+          }),
+      plain<&Config::train, &TrainConfig::seed>("train.seed", "integer in [0, 2^64)",
+                                                "seed of the training noise and initialisation"),
+      plain<&Config::train, &TrainConfig::lr>("train.lr", "> 0", "Adam learning rate",
+                                              [](const Reader& in, const Config& c) {
+                                                in.require(c.train.lr > 0.0, "train.lr", "> 0",
+                                                           c.train.lr);
+                                              }),
+      choice<&Config::train, &TrainConfig::lr_schedule>(
+          "train.lr_schedule", kLrSchedules, "cosine: from train.lr to train.lr_final; constant"),
+      plain<&Config::train, &TrainConfig::lr_final>(
+          "train.lr_final", "in (0, train.lr]", "the learning rate at the last iteration (cosine)",
+          [](const Reader& in, const Config& c) {
+            in.require(c.train.lr_final > 0.0 && c.train.lr_final <= c.train.lr, "train.lr_final",
+                       "> 0 and <= train.lr = " + format_number(c.train.lr), c.train.lr_final);
+          }),
+      plain<&Config::train, &TrainConfig::grad_clip>(
+          "train.grad_clip", ">= 0", "global gradient-norm bound (0: off)",
+          [](const Reader& in, const Config& c) {
+            in.require(c.train.grad_clip >= 0.0, "train.grad_clip", ">= 0 (0 disables clipping)",
+                       c.train.grad_clip);
+          }),
+      plain<&Config::train, &TrainConfig::anneal_gamma0>(
+          "train.anneal_gamma0", "in (0, 1]",
+          "annealing: γ rises linearly from γ₀ to 1 over train.anneal_fraction of the iterations "
+          "(γ₀ = 1: off)",
+          [](const Reader& in, const Config& c) {
+            in.require(c.train.anneal_gamma0 > 0.0 && c.train.anneal_gamma0 <= 1.0,
+                       "train.anneal_gamma0", "in (0, 1]", c.train.anneal_gamma0);
+          }),
+      plain<&Config::train, &TrainConfig::anneal_fraction>(
+          "train.anneal_fraction", "in (0, 1]", "the share of iterations over which γ rises to 1",
+          [](const Reader& in, const Config& c) {
+            in.require(c.train.anneal_fraction > 0.0 && c.train.anneal_fraction <= 1.0,
+                       "train.anneal_fraction", "in (0, 1]", c.train.anneal_fraction);
+          }),
+      choice<&Config::train, &TrainConfig::anneal_path>(
+          "train.anneal_path", kAnnealPaths,
+          "bridge: the terminal condition γ log π̃ + (1 − γ) log N(0, I), exact for the untrained "
+          "model at γ = 0; tempered: γ log π̃, which keeps every mode of a mixture at its share "
+          "while γ rises (gmm40.yaml)"),
+      plain<&Config::train, &TrainConfig::detach_paths>(
+          "train.detach_paths", "true or false",
+          "false: the coupled deep BSDE (gradients through X and ∇ log π̃)"),
+      plain<&Config::train, &TrainConfig::constant_memory>(
+          "train.constant_memory", "true or false",
+          "re-simulate the paths for the backward: memory independent of sde.steps (for very "
+          "high d; ~1.3x the time); needs detached paths",
+          [](const Reader&, const Config& c) {
+            if (c.train.constant_memory && !c.train.detach_paths) {
+              throw Error(
+                  "train.constant_memory: re-simulating the paths needs train.detach_paths: true "
+                  "(the coupled mode back-propagates through X and keeps its graph)");
+            }
+          }),
+      plain<&Config::train, &TrainConfig::explore>(
+          "train.explore", "in [0, 1)",
+          "share of paths driven by the reference OU control instead of the model (off-policy "
+          "exploration against mode collapse); needs detached paths",
+          [](const Reader& in, const Config& c) {
+            in.require(c.train.explore >= 0.0 && c.train.explore < 1.0, "train.explore",
+                       "in [0, 1)", c.train.explore);
+            if (c.train.explore > 0.0 && !c.train.detach_paths) {
+              throw Error("train.explore: exploration paths need train.detach_paths: true");
+            }
+          }),
+      plain<&Config::train, &TrainConfig::tilt>(
+          "train.tilt", "in [0, 1]",
+          "κ: the loss weights each path ∝ w^κ, w its importance weight, so that regions the "
+          "model under-samples pull harder (funnel.yaml uses 0.3, gmm40.yaml 0.1; keep κ times "
+          "the residuals' sd below ~1, docs/design.md)",
+          [](const Reader& in, const Config& c) {
+            in.require(c.train.tilt >= 0.0 && c.train.tilt <= 1.0, "train.tilt",
+                       "in [0, 1] (0: every path weighs the same, 1: paths weighted by their "
+                       "importance weights)",
+                       c.train.tilt);
+          }),
+      plain<&Config::train, &TrainConfig::log_every>(
+          "train.log_every", ">= 0", "progress interval (0: about 20 lines)",
+          [](const Reader& in, const Config& c) {
+            in.require(c.train.log_every >= 0, "train.log_every", ">= 0", c.train.log_every);
+          }),
+      plain<&Config::train, &TrainConfig::checkpoint_every>(
+          "train.checkpoint_every", ">= 0",
+          "checkpoint interval in iterations (0: only on a signal)",
+          [](const Reader& in, const Config& c) {
+            in.require(c.train.checkpoint_every >= 0, "train.checkpoint_every",
+                       ">= 0 (0: only on a signal)", c.train.checkpoint_every);
+          }),
+
+      plain<&Config::sample, &SampleConfig::count>(
+          "sample.count", ">= 1", "samples drawn",
+          [](const Reader& in, const Config& c) {
+            in.require(c.sample.count >= 1, "sample.count", ">= 1", c.sample.count);
+            // Systematic resampling computes positions exactly in 128-bit integers
+            // (posterior.hpp).
+            in.require(!c.sample.resample || c.sample.count <= kMaxResampleCount, "sample.count",
+                       "<= 2^31 - 1 with sample.resample: true", c.sample.count);
+          }),
+      plain<&Config::sample, &SampleConfig::seed>("sample.seed", "integer in [0, 2^64)",
+                                                  "seed of the sampling noise"),
+      plain<&Config::sample, &SampleConfig::batch>(
+          "sample.batch", ">= 1", "paths per rank held in memory at once",
+          [](const Reader& in, const Config& c) {
+            in.require(c.sample.batch >= 1, "sample.batch", ">= 1", c.sample.batch);
+          }),
+      plain<&Config::sample, &SampleConfig::model>(
+          "sample.model", "file path",
+          "network parameters for rbsde sample (empty: output.path with .pt)"),
+      choice<&Config::sample, &SampleConfig::method>(
+          "sample.method", kSampleMethods,
+          "sde: the reverse SDE, exact weights; ode: the probability-flow ODE of the same "
+          "network, approximate weights (method.md §5)"),
+      choice<&Config::sample, &SampleConfig::divergence>(
+          "sample.divergence", kDivergences,
+          "ode: div Z_θ exact (d vector–Jacobian products), hutchinson (random probes), or auto "
+          "(exact for d <= 32)"),
+      plain<&Config::sample, &SampleConfig::probes>(
+          "sample.probes", "in [1, 2^28]", "ode with hutchinson: Rademacher probes per divergence",
+          [](const Reader& in, const Config& c) {
+            // The probe index keys the 28 epoch bits of the noise counter (noise.hpp).
+            in.require(c.sample.probes >= 1 && c.sample.probes <= kMaxProbes, "sample.probes",
+                       "in [1, 2^28]", c.sample.probes);
+          }),
+      plain<&Config::sample, &SampleConfig::resample>("sample.resample", "true or false",
+                                                      "systematic resampling into /resampled"),
+      plain<&Config::sample, &SampleConfig::mala_steps>(
+          "sample.mala_steps", ">= 0",
+          "MALA steps refining the resampled samples on the exact target (needs resample)",
+          [](const Reader& in, const Config& c) {
+            in.require(c.sample.mala_steps >= 0, "sample.mala_steps", ">= 0", c.sample.mala_steps);
+            if (c.sample.mala_steps > 0 && !c.sample.resample) {
+              in.fail("sample.mala_steps",
+                      "MALA refines the resampled samples: set sample.resample: true "
+                      "or sample.mala_steps: 0");
+            }
+          }),
+      plain<&Config::sample, &SampleConfig::mala_step_size>(
+          "sample.mala_step_size", ">= 0", "MALA step size (0: adapted)",
+          [](const Reader& in, const Config& c) {
+            in.require(c.sample.mala_step_size >= 0.0, "sample.mala_step_size", ">= 0 (0: adapted)",
+                       c.sample.mala_step_size);
+          }),
+
+      plain<&Config::reference, &ReferenceConfig::chains>(
+          "reference.chains", ">= 2", "rbsde reference: chains, shared over the ranks",
+          [](const Reader& in, const Config& c) {
+            // The standard error of the mean is the spread of the chains' means.
+            in.require(c.reference.chains >= 2, "reference.chains", ">= 2", c.reference.chains);
+          }),
+      plain<&Config::reference, &ReferenceConfig::warmup>(
+          "reference.warmup", ">= 4", "rbsde reference: adaptation steps per chain",
+          [](const Reader& in, const Config& c) {
+            // The warm-up is cut in quarters (mcmc.hpp).
+            in.require(c.reference.warmup >= 4, "reference.warmup", ">= 4", c.reference.warmup);
+          }),
+      plain<&Config::reference, &ReferenceConfig::steps>(
+          "reference.steps", ">= 1", "rbsde reference: sampling steps per chain",
+          [](const Reader& in, const Config& c) {
+            in.require(c.reference.steps >= 1, "reference.steps", ">= 1", c.reference.steps);
+          }),
+      plain<&Config::reference, &ReferenceConfig::seed>("reference.seed", "integer in [0, 2^64)",
+                                                        "rbsde reference: seed"),
+
+      plain<&Config::output, &OutputConfig::path>(
+          "output.path", "file path",
+          "the output file (HDF5); the network and the checkpoint go next to it (.pt, .ckpt)",
+          [](const Reader& in, const Config& c) {
+            if (c.output.path.empty()) in.fail("output.path", "must be a non-empty file path");
+          }),
+      plain<&Config::parallel, &ParallelConfig::threads>(
+          "parallel.threads", ">= 0", "threads per rank (0: from the environment)",
+          [](const Reader& in, const Config& c) {
+            in.require(c.parallel.threads >= 0, "parallel.threads",
+                       ">= 0 (0 = from the environment)", c.parallel.threads);
+          }),
+
+      structured("precondition.kind", join(kPreconditionKinds), "none",
+                 "the affine map x = m + L x̂ under which training and sampling run"),
+      structured("precondition.centre", "number or d numbers", "0", "config: m"),
+      structured("precondition.scale", "number, d numbers or d x d matrix", "1",
+                 "config: the diagonal of L, or a symmetric positive definite covariance whose "
+                 "Cholesky factor is L"),
+      structured("precondition.form", join(kPreconditionForms), "cholesky",
+                 "laplace, pilot: cholesky (full L) or diagonal (standard deviations only)"),
+      structured("precondition.iterations", "integer >= 1", "1000",
+                 "laplace: L-BFGS iterations at most"),
+      structured("precondition.pilot", "file path", "(required for pilot)",
+                 "pilot: the output file of an earlier run"),
+  };
+  return table;
+}
+
+const std::vector<Section>& sections() {
+  static const std::vector<Section> list = [] {
+    std::vector<Section> result;
+    for (const Option& option : options()) {
+      const std::size_t dot = option.key.find('.');
+      const std::string section = option.key.substr(0, dot);
+      if (result.empty() || result.back().name != section) result.push_back({section, {}});
+      result.back().keys.push_back(option.key.substr(dot + 1));
+    }
+    return result;
+  }();
+  return list;
+}
+
+/// Reads and checks every key of one plain value (all but target.* and precondition.*).
+void read_plain_options(const Reader& in, Config& config) {
+  for (const Option& option : options()) {
+    if (option.read) option.read(in, option.key, config);
+  }
+  for (const Option& option : options()) {
+    if (option.chosen) in.require_one_of(option.key, option.chosen(config), option.choices);
+    if (option.check) option.check(in, config);
+  }
+}
+
+/// The key's name within its section.
+const char* short_name(const Option& option) {
+  return option.key.c_str() + option.key.find('.') + 1;
+}
+
 std::string emit_resolved(const Config& config) {
   YAML::Emitter out;
   out << YAML::BeginMap;
   emit_target(out, config.target);
-
-  out << YAML::Key << "sde" << YAML::Value << YAML::BeginMap;
-  emit_entry(out, "schedule", config.sde.schedule);
-  emit_entry(out, "beta", config.sde.beta);
-  emit_entry(out, "beta_min", config.sde.beta_min);
-  emit_entry(out, "beta_max", config.sde.beta_max);
-  emit_entry(out, "horizon", config.sde.horizon);
-  emit_entry(out, "steps", config.sde.steps);
-  emit_entry(out, "integrator", config.sde.integrator);
-  out << YAML::EndMap;
-
-  out << YAML::Key << "network" << YAML::Value << YAML::BeginMap;
-  emit_entry(out, "width", config.network.width);
-  emit_entry(out, "depth", config.network.depth);
-  emit_entry(out, "activation", config.network.activation);
-  emit_entry(out, "time_features", config.network.time_features);
-  emit_entry(out, "y0_residual", config.network.y0_residual);
-  emit_entry(out, "gain", config.network.gain);
-  emit_entry(out, "blocks", config.network.blocks);
-  out << YAML::EndMap;
-
-  out << YAML::Key << "train" << YAML::Value << YAML::BeginMap;
-  emit_entry(out, "iterations", config.train.iterations);
-  emit_entry(out, "paths", config.train.paths);
-  emit_entry(out, "seed", config.train.seed);
-  emit_entry(out, "lr", config.train.lr);
-  emit_entry(out, "lr_schedule", config.train.lr_schedule);
-  emit_entry(out, "lr_final", config.train.lr_final);
-  emit_entry(out, "grad_clip", config.train.grad_clip);
-  emit_entry(out, "anneal_gamma0", config.train.anneal_gamma0);
-  emit_entry(out, "anneal_fraction", config.train.anneal_fraction);
-  emit_entry(out, "anneal_path", config.train.anneal_path);
-  emit_entry(out, "detach_paths", config.train.detach_paths);
-  emit_entry(out, "constant_memory", config.train.constant_memory);
-  emit_entry(out, "explore", config.train.explore);
-  emit_entry(out, "tilt", config.train.tilt);
-  emit_entry(out, "log_every", config.train.log_every);
-  emit_entry(out, "checkpoint_every", config.train.checkpoint_every);
-  out << YAML::EndMap;
-
-  out << YAML::Key << "sample" << YAML::Value << YAML::BeginMap;
-  emit_entry(out, "count", config.sample.count);
-  emit_entry(out, "seed", config.sample.seed);
-  emit_entry(out, "batch", config.sample.batch);
-  emit_entry(out, "model", config.sample.model);
-  emit_entry(out, "method", config.sample.method);
-  emit_entry(out, "divergence", config.sample.divergence);
-  emit_entry(out, "probes", config.sample.probes);
-  emit_entry(out, "resample", config.sample.resample);
-  emit_entry(out, "mala_steps", config.sample.mala_steps);
-  emit_entry(out, "mala_step_size", config.sample.mala_step_size);
-  out << YAML::EndMap;
-
-  out << YAML::Key << "reference" << YAML::Value << YAML::BeginMap;
-  emit_entry(out, "chains", config.reference.chains);
-  emit_entry(out, "warmup", config.reference.warmup);
-  emit_entry(out, "steps", config.reference.steps);
-  emit_entry(out, "seed", config.reference.seed);
-  out << YAML::EndMap;
-
-  out << YAML::Key << "output" << YAML::Value << YAML::BeginMap;
-  emit_entry(out, "path", config.output.path);
-  out << YAML::EndMap;
-
-  out << YAML::Key << "parallel" << YAML::Value << YAML::BeginMap;
-  emit_entry(out, "threads", config.parallel.threads);
-  out << YAML::EndMap;
-
+  for (const Section& section : sections()) {
+    if (section.name == "target" || section.name == "precondition") continue;
+    out << YAML::Key << section.name << YAML::Value << YAML::BeginMap;
+    for (const Option& option : options()) {
+      if (option.emit && option.key.compare(0, section.name.size() + 1, section.name + ".") == 0) {
+        option.emit(out, short_name(option), config);
+      }
+    }
+    out << YAML::EndMap;
+  }
   emit_precondition(out, config.precondition);
-
   out << YAML::EndMap;
   return std::string(out.c_str()) + "\n";
+}
+
+/// The default of a key as the resolved configuration writes it.
+std::string default_text(const Option& option) {
+  if (!option.emit) return option.fixed_default;
+  YAML::Emitter out;
+  out << YAML::BeginMap;
+  option.emit(out, "value", Config{});
+  out << YAML::EndMap;
+  const std::string text = YAML::Load(out.c_str())["value"].Scalar();
+  return text.empty() ? "(empty)" : text;
+}
+
+std::string accepted_text(const Option& option) {
+  return option.choices.empty() ? option.accepted : join(option.choices);
 }
 
 YAML::Node load_yaml(const std::string& yaml_text, const std::string& source) {
@@ -974,21 +1166,7 @@ Config parse_config(const std::string& yaml_text, const std::vector<std::string>
     const Reader in(root, source, std::move(overridden));
     Config config;
     config.target = read_target(in);
-    config.sde = read_sde(in);
-    config.network = read_network(in);
-    config.train = read_train(in);
-    if (config.network.gain && config.sde.integrator != "exponential") {
-      throw Error("network.gain: the gain's exact step needs sde.integrator: exponential");
-    }
-    if (config.network.gain && !config.train.detach_paths) {
-      throw Error(
-          "network.gain: needs train.detach_paths: true (the coupled pass has no "
-          "exact gain step)");
-    }
-    config.sample = read_sample(in);
-    config.reference = read_reference(in);
-    config.output = read_output(in);
-    config.parallel = read_parallel(in);
+    read_plain_options(in, config);
     config.precondition = read_precondition(in, config.target.dim);
     config.resolved_yaml = emit_resolved(config);
     return config;
@@ -1016,6 +1194,24 @@ Config load_config(const std::string& path, const std::vector<std::string>& over
                 "': " + std::generic_category().message(errno));
   }
   return parse_config(text, overrides, path);
+}
+
+std::string options_help() {
+  std::string text = "configuration keys (section.key: accepted values [default])\n";
+  for (const Option& option : options()) {
+    text += "\n  " + option.key + ": " + accepted_text(option) + " [" + default_text(option) +
+            "]\n      " + option.help + "\n";
+  }
+  return text;
+}
+
+std::string options_markdown() {
+  std::string text = "| key | accepted | default | meaning |\n|---|---|---|---|\n";
+  for (const Option& option : options()) {
+    text += "| `" + option.key + "` | " + accepted_text(option) + " | " + default_text(option) +
+            " | " + option.help + " |\n";
+  }
+  return text;
 }
 
 }  // namespace rbsde

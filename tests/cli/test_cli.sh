@@ -43,6 +43,7 @@ expect_error() {
 
 # Help and version.
 "$rbsde" --help | grep -q "rbsde COMMAND CONFIG.yaml" && pass || fail "--help"
+"$rbsde" --help-config | grep -q "^  train.tilt: in \[0, 1\] \[0\]$" && pass || fail "--help-config"
 "$rbsde" --version | grep -Eq "^rbsde [0-9]+\.[0-9]+\.[0-9]+$" && pass || fail "--version"
 
 # Bad command lines and configurations.

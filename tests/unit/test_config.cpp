@@ -712,4 +712,38 @@ TEST_F(ConfigFile, MissingOrUnreadableFile) {
   EXPECT_THROW(rbsde::load_config(directory_.string()), rbsde::Error);
 }
 
+// The README's key table is the option table: a key added, removed, or documented in one
+// and not the other fails here (the message holds the table to paste).
+TEST(OptionTable, ReadmeKeyTableIsTheOptionTable) {
+  std::ifstream file(std::string(RBSDE_SOURCE_DIR) + "/README.md");
+  ASSERT_TRUE(file) << "cannot read README.md";
+  const std::string readme((std::istreambuf_iterator<char>(file)),
+                           std::istreambuf_iterator<char>());
+  const std::string begin = "<!-- option table: rbsde --help-config -->\n";
+  const std::string end = "<!-- end of the option table -->";
+  const auto first = readme.find(begin);
+  const auto last = readme.find(end);
+  ASSERT_NE(first, std::string::npos) << "README.md has no line '" << begin << "'";
+  ASSERT_NE(last, std::string::npos) << "README.md has no line '" << end << "'";
+  const std::string table = readme.substr(first + begin.size(), last - first - begin.size());
+  EXPECT_EQ(table, rbsde::options_markdown()) << "replace the README's option table with:\n"
+                                              << rbsde::options_markdown();
+}
+
+// Every accepted key is in the table once, with a help text and a default.
+TEST(OptionTable, HelpNamesEveryKeyOnce) {
+  const std::string help = rbsde::options_help();
+  for (const std::string key :
+       {"target.name", "target.covariances", "sde.integrator", "network.gain", "train.tilt",
+        "sample.mala_step_size", "reference.seed", "output.path", "parallel.threads",
+        "precondition.pilot"}) {
+    const auto at = help.find("\n  " + key + ":");
+    ASSERT_NE(at, std::string::npos) << key;
+    EXPECT_EQ(help.find("\n  " + key + ":", at + 1), std::string::npos) << key;
+  }
+  // Defaults come from the members' initialisers in config.hpp.
+  EXPECT_THAT(help, HasSubstr("train.lr: > 0 [0.002]"));
+  EXPECT_THAT(help, HasSubstr("sde.integrator: euler, exponential [euler]"));
+}
+
 }  // namespace

@@ -24,6 +24,9 @@ namespace rbsde {
 
 class BsdeModelImpl : public torch::nn::Module {
  public:
+  /// network.activation, parsed once by the constructor.
+  enum class Activation { kSilu, kTanh, kRelu, kGelu };
+
   BsdeModelImpl(int64_t dim, const NetworkConfig& network, const NoiseSchedule& schedule);
 
   int64_t dim() const { return dim_; }
@@ -94,7 +97,7 @@ class BsdeModelImpl : public torch::nn::Module {
   /// A (+ G ⊙ x) for the same rows of x in blocks.
   torch::Tensor heads(const torch::Tensor& out, const torch::Tensor& x_blocks) const;
 
-  std::string activation_;
+  Activation activation_;
   torch::nn::Linear input_x_{nullptr};     // first layer, x-part (no bias)
   torch::nn::Linear input_t_{nullptr};     // first layer, time-part (with the bias)
   std::vector<torch::nn::Linear> hidden_;  // width → width, depth − 1 of them

@@ -17,4 +17,10 @@ Config load_config(const std::string& path, const std::vector<std::string>& over
 Config parse_config(const std::string& yaml_text, const std::vector<std::string>& overrides = {},
                     const std::string& source = "<string>");
 
+/// Every configuration key with what it accepts, its default and what it does
+/// (`rbsde --help-config`).
+std::string options_help();
+/// The same as the Markdown table of the README (a test keeps the two equal).
+std::string options_markdown();
+
 }  // namespace rbsde
