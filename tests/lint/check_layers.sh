@@ -45,7 +45,7 @@ while IFS= read -r file; do
       elif [[ $layer == core && $text == *'"rbsde/parallel/communicator.hpp"'* ]]; then
         report "$rel:$line: the core layer knows nothing of MPI (communicator.hpp)"
       fi
-    elif [[ $text =~ \#include\ \<([a-z_/.-]+)\> ]]; then
+    elif [[ $text =~ \#include\ \<([A-Za-z0-9_/.+-]+)\> ]]; then
       header=${BASH_REMATCH[1]}
       if [[ -n ${system_allowed[$header]+x} && " ${system_allowed[$header]} " != *" $layer "* ]]; then
         report "$rel:$line: the $layer layer includes <$header> (only: ${system_allowed[$header]})"
