@@ -67,7 +67,7 @@ SampleBatch simulate_flow(const Target& target, BsdeModel& model, const NoiseSch
     const double h = grid.h[n], s_mid = grid.s[n] + 0.5 * h;
     const double b_mid = schedule.b(s_mid), root_b_mid = schedule.root_b(s_mid);
     const auto z = model->z(grid.s[n], x.to(torch::kFloat32)).to(torch::kFloat64);
-    const auto x_mid = x + (0.5 * h) * flow_drift(grid.b[n], schedule.root_b(grid.s[n]), x, z);
+    const auto x_mid = x + (0.5 * h) * flow_drift(grid.b[n], grid.root_b[n], x, z);
     const auto x_mid32 = x_mid.to(torch::kFloat32);
     ZDivergence mid;
     if (divergence == Divergence::kExact) {

@@ -14,7 +14,7 @@ double phi(double r) { return std::abs(r) < 1e-8 ? 1.0 + 0.5 * r : std::expm1(r)
 StepConstants::StepConstants(const TimeGrid& grid, int64_t n, int64_t dim)
     : b(grid.b[n]),
       h(grid.h[n]),
-      root_b(std::sqrt(b)),
+      root_b(grid.root_b[n]),
       root_h(std::sqrt(h)),
       a(grid.a[n]),
       log_a(std::log(a)),

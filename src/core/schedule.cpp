@@ -52,10 +52,12 @@ TimeGrid::TimeGrid(const NoiseSchedule& schedule, int64_t n_steps) : steps(n_ste
   s[steps] = T;
   h.resize(steps);
   b.resize(steps);
+  root_b.resize(steps);
   a.resize(steps);
   for (int64_t n = 0; n < steps; ++n) {
     h[n] = s[n + 1] - s[n];
     b[n] = schedule.b(s[n]);
+    root_b[n] = schedule.root_b(s[n]);
     // ∫_{s_n}^{s_{n+1}} b(s) ds = ∫_{T−s_{n+1}}^{T−s_n} β(t) dt.
     const double integral = schedule.integral(T - s[n]) - schedule.integral(T - s[n + 1]);
     a[n] = std::exp(-0.5 * integral);
@@ -64,15 +66,14 @@ TimeGrid::TimeGrid(const NoiseSchedule& schedule, int64_t n_steps) : steps(n_ste
   z_gain.resize(steps);
   noise.resize(steps);
   for (int64_t n = 0; n < steps; ++n) {
-    const double root_b = schedule.root_b(s[n]);
     if (schedule.exponential) {
       const double one_minus_a = -std::expm1(std::log(a[n]));  // 1 − a, accurate for a ≈ 1
       x_gain[n] = 1.0 + one_minus_a;
-      z_gain[n] = 2.0 * one_minus_a / root_b;
+      z_gain[n] = 2.0 * one_minus_a / root_b[n];
       noise[n] = std::sqrt(one_minus_a * (1.0 + a[n]));  // √(1 − a²)
     } else {
       x_gain[n] = 1.0 + 0.5 * b[n] * h[n];
-      z_gain[n] = root_b * h[n];
+      z_gain[n] = root_b[n] * h[n];
       noise[n] = std::sqrt(b[n] * h[n]);
     }
   }

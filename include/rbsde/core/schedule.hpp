@@ -36,10 +36,11 @@ struct NoiseSchedule {
 
 /// The uniform grid s_n = n T / N of the reverse SDE with per-step coefficients.
 struct TimeGrid {
-  int64_t steps = 0;      ///< N
-  std::vector<double> s;  ///< s_0 … s_N
-  std::vector<double> h;  ///< h_n = s_{n+1} − s_n
-  std::vector<double> b;  ///< b_n = b(s_n)
+  int64_t steps = 0;           ///< N
+  std::vector<double> s;       ///< s_0 … s_N
+  std::vector<double> h;       ///< h_n = s_{n+1} − s_n
+  std::vector<double> b;       ///< b_n = b(s_n)
+  std::vector<double> root_b;  ///< √b_n = NoiseSchedule::root_b(s_n)
   /// a_n = exp(−½ ∫_{s_n}^{s_{n+1}} b): the exact noising transition over step n runs
   /// backwards as k_n(x_n | x_{n+1}) = N(a_n x_{n+1}, (1 − a_n²) I) (method.md §5).
   std::vector<double> a;
