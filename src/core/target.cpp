@@ -789,56 +789,35 @@ std::unique_ptr<Target> make_target(const TargetConfig& config) {
   if (config.name == "many_well") {
     return std::make_unique<ManyWell>(d);
   }
-  if (config.name != "gaussian" && config.name != "gmm") {
+  // The parameters were checked when the configuration was read (io/config_file.cpp) and the
+  // constructors check that they agree with each other; here only that they have d coordinates.
+  std::unique_ptr<Target> target;
+  if (config.name == "gaussian") {
+    const Eigen::VectorXd mean = config.mean.size() == 0 ? Eigen::VectorXd::Zero(d) : config.mean;
+    target = config.covariance.size() > 0
+                 ? std::make_unique<Gaussian>(mean, config.covariance)
+                 : Gaussian::diagonal(mean, config.covariance_diagonal.size() == 0
+                                                ? Eigen::VectorXd::Ones(d)
+                                                : config.covariance_diagonal);
+  } else if (config.name == "gmm") {
+    const size_t components = config.means.size();
+    std::vector<double> weights = config.weights;
+    if (weights.empty()) weights.assign(components, 1.0);
+    // A single covariance entry is shared by every component (config.hpp).
+    std::vector<Eigen::MatrixXd> covariances = config.covariances;
+    if (covariances.empty()) covariances.assign(components, Eigen::MatrixXd::Identity(d, d));
+    if (covariances.size() == 1) covariances.assign(components, Eigen::MatrixXd(covariances[0]));
+    target = std::make_unique<Gmm>(std::move(weights), config.means, std::move(covariances));
+  } else {
     throw Error("target.name: unknown target '" + config.name +
                 "'; accepted: gaussian, gmm, funnel, many_well, gmm40, logreg, "
                 "logreg_ionosphere, logreg_sonar, lgcp, torchscript");
   }
-  if (d < 1) {
-    throw Error("target.dim: " + config.name + " needs dim >= 1, got " + std::to_string(d));
+  if (target->dim() != d) {
+    throw Error("target.dim: the " + config.name + " parameters have " +
+                std::to_string(target->dim()) + " coordinates, target.dim is " + std::to_string(d));
   }
-  if (config.name == "gaussian") {
-    const Eigen::VectorXd mean = config.mean.size() == 0 ? Eigen::VectorXd::Zero(d) : config.mean;
-    if (mean.size() != d) {
-      throw Error("target.mean: expected " + std::to_string(d) + " entries (target.dim), got " +
-                  std::to_string(mean.size()));
-    }
-    if (config.covariance.size() > 0) {
-      if (config.covariance.rows() != d || config.covariance.cols() != d) {
-        throw Error("target.covariance: expected " + std::to_string(d) + " x " + std::to_string(d) +
-                    " (target.dim), got " + std::to_string(config.covariance.rows()) + " x " +
-                    std::to_string(config.covariance.cols()));
-      }
-      return std::make_unique<Gaussian>(mean, config.covariance);
-    }
-    const Eigen::VectorXd variances = config.covariance_diagonal.size() == 0
-                                          ? Eigen::VectorXd::Ones(d)
-                                          : config.covariance_diagonal;
-    return Gaussian::diagonal(mean, variances);
-  }
-
-  const size_t components = config.means.size();
-  if (components == 0) {
-    throw Error("target.means: gmm needs at least one component mean");
-  }
-  for (size_t k = 0; k < components; ++k) {
-    if (config.means[k].size() != d) {
-      throw Error("target.means[" + std::to_string(k) + "]: expected " + std::to_string(d) +
-                  " entries (target.dim), got " + std::to_string(config.means[k].size()));
-    }
-  }
-  std::vector<double> weights = config.weights;
-  if (weights.empty()) weights.assign(components, 1.0);
-  // A single covariance entry is shared by every component (config.hpp).
-  std::vector<Eigen::MatrixXd> covariances = config.covariances;
-  if (covariances.empty()) covariances.assign(components, Eigen::MatrixXd::Identity(d, d));
-  if (covariances.size() == 1) covariances.assign(components, Eigen::MatrixXd(covariances[0]));
-  if (weights.size() != components || covariances.size() != components) {
-    throw Error("target.weights / target.covariances: expected " + std::to_string(components) +
-                " entries (one per target.means row), got " + std::to_string(weights.size()) +
-                " weights and " + std::to_string(covariances.size()) + " covariances");
-  }
-  return std::make_unique<Gmm>(std::move(weights), config.means, std::move(covariances));
+  return target;
 }
 
 }  // namespace rbsde
