@@ -4,7 +4,6 @@
 #include <chrono>
 #include <cmath>
 #include <cstdio>
-#include <limits>
 
 #include "rbsde/bsde/step.hpp"
 #include "rbsde/core/noise.hpp"
