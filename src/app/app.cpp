@@ -156,10 +156,69 @@ const Target& configured(const Target& target) {
   return affine ? affine->inner() : target;
 }
 
+/// A file a command reads or writes, with what it is for (the key that names it).
+struct FileRole {
+  std::string path;
+  std::string role;
+};
+
+/// The same file for two roles: compared as absolute paths with the symbolic links of their
+/// existing part resolved.
+bool same_file(const std::string& a, const std::string& b) {
+  std::error_code ignored;
+  const auto normal = [&](const std::string& path) {
+    return std::filesystem::weakly_canonical(std::filesystem::absolute(path), ignored);
+  };
+  return normal(a) == normal(b);
+}
+
+/// A run never writes over a file it reads, nor writes one file for two purposes: throws an
+/// Error naming both roles before anything is written.
+void check_file_roles(const Arguments& args, const Config& config) {
+  std::vector<FileRole> reads = {{args.config_path, "the configuration file"}};
+  if (!config.target.module.empty()) reads.push_back({config.target.module, "target.module"});
+  if (!config.target.data.empty()) reads.push_back({config.target.data, "target.data"});
+  if (!config.precondition.pilot.empty()) {
+    reads.push_back({config.precondition.pilot, "precondition.pilot"});
+  }
+  std::vector<FileRole> writes;
+  if (args.command == "sample") {
+    reads.push_back({config.model_path(), "the network file (sample.model)"});
+  }
+  if (args.command != "train") {
+    writes.push_back({config.output.path, "output.path"});
+    writes.push_back({config.output.path + ".tmp", "output.path's temporary file (.tmp)"});
+  }
+  if (args.command == "run" || args.command == "train") {
+    const std::string network = config.sample.model.empty()
+                                    ? "the network file (output.path with .pt)"
+                                    : "the network file (sample.model)";
+    writes.push_back({config.model_path(), network});
+    writes.push_back({config.model_path() + ".tmp", network + "'s temporary file"});
+    writes.push_back({config.checkpoint_path(), "the checkpoint (output.path with .ckpt)"});
+    writes.push_back({config.checkpoint_path() + ".tmp", "the checkpoint's temporary file"});
+  }
+  for (size_t i = 0; i < writes.size(); ++i) {
+    for (const FileRole& read : reads) {
+      if (same_file(writes[i].path, read.path)) {
+        throw Error(writes[i].role + " '" + writes[i].path + "' is the file of " + read.role +
+                    ": a run never writes over a file it reads; choose another output.path");
+      }
+    }
+    for (size_t j = 0; j < i; ++j) {
+      if (same_file(writes[i].path, writes[j].path)) {
+        throw Error(writes[i].role + " and " + writes[j].role + " are the same file '" +
+                    writes[i].path + "'; choose another output.path or sample.model");
+      }
+    }
+  }
+}
+
 /// Collective (the preconditioner is computed on rank 0 and broadcast).
 Problem build_problem(const Arguments& args, const Communicator& comm) {
   Problem p;
   p.config = load_config(args.config_path, args.overrides);
+  check_file_roles(args, p.config);
   auto target = make_target(p.config.target);
   if (p.config.target.dim == 0) {  // taken from the data file: record it in the resolved YAML
     p.config = parse_config(p.config.resolved_yaml, {"target.dim=" + std::to_string(target->dim())},

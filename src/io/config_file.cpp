@@ -885,9 +885,12 @@ const std::vector<Option>& options() {
             in.require(c.train.iterations >= 0, "train.iterations", ">= 0", c.train.iterations);
           }),
       plain<&Config::train, &TrainConfig::paths>(
-          "train.paths", ">= 1", "M, paths per iteration over all ranks",
+          "train.paths", ">= 2", "M, paths per iteration over all ranks",
           [](const Reader& in, const Config& c) {
-            in.require(c.train.paths >= 1, "train.paths", ">= 1", c.train.paths);
+            // The loss is the residual's variance over the paths: one path has none to learn
+            // from.
+            in.require(c.train.paths >= 2, "train.paths",
+                       ">= 2 (the loss is a variance over paths)", c.train.paths);
           }),
       plain<&Config::train, &TrainConfig::seed>("train.seed", "integer in [0, 2^64)",
                                                 "seed of the training noise and initialisation"),

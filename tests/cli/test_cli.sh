@@ -49,6 +49,24 @@ expect_error() {
 # Bad command lines and configurations.
 expect_error "no command" "no command" "$rbsde"
 expect_error "unknown command" "unknown command 'fly'" "$rbsde" fly "$work/small.yaml"
+
+# A run never writes over a file it reads: a TorchScript module m.pt beside output.path m.h5
+# would be overwritten by the network file (m.pt); the configuration file as output.path;
+# sample.model as output.path. Each is refused before anything is written, the inputs unchanged.
+mkdir -p "$work/roles"
+echo "a module" > "$work/roles/m.pt"
+cp "$work/small.yaml" "$work/roles/small.yaml"
+expect_error "network file over target.module" "is the file of target.module" \
+  "$rbsde" run "$source_dir/configs/torchscript_banana.yaml" --set target.module="$work/roles/m.pt" \
+  --set output.path="$work/roles/m.h5"
+expect_error "output over the configuration" "is the file of the configuration file" \
+  "$rbsde" run "$work/roles/small.yaml" --set output.path="$work/roles/small.yaml"
+expect_error "output over sample.model" "is the file of the network file (sample.model)" \
+  "$rbsde" sample "$work/roles/small.yaml" --set sample.model="$work/roles/m.pt" \
+  --set output.path="$work/roles/m.pt"
+[[ $(cat "$work/roles/m.pt") == "a module" ]] && cmp -s "$work/small.yaml" "$work/roles/small.yaml" &&
+  ! compgen -G "$work/roles/*.h5*" >/dev/null && ! compgen -G "$work/roles/*.tmp" >/dev/null &&
+  pass || fail "file roles: an input was modified or an output written"
 expect_error "unknown option" "--frobnicate" "$rbsde" run "$work/small.yaml" --frobnicate
 expect_error "missing config file" "$work/missing.yaml" "$rbsde" run "$work/missing.yaml"
 expect_error "unknown key" "train.iteratons" "$rbsde" run "$work/small.yaml" --set train.iteratons=5

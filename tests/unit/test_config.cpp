@@ -504,7 +504,9 @@ TEST(ConfigErrors, ValuesOutOfRangeNameKeyAndRange) {
   expect_override_error("network.blocks=0", "network.blocks", ">= 1");
   expect_override_error("train.anneal_path=linear", "train.anneal_path", "bridge, tempered");
   expect_override_error("train.iterations=-1", "train.iterations", ">= 0");
-  expect_override_error("train.paths=0", "train.paths", ">= 1");
+  expect_override_error("train.paths=0", "train.paths", ">= 2");
+  // One path: the loss, a variance over the paths, would be zero and train nothing.
+  expect_override_error("train.paths=1", "train.paths", ">= 2 (the loss is a variance");
   expect_override_error("train.lr=0", "train.lr", "> 0");
   expect_override_error("train.lr_final=0.1", "train.lr_final", "<= train.lr");
   expect_override_error("train.lr_final=0", "train.lr_final", "> 0");
