@@ -10,8 +10,9 @@ Then the spread of log Z over the runs (e.g. seeds).
 """
 import argparse
 
-import h5py
 import numpy as np
+
+from rbsde_output import open_output
 
 
 def main():
@@ -20,14 +21,14 @@ def main():
     parser.add_argument("reference")
     parser.add_argument("runs", nargs="+")
     args = parser.parse_args()
-    with h5py.File(args.reference, "r") as f:
+    with open_output(args.reference, "compare_reference.py") as f:
         ref_mean = f["reference/mean"][()]
         ref_sd = f["reference/sd"][()]
         ref_se = f["reference/mean_stderr"][()]
     print(f"reference: {args.reference}, largest mean s.e. {np.max(ref_se / ref_sd):.4f} sd")
     log_z = []
     for path in args.runs:
-        with h5py.File(path, "r") as f:
+        with open_output(path, "compare_reference.py") as f:
             est = f["estimates"]
             mean = est["posterior_mean"][()]
             sd = est["posterior_sd"][()]

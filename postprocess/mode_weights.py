@@ -7,8 +7,9 @@ total-variation distance from the exact weights (equal unless --weights is given
 """
 import argparse
 
-import h5py
 import numpy as np
+
+from rbsde_output import open_output
 
 
 def main():
@@ -19,7 +20,7 @@ def main():
     parser.add_argument("--weights", type=float, nargs="*", help="exact mode weights")
     args = parser.parse_args()
     means = np.loadtxt(args.means, delimiter=",", skiprows=1)
-    with h5py.File(args.run, "r") as f:
+    with open_output(args.run, "mode_weights.py") as f:
         x = f["samples"][()].astype(np.float64)
         log_w = f["log_weights"][()]
     w = np.exp(log_w - log_w.max())

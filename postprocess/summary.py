@@ -17,14 +17,16 @@ from pathlib import Path
 import h5py
 import numpy as np
 
+import rbsde_output
+from rbsde_output import open_output
+
 REQUIRED = ["samples", "log_weights", "training/loss", "training/log_z"]
 ESTIMATES = ["log_z_is", "log_z_is_stderr", "log_z_network", "elbo", "elbo_stderr", "ess",
              "ess_fraction", "count"]
 
 
 def fail(message):
-    print(f"summary.py: error: {message}", file=sys.stderr)
-    sys.exit(1)
+    rbsde_output.fail("summary.py", message)
 
 
 def yaml_child(text, section, key):
@@ -62,14 +64,7 @@ def systematic_resample(log_weights, rng):
 
 
 def read_run(path):
-    if not path.exists():
-        unfinished = Path(str(path) + ".tmp")
-        hint = f" ({unfinished} exists: the run did not finish)" if unfinished.exists() else ""
-        fail(f"{path}: no such file{hint}")
-    try:
-        file = h5py.File(path, "r")
-    except OSError as error:
-        fail(f"{path}: not a readable HDF5 file ({error})")
+    file = open_output(path, "summary.py")
     with file:
         for name in REQUIRED:
             if not isinstance(file.get(name), h5py.Dataset):

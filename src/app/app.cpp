@@ -260,6 +260,10 @@ void print_estimates(const Estimates& e, const Target& target) {
   std::printf("log Z (network c)           = %.4f\n", e.log_z_network);
   std::printf("ELBO                        = %.4f +- %.4f\n", e.elbo, e.elbo_stderr);
   std::printf("ESS                         = %.1f  (ESS/M = %.4f)\n", e.ess, e.ess_fraction);
+  if (e.zero_weight_paths > 0) {
+    std::printf("warning: log π̃(X_N) = -inf on %lld of %lld paths: their weights are zero\n",
+                static_cast<long long>(e.zero_weight_paths), static_cast<long long>(e.count));
+  }
   if (e.method == "ode") {
     std::printf(
         "(probability-flow ODE: the weights are approximate, so log Z (importance\n"
@@ -377,10 +381,13 @@ int run_phases(const Arguments& args, Problem& p, const Communicator& comm, Outp
     trainer.set_checkpoint_writer(
         [&](const Trainer& t) { save_checkpoint(p.config.checkpoint_path(), t, p.config, comm); });
     if (args.resume) {
-      resume_checkpoint(p.config.checkpoint_path(), trainer, p.config);
+      const auto allowed = resume_checkpoint(p.config.checkpoint_path(), trainer, p.config, comm);
       if (comm.is_root()) {
         std::printf("resuming from %s at iteration %lld\n", p.config.checkpoint_path().c_str(),
                     static_cast<long long>(trainer.next_iteration()));
+        for (const std::string& change : allowed) {
+          std::printf("  allowed difference from the checkpoint's run: %s\n", change.c_str());
+        }
       }
     }
     history = trainer.train();

@@ -7,6 +7,7 @@
 
 #include "rbsde/bsde/step.hpp"
 #include "rbsde/core/affine_target.hpp"
+#include "rbsde/error.hpp"
 
 namespace rbsde {
 
@@ -214,6 +215,46 @@ MomentAccumulator::Moments MomentAccumulator::reduce(const Communicator& comm) c
   return moments;
 }
 
+namespace {
+/// The paths of the sampling phase whose log π̃(X_N), log weight or sample is not finite.
+struct NonFinitePaths {
+  enum { kNanTarget, kInfTarget, kMinusInfTarget, kBadWeight, kBadSample, kKinds };
+  double count[kKinds] = {};
+
+  void add(const SampleBatch& batch) {
+    const auto& target = batch.log_target;
+    const auto finite_target = torch::isfinite(target);
+    count[kNanTarget] += torch::isnan(target).sum().item<double>();
+    count[kInfTarget] += (target == INFINITY).sum().item<double>();
+    count[kMinusInfTarget] += (target == -INFINITY).sum().item<double>();
+    // A weight that is NaN or +∞ although log π̃ is finite: the network or the ODE's divergence.
+    count[kBadWeight] +=
+        (finite_target & (torch::isnan(batch.log_weights) | (batch.log_weights == INFINITY)))
+            .sum()
+            .item<double>();
+    count[kBadSample] += (~torch::isfinite(batch.samples).all(1)).sum().item<double>();
+  }
+
+  /// Throws Error, alike on every rank, when any path has a NaN or +∞ log π̃, a NaN or +∞ log
+  /// weight, or a non-finite sample (after the counts of all ranks are summed).
+  void check(int64_t total) const {
+    if (count[kNanTarget] + count[kInfTarget] + count[kBadWeight] + count[kBadSample] == 0.0) {
+      return;
+    }
+    auto of = [&](double n) {
+      return std::to_string(static_cast<long long>(n)) + " of " + std::to_string(total);
+    };
+    throw Error("sampling produced non-finite values: log π̃(X_N) is NaN on " +
+                of(count[kNanTarget]) + " paths and +inf on " + of(count[kInfTarget]) +
+                ", the log weight is NaN or +inf on " + of(count[kBadWeight]) +
+                " more, and the sample has a non-finite coordinate on " + of(count[kBadSample]) +
+                "; no output file is written. Check that the target's log-density is finite "
+                "(−inf is allowed: weight zero) wherever the sampler may go; the network file "
+                "is kept, so `rbsde sample` can retry");
+  }
+};
+}  // namespace
+
 SampleSummary draw_samples(SampleSink& sink, const Target& target, BsdeModel& model,
                            const NoiseSchedule& schedule, const Config& config,
                            const Communicator& comm) {
@@ -241,6 +282,7 @@ SampleSummary draw_samples(SampleSink& sink, const Target& target, BsdeModel& mo
   const AffineTarget* affine = target.preconditioned();
   EvidenceAccumulator evidence;
   MomentAccumulator moments(target.dim());
+  NonFinitePaths non_finite;
   for (int64_t round = 0; round < rounds; ++round) {
     const int64_t done = round * sample.batch;
     const int64_t rows = std::max<int64_t>(0, std::min(sample.batch, mine - done));
@@ -268,6 +310,7 @@ SampleSummary draw_samples(SampleSink& sink, const Target& target, BsdeModel& mo
     sink.write_samples(first_path + done, rows,
                        PathRows{samples.data_ptr<float>(), log_weights.data_ptr<double>(),
                                 log_target.data_ptr<double>(), network_log_z.data_ptr<double>()});
+    non_finite.add(batch);
     evidence.add(batch.log_weights, batch.y0_offset);
     moments.add(batch.samples, batch.log_weights);
     if (comm.is_root() && rounds > 1) {
@@ -276,7 +319,11 @@ SampleSummary draw_samples(SampleSink& sink, const Target& target, BsdeModel& mo
       std::fflush(stdout);
     }
   }
+  comm.allreduce_sum(non_finite.count, NonFinitePaths::kKinds);
+  non_finite.check(sample.count);
   Estimates estimates = evidence.reduce(comm);
+  estimates.zero_weight_paths =
+      static_cast<int64_t>(non_finite.count[NonFinitePaths::kMinusInfTarget]);
   estimates.method = sample.method;
   if (flow) estimates.divergence = divergence == Divergence::kExact ? "exact" : "hutchinson";
   const MomentAccumulator::Moments posterior = moments.reduce(comm);

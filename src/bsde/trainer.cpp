@@ -82,13 +82,19 @@ Trainer::Trainer(const Target& target, BsdeModel model, const SdeConfig& sde,
       std::make_unique<torch::optim::Adam>(parameters_, torch::optim::AdamOptions(train_.lr));
 }
 
-StepResult Trainer::reduce_diagnostics(const torch::Tensor& residual, double gamma) const {
+StepResult Trainer::reduce_diagnostics(const torch::Tensor& residual, const torch::Tensor& terminal,
+                                       double gamma) const {
   const auto [sum, sum_of_squares] =
       ResidualLoss::local_sums(residual.detach().to(torch::kFloat64));
   const SignalRequests requests = take_signal_requests();
-  double sums[4] = {sum, sum_of_squares, requests.stop ? 1.0 : 0.0,
-                    requests.checkpoint ? 1.0 : 0.0};
-  comm_.allreduce_sum(sums, 4);
+  double sums[7] = {sum,
+                    sum_of_squares,
+                    requests.stop ? 1.0 : 0.0,
+                    requests.checkpoint ? 1.0 : 0.0,
+                    torch::isnan(terminal).sum().item<double>(),
+                    (terminal == INFINITY).sum().item<double>(),
+                    (terminal == -INFINITY).sum().item<double>()};
+  comm_.allreduce_sum(sums, 7);
   const ResidualLoss::Moments moments = loss_.moments(sums[0], sums[1]);
   StepResult result;
   result.mean_residual = moments.mean;
@@ -97,6 +103,9 @@ StepResult Trainer::reduce_diagnostics(const torch::Tensor& residual, double gam
   // A signal may reach some ranks only: every rank acts on any rank's request.
   result.stop_requested = sums[2] > 0.0;
   result.checkpoint_requested = sums[3] > 0.0;
+  result.terminal_nan = static_cast<int64_t>(sums[4]);
+  result.terminal_plus_inf = static_cast<int64_t>(sums[5]);
+  result.terminal_minus_inf = static_cast<int64_t>(sums[6]);
   return result;
 }
 
@@ -184,14 +193,14 @@ StepResult Trainer::step_detached(int64_t iteration, double gamma) {
     simulate_step(n, y);
     if (n + 1 < n_steps) advance_slot();
   }
-  torch::Tensor residual;
+  torch::Tensor residual, terminal;
   {
     torch::NoGradGuard no_grad;
-    residual =
-        model_->y0(x0.to(torch::kFloat64)) + y -
+    terminal =
         annealing_.terminal(target_, x_path[slot(n_steps - 1) + 1], gamma).to(torch::kFloat64);
+    residual = model_->y0(x0.to(torch::kFloat64)) + y - terminal;
   }
-  const StepResult result = reduce_diagnostics(residual, gamma);
+  const StepResult result = reduce_diagnostics(residual, terminal, gamma);
 
   // Pass 2: with u detached, ∂Y_N/∂Z_n = ΔB_n + (u − Z) h (just ΔB_n on the model's own
   // paths, u = Z), kept as √h ξ_n by training_step, so ∇L = Σ_i g_i Σ_n √h ξ_n·∇Z_θ(s_n, X_n)
@@ -250,12 +259,30 @@ StepResult Trainer::step_coupled(int64_t iteration, double gamma) {
     x = LinearStep<double>(step.grid_gains)(x, z, xi);
     xi = torch::empty({m, d}, torch::kFloat32);  // the old one is saved for backward
   }
-  const auto residual = y - annealing_.terminal(target_, x, gamma);
-  const StepResult result = reduce_diagnostics(residual, gamma);
+  const auto terminal = annealing_.terminal(target_, x, gamma);
+  const auto residual = y - terminal;
+  const StepResult result = reduce_diagnostics(residual, terminal.detach(), gamma);
   const auto factors =
       loss_.gradient_factors(residual.detach().to(torch::kFloat64), result.mean_residual, comm_);
   (residual * factors.to(residual.scalar_type())).sum().backward();
   return result;
+}
+
+Error Trainer::diverged(int64_t iteration, const StepResult& result) const {
+  const int64_t bad = result.terminal_nan + result.terminal_plus_inf + result.terminal_minus_inf;
+  if (bad > 0) {
+    return Error("training diverged at iteration " + std::to_string(iteration) +
+                 " (loss is not finite): the terminal condition log π̃(X_N) is not finite on " +
+                 std::to_string(bad) + " of " + std::to_string(train_.paths) + " paths (NaN on " +
+                 std::to_string(result.terminal_nan) + ", +inf on " +
+                 std::to_string(result.terminal_plus_inf) + ", -inf on " +
+                 std::to_string(result.terminal_minus_inf) +
+                 "); training needs a finite log-density wherever the reverse SDE may go: check "
+                 "the target (its support, overflow), or precondition it");
+  }
+  return Error("training diverged at iteration " + std::to_string(iteration) +
+               " (loss is not finite, log π̃ finite on every path): lower train.lr, lengthen "
+               "the annealing (train.anneal_fraction) or raise sde.steps");
 }
 
 TrainingHistory Trainer::train() {
@@ -274,12 +301,7 @@ TrainingHistory Trainer::train() {
     history_.time.push_back(time_offset + elapsed);
     history_.gamma.push_back(result.gamma);
     next_iteration_ = k + 1;
-    if (!std::isfinite(result.loss)) {
-      throw Error("training diverged at iteration " + std::to_string(k + 1) +
-                  " (loss is not finite): lower train.lr, lengthen the annealing "
-                  "(train.anneal_fraction) or raise sde.steps, and check that the target's "
-                  "log-density is finite");
-    }
+    if (!std::isfinite(result.loss)) throw diverged(k + 1, result);
     if (comm_.is_root() && ((k + 1) % every == 0 || k + 1 == total)) {
       const double rate = static_cast<double>(k + 1 - first) / elapsed;
       std::printf("train  %6lld/%lld  loss %10.4e  log_z %11.4f  gamma %.3f  %7.1f it/s  ETA %s\n",

@@ -2,10 +2,17 @@
 
 #include <algorithm>
 #include <array>
+#include <cerrno>
+#include <cstring>
 #include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <stdexcept>
+#include <system_error>
 #include <utility>
 
 #include "rbsde/error.hpp"
+#include "rbsde/io/durable_rename.hpp"
 
 namespace rbsde {
 
@@ -50,19 +57,64 @@ torch::Tensor shape_record(int64_t dim, const NetworkConfig& network) {
 }
 }  // namespace
 
+namespace {
+/// An archive file ends with this marker and the FNV-1a hash of the bytes before it: a
+/// truncated or damaged file is refused instead of loading wrong numbers (LibTorch's zip
+/// reader does not check its CRCs).
+constexpr char kTrailerMarker[8] = {'r', 'b', 's', 'd', 'e', 'f', 'n', 'v'};
+constexpr size_t kTrailerSize = sizeof(kTrailerMarker) + sizeof(uint64_t);
+
+uint64_t fnv1a(const char* data, size_t size) {
+  uint64_t hash = 14695981039346656037ull;
+  for (size_t i = 0; i < size; ++i) {
+    hash = (hash ^ static_cast<unsigned char>(data[i])) * 1099511628211ull;
+  }
+  return hash;
+}
+}  // namespace
+
 void save_archive(torch::serialize::OutputArchive& archive, const std::string& path,
                   const std::string& what) {
   const std::string tmp = path + ".tmp";
   try {
     const auto parent = std::filesystem::path(path).parent_path();
     if (!parent.empty()) std::filesystem::create_directories(parent);
-    archive.save_to(tmp);
-    std::filesystem::rename(tmp, path);
+    std::ostringstream stream;
+    archive.save_to(stream);
+    std::string bytes = stream.str();
+    const uint64_t hash = fnv1a(bytes.data(), bytes.size());
+    bytes.append(kTrailerMarker, sizeof(kTrailerMarker));
+    bytes.append(reinterpret_cast<const char*>(&hash), sizeof(hash));
+    std::ofstream file(tmp, std::ios::binary | std::ios::trunc);
+    file.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+    file.close();
+    if (!file) throw std::runtime_error(std::generic_category().message(errno));
+    durable_rename(tmp, path);
   } catch (const std::exception& e) {
     std::error_code ignored;
     std::filesystem::remove(tmp, ignored);
     throw Error("cannot write " + what + " '" + path + "': " + e.what());
   }
+}
+
+void load_archive(torch::serialize::InputArchive& archive, const std::string& path) {
+  std::ifstream file(path, std::ios::binary);
+  std::string bytes((std::istreambuf_iterator<char>(file)), std::istreambuf_iterator<char>());
+  if (!file && !file.eof()) throw std::runtime_error(std::generic_category().message(errno));
+  if (bytes.size() < kTrailerSize ||
+      bytes.compare(bytes.size() - kTrailerSize, sizeof(kTrailerMarker), kTrailerMarker,
+                    sizeof(kTrailerMarker)) != 0) {
+    throw std::runtime_error(
+        "it is truncated, or was not written by this version of rbsde (no checksum)");
+  }
+  uint64_t stored = 0;
+  std::memcpy(&stored, bytes.data() + bytes.size() - sizeof(stored), sizeof(stored));
+  bytes.resize(bytes.size() - kTrailerSize);
+  if (fnv1a(bytes.data(), bytes.size()) != stored) {
+    throw std::runtime_error("it is damaged (its checksum does not match its contents)");
+  }
+  std::istringstream stream(std::move(bytes));
+  archive.load_from(stream);
 }
 
 void save_model(const std::string& path, BsdeModel& model, const NetworkConfig& network,
@@ -83,7 +135,7 @@ TrainingHistory load_model(const std::string& path, BsdeModel& model,
   TrainingHistory history;
   try {
     torch::serialize::InputArchive archive;
-    archive.load_from(path);
+    load_archive(archive, path);
     torch::Tensor shape;
     archive.read("shape", shape);
     // Files written before network.blocks and network.gain existed record six or seven
@@ -100,6 +152,9 @@ TrainingHistory load_model(const std::string& path, BsdeModel& model,
     history = read_history(archive);
   } catch (const Error&) {
     throw;
+  } catch (const c10::Error& e) {
+    throw Error("cannot load network parameters from '" + path +
+                "': it is not an rbsde network file (" + e.what_without_backtrace() + ")");
   } catch (const std::exception& e) {
     throw Error("cannot load network parameters from '" + path + "': " + e.what());
   }

@@ -9,6 +9,7 @@
 
 #include "rbsde/core/target.hpp"
 #include "rbsde/error.hpp"
+#include "rbsde/io/durable_rename.hpp"
 #include "rbsde/io/hdf5.hpp"
 
 namespace rbsde {
@@ -323,6 +324,8 @@ void OutputFile::write_estimates(const Estimates& estimates) {
   }
   write_scalar_attribute(group.get(), "count", H5T_STD_I64LE, H5T_NATIVE_INT64, estimates.count,
                          tmp_path_);
+  write_scalar_attribute(group.get(), "zero_weight_paths", H5T_STD_I64LE, H5T_NATIVE_INT64,
+                         estimates.zero_weight_paths, tmp_path_);
   write_string_attribute(group.get(), "method", estimates.method, tmp_path_);
   if (!estimates.divergence.empty()) {
     write_string_attribute(group.get(), "divergence", estimates.divergence, tmp_path_);
@@ -487,6 +490,10 @@ void OutputFile::commit() {
     *dataset = -1;
     if (id >= 0) checked(H5Dclose(id), "closing a dataset", tmp_path_);
   }
+  // Written last: a reader (the pilot reader, postprocess/) takes a file without it for an
+  // interrupted or foreign one. The flush (MPI_File_sync) puts every rank's data on disk.
+  write_scalar_attribute(file_, kCompleteAttribute, H5T_STD_I32LE, H5T_NATIVE_INT, 1, tmp_path_);
+  checked(H5Fflush(file_, H5F_SCOPE_GLOBAL), "flushing the file", tmp_path_);
   const hid_t file = file_;
   file_ = -1;
   checked(H5Fclose(file), "closing the file", tmp_path_);
@@ -496,11 +503,11 @@ void OutputFile::commit() {
   double failed = 0.0;
   std::string reason;
   if (comm_.is_root()) {
-    std::error_code error;
-    std::filesystem::rename(tmp_path_, path_, error);
-    if (error) {
+    try {
+      durable_rename(tmp_path_, path_);
+    } catch (const std::exception& e) {
       failed = 1.0;
-      reason = ": " + error.message();
+      reason = std::string(": ") + e.what();
     }
   }
   comm_.allreduce_max(&failed, 1);

@@ -39,6 +39,11 @@ void read_pilot(const std::string& path, int64_t d, RowMajorMatrix& samples,
   H5Eset_auto2(H5E_DEFAULT, nullptr, nullptr);  // failures are reported as Errors below
   Hdf5Handle file(H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT), H5Fclose);
   if (file.get() < 0) throw Error(what + ": cannot be opened as an HDF5 file");
+  if (!is_complete_output(file.get())) {
+    throw Error(what + ": is not a complete rbsde output file (no '" +
+                std::string(kCompleteAttribute) +
+                "' attribute: an interrupted run's, or another program's)");
+  }
   Hdf5Handle samples_set(H5Dopen2(file.get(), "samples", H5P_DEFAULT), H5Dclose);
   Hdf5Handle weights_set(H5Dopen2(file.get(), "log_weights", H5P_DEFAULT), H5Dclose);
   if (samples_set.get() < 0 || weights_set.get() < 0) {

@@ -133,6 +133,7 @@ fi
 out=$("$rbsde" sample "$work/small.yaml" --set network.width=32 --set sample.model="$work/out/small.pt" \
   --set output.path="$work/out/x.h5" 2>&1)
 [[ $? -ne 0 && $out == *"small.pt"* && $out == *"network.width"* ]] && pass || fail "mismatched model: $out"
+cp "$work/out/small.pt" "$work/small_model.pt"  # for sampling other targets below
 
 # The same run on 2 ranks: one file with the right shapes.
 if timeout 120 mpirun -np 2 --oversubscribe "$rbsde" run "$work/small.yaml" \
@@ -233,8 +234,13 @@ class NanWhereLarge(torch.nn.Module):
         value = -0.5 * (x * x).sum(1)
         return torch.where(x[:, 0] > 1.0, torch.full_like(value, float("nan")), value)
 
+class MinusInfWhereLarge(torch.nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        value = -((x - torch.tensor([1.0, -1.0], dtype=x.dtype)) ** 2).sum(1)
+        return torch.where(x[:, 0] > 2.0, torch.full_like(value, float("-inf")), value)
+
 for name, module in (("shape", WrongShape()), ("integer", Integer()), ("scalar", NotTensor()),
-                     ("nan", NanWhereLarge())):
+                     ("nan", NanWhereLarge()), ("minus_inf", MinusInfWhereLarge())):
     torch.jit.save(torch.jit.script(module), sys.argv[1] + "/" + name + ".pt")
 PY
 /usr/bin/python3 "$work/bad_modules.py" "$work" || fail "writing the bad TorchScript modules"
@@ -269,6 +275,40 @@ expect_error "torchscript NaN values" "training diverged at iteration 1 " \
   ts_run --set target.module="$work/nan.pt"
 expect_error "torchscript NaN values on 2 ranks" "training diverged at iteration 1 " \
   ts_run_2_ranks --set target.module="$work/nan.pt"
+expect_error "torchscript NaN values counted" "log π̃(X_N) is not finite on " \
+  ts_run --set target.module="$work/nan.pt"
+# Sampling (from a network trained on N((1, -1), 0.5 I)) a target that is -inf beyond x₀ = 2:
+# those paths get weight zero, counted in the file and said; a NaN target stops the
+# sampling phase with the counts, leaving no output file.
+cat > "$work/ts_sample.yaml" <<YAML
+target: {name: torchscript, dim: 2, module: $work/minus_inf.pt}
+sde: {steps: 10}
+network: {width: 16, depth: 1}
+sample: {count: 2000, batch: 700, model: $work/small_model.pt}
+output: {path: $work/out/minus_inf.h5}
+YAML
+if timeout 60 mpirun -np 2 --oversubscribe --bind-to none "$rbsde" sample "$work/ts_sample.yaml" \
+  > "$work/minus_inf.log" 2>&1 \
+  && grep -Eq "^warning: log π̃\(X_N\) = -inf on [1-9][0-9]* of 2000 paths: their weights are zero" \
+    "$work/minus_inf.log" \
+  && /usr/bin/python3 - "$work/out/minus_inf.h5" <<'PY'
+import sys, h5py, numpy as np
+with h5py.File(sys.argv[1], "r") as f:
+    x, lw, lt = f["samples"][:], f["log_weights"][:], f["paths/log_target"][:]
+    outside = x[:, 0] > 2.0
+    zero = int(f["estimates"].attrs["zero_weight_paths"])
+    assert zero == outside.sum() > 0, (zero, outside.sum())
+    assert np.all(np.isneginf(lw[outside])) and np.all(np.isfinite(lw[~outside]))
+    assert np.all(np.isneginf(lt[outside])) and np.isfinite(f["estimates"].attrs["log_z_is"])
+    assert (f["resampled/samples"][:, 0] <= 2.0).all()
+PY
+then
+  pass
+else
+  fail "sampling a target that is -inf somewhere: $(cat "$work/minus_inf.log")"
+fi
+expect_error "sampling a NaN target" "sampling produced non-finite values: log π̃(X_N) is NaN on " \
+  "$rbsde" sample "$work/ts_sample.yaml" --set target.module="$work/nan.pt"
 
 # Preconditioned runs: Laplace (exact for this Gaussian, N(m, L Lᵀ) with m = (1, -1), L = √0.5 I),
 # then a pilot run on its output on 2 ranks. The file is in the target's coordinates: weighted
@@ -312,6 +352,24 @@ if timeout 120 mpirun -np 2 --oversubscribe "$rbsde" run "$work/small.yaml" \
 else
   fail "pilot run on 2 ranks: $(cat "$work/pilot.log")"
 fi
+
+# postprocess/summary.py reads a complete file; a file without the completeness attribute (an
+# interrupted run's, or another program's) is refused by the pilot reader and by postprocess/
+# with a clear message.
+/usr/bin/python3 "$source_dir/postprocess/summary.py" "$work/out/laplace.h5" --png "$work/laplace.png" \
+  > "$work/summary.log" 2>&1 && pass || fail "postprocess/summary.py: $(cat "$work/summary.log")"
+cp "$work/out/laplace.h5" "$work/laplace.h5" && cp "$work/out/laplace.h5" "$work/incomplete.h5"
+/usr/bin/python3 -c 'import sys, h5py; h5py.File(sys.argv[1], "r+").attrs.__delitem__("complete")' \
+  "$work/incomplete.h5"
+expect_error "incomplete pilot file" "'$work/incomplete.h5': is not a complete rbsde output file" \
+  "$rbsde" run "$work/small.yaml" --set precondition.kind=pilot \
+  --set precondition.pilot="$work/incomplete.h5"
+for command in "summary.py $work/incomplete.h5" "compare_reference.py $work/incomplete.h5 $work/laplace.h5" \
+  "mode_weights.py $work/incomplete.h5 $source_dir/data/gmm40_means.csv"; do
+  out=$(/usr/bin/python3 "$source_dir/postprocess/"$command 2>&1)
+  [[ $? -eq 1 && $out == *"$work/incomplete.h5: not a complete rbsde output file"* ]] && pass \
+    || fail "postprocess/$command on an incomplete file: $out"
+done
 
 # Checkpoint and restart: a run stopped by SIGTERM during training and resumed with --resume
 # ends exactly where the uninterrupted run ends; SIGUSR1 writes a checkpoint and goes on.
@@ -359,6 +417,24 @@ status=$?
   || fail "SIGUSR1: status $status, $(cat "$work/usr1.log")"
 expect_error "resume without a checkpoint" "run.ckpt" \
   "$rbsde" run "$work/long.yaml" --set output.path="$work/out/run.h5" --resume
+# A resume with settings that change the trajectory is refused, naming each key, and the
+# checkpoint stays as it was (issue 19: this ran to the end, mixing two runs); settings that
+# do not are allowed and reported.
+sum_before=$(sha256sum < "$work/stop/run.ckpt")
+out=$("$rbsde" run "$work/long.yaml" --set output.path="$work/stop/run.h5" --resume \
+  --set network.activation=tanh --set sde.integrator=exponential --set train.lr=0.1 2>&1)
+status=$?
+[[ $status -ne 0 && $out == *"network.activation: silu -> tanh"* && $out == *"sde.integrator: euler -> exponential"* \
+  && $out == *"train.lr: "* && $(sha256sum < "$work/stop/run.ckpt") == "$sum_before" ]] && pass \
+  || fail "resume with other settings: status $status, $out"
+out=$("$rbsde" train "$work/long.yaml" --set output.path="$work/stop/run.h5" --resume \
+  --set train.log_every=1000 --set sample.model="$work/stop/retrained.pt" 2>&1)
+[[ $? -eq 0 && $out == *"allowed difference from the checkpoint's run: train.log_every: 100 -> 1000"* ]] \
+  && pass || fail "resume with an allowed difference: $out"
+# A damaged checkpoint is refused with its name.
+mkdir -p "$work/stop/cut" && head -c 2000 "$work/stop/run.ckpt" > "$work/stop/cut/run.ckpt"
+expect_error "truncated checkpoint" "cannot resume from checkpoint '$work/stop/cut/run.ckpt'" \
+  "$rbsde" run "$work/long.yaml" --set output.path="$work/stop/cut/run.h5" --resume
 
 # rbsde reference: the MALA reference sampler on the small Gaussian (mean [1, -1], sd √0.5),
 # on 1 and 2 ranks (chains shared over the ranks; the same moments up to rounding).

@@ -24,8 +24,10 @@ struct Estimates {
   double log_z_network = 0.0;    ///< c_θ + mean r_θ(X₀)
   double elbo = 0.0;             ///< mean(log w)
   double elbo_stderr = 0.0;
-  double ess = 0.0;            ///< (Σw)² / Σw²
-  double ess_fraction = 0.0;   ///< ESS / M
+  double ess = 0.0;           ///< (Σw)² / Σw²
+  double ess_fraction = 0.0;  ///< ESS / M
+  /// Paths whose log π̃(X_N) is −∞: their weight is zero (counted in `count`, the M of ESS/M).
+  int64_t zero_weight_paths = 0;
   std::string method = "sde";  ///< the sampler: sde (exact weights) | ode (approximate weights)
   std::string divergence;      ///< ode: exact | hutchinson; empty for sde
   /// Self-normalised posterior mean and sd per coordinate (posterior.hpp); written as the

@@ -13,6 +13,7 @@
 #include "rbsde/core/config.hpp"
 #include "rbsde/core/schedule.hpp"
 #include "rbsde/core/target.hpp"
+#include "rbsde/error.hpp"
 #include "rbsde/parallel/communicator.hpp"
 
 namespace rbsde {
@@ -24,6 +25,8 @@ struct StepResult {
   double gamma = 1.0;
   bool stop_requested = false;        ///< some rank received SIGTERM or SIGINT
   bool checkpoint_requested = false;  ///< some rank received SIGUSR1
+  /// Paths of all ranks whose terminal condition log π̃_γ(X_N) is NaN, +∞ or −∞.
+  int64_t terminal_nan = 0, terminal_plus_inf = 0, terminal_minus_inf = 0;
 };
 
 class Trainer {
@@ -68,7 +71,11 @@ class Trainer {
   void allreduce_gradients();
   /// One reduction over ranks of the residual moments and the signal requests: fills
   /// loss, mean_residual and the signal fields of a StepResult.
-  StepResult reduce_diagnostics(const torch::Tensor& residual, double gamma) const;
+  StepResult reduce_diagnostics(const torch::Tensor& residual, const torch::Tensor& terminal,
+                                double gamma) const;
+  /// The error of a non-finite loss at `iteration` (1-based), with the counts of non-finite
+  /// terminal values.
+  Error diverged(int64_t iteration, const StepResult& result) const;
 
   const Target& target_;
   BsdeModel model_;

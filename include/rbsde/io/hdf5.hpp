@@ -26,6 +26,19 @@ class Hdf5Handle {
   Close close_;
 };
 
+/// The root attribute (int32, 1) an rbsde output file receives last, just before it is closed
+/// and renamed into place: a file without it is an interrupted run's or another program's.
+inline constexpr const char* kCompleteAttribute = "complete";
+
+/// True when `file` carries kCompleteAttribute with value 1.
+inline bool is_complete_output(hid_t file) {
+  if (H5Aexists(file, kCompleteAttribute) <= 0) return false;
+  Hdf5Handle attribute(H5Aopen(file, kCompleteAttribute, H5P_DEFAULT), H5Aclose);
+  int value = 0;
+  return attribute.get() >= 0 && H5Aread(attribute.get(), H5T_NATIVE_INT, &value) >= 0 &&
+         value == 1;
+}
+
 /// The most specific message on HDF5's error stack (its automatic printing is turned off).
 std::string hdf5_error_detail();
 

@@ -12,10 +12,14 @@
 
 namespace rbsde {
 
-/// Writes `archive` to `path` atomically (a temporary file renamed into place), creating
-/// parent directories; throws Error("cannot write <what> '<path>': ...").
+/// Writes `archive` to `path` with a checksum trailer, atomically (a temporary file, fsynced
+/// and renamed into place; durable_rename), creating parent directories; throws
+/// Error("cannot write <what> '<path>': ...").
 void save_archive(torch::serialize::OutputArchive& archive, const std::string& path,
                   const std::string& what);
+/// Reads what save_archive wrote into `archive`. Throws std::runtime_error (without the path:
+/// the caller names the file) when the file is truncated, damaged or has no checksum trailer.
+void load_archive(torch::serialize::InputArchive& archive, const std::string& path);
 
 /// The training history in an archive (network files and checkpoints).
 void write_history(torch::serialize::OutputArchive& archive, const TrainingHistory& history);
