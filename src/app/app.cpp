@@ -8,6 +8,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
+#include <new>
 #include <optional>
 #include <string>
 #include <thread>
@@ -250,6 +251,34 @@ bool agree_on_success(const Communicator& comm, const std::string& error) {
   return first_failure == comm.size();
 }
 
+/// The message of a failure: an allocation failure says so and names the settings that decide
+/// the memory a run needs; a LibTorch error comes without its C++ backtrace.
+std::string failure_message(const std::exception& e) {
+  const auto* torch_error = dynamic_cast<const c10::Error*>(&e);
+  const std::string text = torch_error ? torch_error->what_without_backtrace() : e.what();
+  if (dynamic_cast<const std::bad_alloc*>(&e) != nullptr ||
+      text.find("not enough memory") != std::string::npos) {
+    return "out of memory (" + text +
+           "): the memory of a run grows with target.dim, network.width, network.depth, "
+           "train.paths, sde.steps, sample.batch and reference.chains; lower the one that is "
+           "too large";
+  }
+  return text;
+}
+
+/// Collective: runs `step` on every rank; false, after the lowest failing rank has printed its
+/// message, when it failed on any (for steps that every rank takes at the same point).
+template <typename Step>
+bool collectively(const Communicator& comm, Step&& step) {
+  std::string error;
+  try {
+    step();
+  } catch (const std::exception& e) {
+    error = failure_message(e);
+  }
+  return agree_on_success(comm, error);
+}
+
 /// `e` are estimates of the configured target's log 𝒵 (sample_into maps them back).
 void print_estimates(const Estimates& e, const Target& target) {
   std::printf("log Z (importance sampling) = %.4f +- %.4f  (M = %lld)\n", e.log_z_is,
@@ -275,14 +304,8 @@ int run_phases(const Arguments& args, Problem& p, const Communicator& comm, Outp
                Clock::time_point start, double setup_seconds, int threads);
 int execute(const Arguments& args, const Communicator& comm) {
   const auto start = Clock::now();
-  std::string setup_error;
   std::optional<Problem> problem;
-  try {
-    problem.emplace(build_problem(args, comm));
-  } catch (const std::exception& e) {
-    setup_error = e.what();
-  }
-  if (!agree_on_success(comm, setup_error)) return 1;
+  if (!collectively(comm, [&] { problem.emplace(build_problem(args, comm)); })) return 1;
   Problem& p = *problem;
 
   std::string thread_source;
@@ -311,12 +334,17 @@ int execute(const Arguments& args, const Communicator& comm) {
   // the try block so that, on a failure, the job is aborted before its collective close
   // (each failing rank first removes the temporary file).
   std::unique_ptr<OutputFile> out;
+  if (args.command != "train" && !collectively(comm, [&] {
+        out = std::make_unique<OutputFile>(p.config.output.path, comm);
+      })) {
+    return 1;
+  }
   try {
-    if (args.command != "train") out = std::make_unique<OutputFile>(p.config.output.path, comm);
     return run_phases(args, p, comm, out.get(), start, setup_seconds, threads);
   } catch (const std::exception& e) {
     if (comm.size() > 1) {  // the error may strike some ranks only: none may be left waiting
-      std::fprintf(stderr, "rbsde: error on rank %d: %s\n", comm.rank(), e.what());
+      std::fprintf(stderr, "rbsde: error on rank %d: %s\n", comm.rank(),
+                   failure_message(e).c_str());
       std::fflush(stderr);
       if (out) out->remove_uncommitted();
       MPI_Abort(comm.get(), 1);
@@ -374,14 +402,24 @@ int run_phases(const Arguments& args, Problem& p, const Communicator& comm, Outp
   TrainingHistory history;
   double train_seconds = 0.0;
   if (args.command == "sample") {
-    history = load_model(p.config.model_path(), p.model, p.config.network);
+    // Every rank reads the file at this point: a damaged one is reported once.
+    if (!collectively(comm, [&] {
+          history = load_model(p.config.model_path(), p.model, p.config.network);
+        })) {
+      return 1;
+    }
   } else {
     const auto train_start = Clock::now();
     Trainer trainer(*p.target, p.model, p.config.sde, p.config.train, comm);
     trainer.set_checkpoint_writer(
         [&](const Trainer& t) { save_checkpoint(p.config.checkpoint_path(), t, p.config, comm); });
     if (args.resume) {
-      const auto allowed = resume_checkpoint(p.config.checkpoint_path(), trainer, p.config, comm);
+      std::vector<std::string> allowed;
+      if (!collectively(comm, [&] {
+            allowed = resume_checkpoint(p.config.checkpoint_path(), trainer, p.config, comm);
+          })) {
+        return 1;
+      }
       if (comm.is_root()) {
         std::printf("resuming from %s at iteration %lld\n", p.config.checkpoint_path().c_str(),
                     static_cast<long long>(trainer.next_iteration()));
@@ -511,7 +549,7 @@ int run_app(int argc, char** argv, MPI_Comm world) {
     Communicator comm(world);
     return execute(args, comm);
   } catch (const std::exception& e) {  // one rank: execute() aborts multi-rank failures
-    std::fprintf(stderr, "rbsde: error: %s\n", e.what());
+    std::fprintf(stderr, "rbsde: error: %s\n", failure_message(e).c_str());
     return 1;
   }
 }

@@ -505,7 +505,8 @@ void read_data_target(const Reader& in, TargetConfig& target) {
   in.read("target.label", target.label);
   if (target.label.empty()) in.fail("target.label", "must be a non-empty column name");
   in.read("target.grid", target.grid);
-  in.require(target.grid >= 1, "target.grid", ">= 1", target.grid);
+  // d = G² must fit in 31 bits (and G² not overflow).
+  in.require(target.grid >= 1 && target.grid <= 46340, "target.grid", "in [1, 46340]", target.grid);
   in.read("target.whitened", target.whitened);
   if (target.name == "lgcp") {
     const int64_t cells = target.grid * target.grid;
@@ -785,7 +786,7 @@ const std::vector<Option>& options() {
                  "required for logreg)"),
       structured("target.label", "column name", "Class",
                  "logreg*: the 0/1 label column; every other column is a feature"),
-      structured("target.grid", "integer >= 1", "40", "lgcp: G, a G x G grid (d = G²)"),
+      structured("target.grid", "integer in [1, 46340]", "40", "lgcp: G, a G x G grid (d = G²)"),
       structured("target.whitened", "true or false", "false",
                  "lgcp: sample u with x = μ₀ + L u instead of x"),
       structured("target.module", "file path", "(required)",
@@ -1150,7 +1151,13 @@ std::string accepted_text(const Option& option) {
 
 YAML::Node load_yaml(const std::string& yaml_text, const std::string& source) {
   try {
-    return YAML::Load(yaml_text);
+    // One document: a second one (after ---) would otherwise be ignored without a word.
+    const std::vector<YAML::Node> documents = YAML::LoadAll(yaml_text);
+    if (documents.size() > 1) {
+      throw Error(source + ": holds " + std::to_string(documents.size()) +
+                  " YAML documents (separated by ---); a configuration is one document");
+    }
+    return documents.empty() ? YAML::Node() : documents.front();
   } catch (const YAML::ParserException& e) {
     // yaml-cpp counts lines and columns from 0.
     throw Error(source + ":" + std::to_string(e.mark.line + 1) + ":" +

@@ -6,6 +6,8 @@
 #include <cstdio>
 #include <exception>
 #include <filesystem>
+#include <limits>
+#include <new>
 #include <system_error>
 #include <utility>
 #include <vector>
@@ -59,13 +61,26 @@ void read_pilot(const std::string& path, int64_t d, RowMajorMatrix& samples,
   if (static_cast<int64_t>(dataset_extent(weights_set.get(), 1, what + ": /log_weights")[0]) != n) {
     throw Error(what + ": /log_weights and /samples have different lengths");
   }
-  samples.resize(n, d);
-  log_weights.resize(n);
+  if (n == 0) throw Error(what + ": /samples has no rows");
+  try {
+    samples.resize(n, d);
+    log_weights.resize(n);
+  } catch (const std::bad_alloc&) {
+    throw Error(what + ": /samples has " + std::to_string(n) + " rows, more than fit in memory");
+  }
   if (H5Dread(samples_set.get(), H5T_NATIVE_DOUBLE, H5S_ALL, H5S_ALL, H5P_DEFAULT, samples.data()) <
           0 ||
       H5Dread(weights_set.get(), H5T_NATIVE_DOUBLE, H5S_ALL, H5S_ALL, H5P_DEFAULT,
               log_weights.data()) < 0) {
     throw Error(what + ": reading /samples or /log_weights failed");
+  }
+  // −∞ log weights are zero weights; NaN or +∞ ones, or non-finite samples, are not data.
+  if (!samples.allFinite() || log_weights.array().isNaN().any() ||
+      (log_weights.array() == std::numeric_limits<double>::infinity()).any()) {
+    throw Error(what + ": /samples or /log_weights hold NaN or infinite values");
+  }
+  if (!(log_weights.array() > -std::numeric_limits<double>::infinity()).any()) {
+    throw Error(what + ": every weight is zero (all /log_weights are -inf)");
   }
 }
 

@@ -14,7 +14,6 @@ namespace {
 
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
-using ::testing::IsEmpty;
 
 const std::string kRun =
     "target: {name: gaussian, dim: 2}\n"
@@ -40,7 +39,7 @@ std::string refusal(const std::vector<std::string>& stored,
   return "(accepted)";
 }
 
-TEST(Resume, TheSameConfigurationHasNoDifferences) { EXPECT_THAT(differences({}, {}), IsEmpty()); }
+TEST(Resume, TheSameConfigurationHasNoDifferences) { EXPECT_TRUE(differences({}, {}).empty()); }
 
 // The defect of issue 19: these three ran to the end, mixing two runs.
 TEST(Resume, RefusesEveryKeyThatChangesTheTrajectoryAndNamesEach) {

@@ -383,7 +383,11 @@ TEST(ConfigErrors, DataTargetKeys) {
   expect_error("target: {name: logreg, data: ''}", {"target.data", "non-empty"});
   expect_error("target: {name: logreg_sonar, label: ''}", {"target.label", "non-empty"});
   expect_error("target: {name: logreg_sonar, dim: 0}", {"target.dim", ">= 1"});
-  expect_error("target: {name: lgcp, grid: 0}", {"target.grid", ">= 1", "got 0"});
+  expect_error("target: {name: lgcp, grid: 0}", {"target.grid", "in [1, 46340]", "got 0"});
+  // G² would overflow (it crashed).
+  expect_error("target: {name: lgcp, grid: 3037000500}", {"target.grid", "in [1, 46340]"});
+  expect_error("target: {name: gaussian, dim: 2}\n---\ntrain: {iteratons: 1}\n",
+               {"holds 2 YAML documents"});
   expect_error("target: {name: lgcp, grid: 8, dim: 1600}",
                {"target.dim", "8 x 8 grid (target.grid) has 64 dimensions, got 1600"});
   expect_error("target: {name: lgcp, whitened: 1}", {"target.whitened", "true or false"});
