@@ -200,6 +200,11 @@ void check_file_roles(const Arguments& args, const Config& config) {
     writes.push_back({config.checkpoint_path() + ".tmp", "the checkpoint's temporary file"});
   }
   for (size_t i = 0; i < writes.size(); ++i) {
+    std::error_code ignored;
+    if (std::filesystem::is_directory(writes[i].path, ignored)) {
+      throw Error(writes[i].role + " '" + writes[i].path +
+                  "' is a directory: give the path of a file to write");
+    }
     for (const FileRole& read : reads) {
       if (same_file(writes[i].path, read.path)) {
         throw Error(writes[i].role + " '" + writes[i].path + "' is the file of " + read.role +
@@ -257,7 +262,8 @@ std::string failure_message(const std::exception& e) {
   const auto* torch_error = dynamic_cast<const c10::Error*>(&e);
   const std::string text = torch_error ? torch_error->what_without_backtrace() : e.what();
   if (dynamic_cast<const std::bad_alloc*>(&e) != nullptr ||
-      text.find("not enough memory") != std::string::npos) {
+      text.find("not enough memory") != std::string::npos ||
+      text.find("can't allocate memory") != std::string::npos) {
     return "out of memory (" + text +
            "): the memory of a run grows with target.dim, network.width, network.depth, "
            "train.paths, sde.steps, sample.batch and reference.chains; lower the one that is "

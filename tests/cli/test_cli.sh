@@ -96,6 +96,15 @@ expect_error "missing pilot file on 2 ranks" "$work/nowhere.h5" \
   timeout 60 mpirun -np 2 --oversubscribe "$rbsde" run "$work/small.yaml" \
   --set precondition.kind=pilot --set precondition.pilot="$work/nowhere.h5"
 
+# A path the run would write that is a directory fails at start-up, once on 2 ranks (it
+# failed at the final rename, after training, printed by each rank).
+mkdir -p "$work/a_directory"
+out=$(timeout 60 mpirun -np 2 --oversubscribe --bind-to none "$rbsde" run "$work/small.yaml" \
+  --set output.path="$work/a_directory" 2>&1)
+[[ $? -ne 0 && $(grep -c "rbsde: error" <<< "$out") -eq 1 \
+  && $out == *"output.path '$work/a_directory' is a directory"* && ! -e $work/a_directory.tmp ]] \
+  && pass || fail "output.path a directory: $out"
+
 # run, then sample from the saved network with another seed.
 rm -rf "$work/out"
 if "$rbsde" run "$work/small.yaml" > "$work/run.log" 2>&1 && [[ -f $work/out/small.h5 && -f $work/out/small.pt ]] \
