@@ -373,6 +373,7 @@ raw_case() {
   add "$category" "$name" "$expected" -- run "$file"
 }
 
+# The base configuration's sections after target, for raw_case texts.
 tail_yaml="sde: {steps: 2}\nnetwork: {width: 4, depth: 1}\ntrain: {iterations: 1, paths: 8, checkpoint_every: 0}\nsample: {count: 8, batch: 8}\noutput: {path: $out/run.h5}\n"
 
 # --- configuration: wrong types -----------------------------------------------------------
