@@ -4,6 +4,7 @@
 
 #include <filesystem>
 #include <map>
+#include <set>
 
 #include "rbsde/error.hpp"
 #include "rbsde/io/network_file.hpp"
@@ -61,10 +62,10 @@ std::vector<std::string> resume_differences(const std::string& stored_yaml, int 
     const auto found = keys.find(key);
     return found == keys.end() ? std::string("(absent)") : found->second;
   };
-  std::map<std::string, bool> keys;
-  for (const auto& entry : stored) keys[entry.first] = true;
-  for (const auto& entry : current) keys[entry.first] = true;
-  for (const auto& [key, unused] : keys) {
+  std::set<std::string> keys;
+  for (const auto& entry : stored) keys.insert(entry.first);
+  for (const auto& entry : current) keys.insert(entry.first);
+  for (const std::string& key : keys) {
     const std::string was = value(stored, key), now = value(current, key);
     if (was == now) continue;
     const std::string change = key + ": " + was + " -> " + now;
