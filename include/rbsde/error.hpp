@@ -13,4 +13,12 @@ class Error : public std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
+/// An error that every rank raises at the same point with the same message (after they have
+/// agreed on it: Communicator::all_or_none). It is printed once, by rank 0, and no rank has to
+/// be aborted: they all leave their collectives together.
+class CollectiveError : public Error {
+ public:
+  using Error::Error;
+};
+
 }  // namespace rbsde

@@ -246,16 +246,6 @@ Problem build_problem(const Arguments& args, const Communicator& comm) {
   return p;
 }
 
-/// Collective: true when every rank succeeded; otherwise the lowest failing rank prints its
-/// message and every rank learns of the failure (no rank waits in a later collective).
-bool agree_on_success(const Communicator& comm, const std::string& error) {
-  int first_failure = error.empty() ? comm.size() : comm.rank();
-  check_mpi(MPI_Allreduce(MPI_IN_PLACE, &first_failure, 1, MPI_INT, MPI_MIN, comm.get()),
-            "MPI_Allreduce(setup status)");
-  if (first_failure == comm.rank()) std::fprintf(stderr, "rbsde: error: %s\n", error.c_str());
-  return first_failure == comm.size();
-}
-
 /// The message of a failure: an allocation failure says so and names the settings that decide
 /// the memory a run needs; a LibTorch error comes without its C++ backtrace.
 std::string failure_message(const std::exception& e) {
@@ -266,23 +256,17 @@ std::string failure_message(const std::exception& e) {
       text.find("can't allocate memory") != std::string::npos) {
     return "out of memory (" + text +
            "): the memory of a run grows with target.dim, network.width, network.depth, "
-           "train.paths, sde.steps, sample.batch and reference.chains; lower the one that is "
-           "too large";
+           "network.time_features, train.paths, sde.steps, sample.batch and reference.chains; "
+           "lower the one that is too large";
   }
   return text;
 }
 
-/// Collective: runs `step` on every rank; false, after the lowest failing rank has printed its
-/// message, when it failed on any (for steps that every rank takes at the same point).
+/// Collective: runs `step` on every rank; if it fails on any, every rank throws CollectiveError
+/// with the lowest failing rank's message (for steps that every rank takes at the same point).
 template <typename Step>
-bool collectively(const Communicator& comm, Step&& step) {
-  std::string error;
-  try {
-    step();
-  } catch (const std::exception& e) {
-    error = failure_message(e);
-  }
-  return agree_on_success(comm, error);
+void collectively(const Communicator& comm, Step&& step) {
+  comm.all_or_none(std::forward<Step>(step), failure_message);
 }
 
 /// `e` are estimates of the configured target's log 𝒵 (sample_into maps them back).
@@ -308,10 +292,11 @@ void print_estimates(const Estimates& e, const Target& target) {
 
 int run_phases(const Arguments& args, Problem& p, const Communicator& comm, OutputFile* out,
                Clock::time_point start, double setup_seconds, int threads);
-int execute(const Arguments& args, const Communicator& comm) {
+/// The command, from set-up to the last output; `out` is the caller's (see execute).
+int run_command(const Arguments& args, const Communicator& comm, std::unique_ptr<OutputFile>& out) {
   const auto start = Clock::now();
   std::optional<Problem> problem;
-  if (!collectively(comm, [&] { problem.emplace(build_problem(args, comm)); })) return 1;
+  collectively(comm, [&] { problem.emplace(build_problem(args, comm)); });
   Problem& p = *problem;
 
   std::string thread_source;
@@ -336,17 +321,23 @@ int execute(const Arguments& args, const Communicator& comm) {
   }
 
   // The output file exists (as <path>.tmp) from the start, so an unwritable path fails now,
-  // not after training; it only takes its final name once complete. It is declared outside
-  // the try block so that, on a failure, the job is aborted before its collective close
-  // (each failing rank first removes the temporary file).
-  std::unique_ptr<OutputFile> out;
-  if (args.command != "train" && !collectively(comm, [&] {
-        out = std::make_unique<OutputFile>(p.config.output.path, comm);
-      })) {
-    return 1;
+  // not after training; it only takes its final name once complete.
+  if (args.command != "train") {
+    collectively(comm, [&] { out = std::make_unique<OutputFile>(p.config.output.path, comm); });
   }
+  return run_phases(args, p, comm, out.get(), start, setup_seconds, threads);
+}
+
+int execute(const Arguments& args, const Communicator& comm) {
+  // Declared outside the try block: on a failure of some ranks only, the job is aborted before
+  // the output file's collective close (each failing rank first removes the temporary file);
+  // on a CollectiveError every rank closes it together and the temporary file is removed.
+  std::unique_ptr<OutputFile> out;
   try {
-    return run_phases(args, p, comm, out.get(), start, setup_seconds, threads);
+    return run_command(args, comm, out);
+  } catch (const CollectiveError& e) {  // the same on every rank, at the same point
+    if (comm.is_root()) std::fprintf(stderr, "rbsde: error: %s\n", e.what());
+    return 1;
   } catch (const std::exception& e) {
     if (comm.size() > 1) {  // the error may strike some ranks only: none may be left waiting
       std::fprintf(stderr, "rbsde: error on rank %d: %s\n", comm.rank(),
@@ -409,11 +400,8 @@ int run_phases(const Arguments& args, Problem& p, const Communicator& comm, Outp
   double train_seconds = 0.0;
   if (args.command == "sample") {
     // Every rank reads the file at this point: a damaged one is reported once.
-    if (!collectively(comm, [&] {
-          history = load_model(p.config.model_path(), p.model, p.config.network);
-        })) {
-      return 1;
-    }
+    collectively(comm,
+                 [&] { history = load_model(p.config.model_path(), p.model, p.config.network); });
   } else {
     const auto train_start = Clock::now();
     Trainer trainer(*p.target, p.model, p.config.sde, p.config.train, comm);
@@ -421,11 +409,9 @@ int run_phases(const Arguments& args, Problem& p, const Communicator& comm, Outp
         [&](const Trainer& t) { save_checkpoint(p.config.checkpoint_path(), t, p.config, comm); });
     if (args.resume) {
       std::vector<std::string> allowed;
-      if (!collectively(comm, [&] {
-            allowed = resume_checkpoint(p.config.checkpoint_path(), trainer, p.config, comm);
-          })) {
-        return 1;
-      }
+      collectively(comm, [&] {
+        allowed = resume_checkpoint(p.config.checkpoint_path(), trainer, p.config, comm);
+      });
       if (comm.is_root()) {
         std::printf("resuming from %s at iteration %lld\n", p.config.checkpoint_path().c_str(),
                     static_cast<long long>(trainer.next_iteration()));

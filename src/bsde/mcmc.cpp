@@ -130,21 +130,29 @@ ReferenceMoments reference_moments(const Target& target, const ReferenceConfig& 
   const int64_t chains_total = reference.chains;
   // Step numbers key the noise: warm-up and sampling steps must stay below kInitialStep.
   if (reference.warmup + reference.steps >= static_cast<int64_t>(kInitialStep)) {
-    throw Error("reference.warmup + reference.steps must be below 2^32 - 1, got " +
-                std::to_string(reference.warmup + reference.steps));
+    throw CollectiveError("reference.warmup + reference.steps must be below 2^32 - 1, got " +
+                          std::to_string(reference.warmup + reference.steps));
   }
   const PathRange mine = path_range(chains_total, comm.rank(), comm.size());
   const NoiseKey key{reference.seed, NoiseStream::kMcmc, 0};
-  torch::Tensor x0;
-  if (start.defined()) {
-    if (start.dim() != 2 || start.size(0) != chains_total || start.size(1) != d) {
-      throw Error("reference_moments: the start points must have shape [reference.chains = " +
-                  std::to_string(chains_total) + ", d = " + std::to_string(d) + "]");
-    }
-    x0 = start.slice(0, mine.begin, mine.end);
-  } else {
-    x0 = default_start(target, mine, key);
+  if (start.defined() &&
+      (start.dim() != 2 || start.size(0) != chains_total || start.size(1) != d)) {
+    throw CollectiveError(
+        "reference_moments: the start points must have shape [reference.chains = " +
+        std::to_string(chains_total) + ", d = " + std::to_string(d) + "]");
   }
+  // Collective: chains too many for the memory fail alike on every rank, reported once.
+  torch::Tensor x0;
+  comm.all_or_none([&] {
+    try {
+      x0 =
+          start.defined() ? start.slice(0, mine.begin, mine.end) : default_start(target, mine, key);
+    } catch (const std::exception&) {  // std::bad_alloc or LibTorch's allocation error
+      throw Error("out of memory for the reference chains: reference.chains = " +
+                  std::to_string(chains_total) + " over " + std::to_string(comm.size()) +
+                  " ranks in d = " + std::to_string(d) + "; lower reference.chains");
+    }
+  });
   Chains chains = start_chains(target, x0, mine.begin);
   uint32_t step = 0;
 

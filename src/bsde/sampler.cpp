@@ -235,8 +235,8 @@ struct NonFinitePaths {
     count[kBadSample] += (~torch::isfinite(batch.samples).all(1)).sum().item<double>();
   }
 
-  /// Throws Error, alike on every rank, when any path has a NaN or +∞ log π̃, a NaN or +∞ log
-  /// weight, or a non-finite sample (after the counts of all ranks are summed).
+  /// Throws CollectiveError, alike on every rank, when any path has a NaN or +∞ log π̃, a NaN or +∞
+  /// log weight, or a non-finite sample (after the counts of all ranks are summed).
   void check(int64_t total) const {
     if (count[kNanTarget] + count[kInfTarget] + count[kBadWeight] + count[kBadSample] == 0.0) {
       return;
@@ -244,13 +244,14 @@ struct NonFinitePaths {
     auto of = [&](double n) {
       return std::to_string(static_cast<long long>(n)) + " of " + std::to_string(total);
     };
-    throw Error("sampling produced non-finite values: log π̃(X_N) is NaN on " +
-                of(count[kNanTarget]) + " paths and +inf on " + of(count[kInfTarget]) +
-                ", the log weight is NaN or +inf on " + of(count[kBadWeight]) +
-                " more, and the sample has a non-finite coordinate on " + of(count[kBadSample]) +
-                "; no output file is written. Check that the target's log-density is finite "
-                "(−inf is allowed: weight zero) wherever the sampler may go; the network file "
-                "is kept, so `rbsde sample` can retry");
+    throw CollectiveError(
+        "sampling produced non-finite values: log π̃(X_N) is NaN on " + of(count[kNanTarget]) +
+        " paths and +inf on " + of(count[kInfTarget]) + ", the log weight is NaN or +inf on " +
+        of(count[kBadWeight]) + " more, and the sample has a non-finite coordinate on " +
+        of(count[kBadSample]) +
+        "; no output file is written. Check that the target's log-density is finite "
+        "(−inf is allowed: weight zero) wherever the sampler may go; the network file "
+        "is kept, so `rbsde sample` can retry");
   }
 };
 }  // namespace

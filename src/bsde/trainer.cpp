@@ -43,8 +43,8 @@ Trainer::Trainer(const Target& target, BsdeModel model, const SdeConfig& sde,
       learning_rate_(train),
       loss_(train) {
   if (target_.dim() != model_->dim()) {
-    throw Error("target.dim: the target has dimension " + std::to_string(target_.dim()) +
-                " but the network " + std::to_string(model_->dim()));
+    throw CollectiveError("target.dim: the target has dimension " + std::to_string(target_.dim()) +
+                          " but the network " + std::to_string(model_->dim()));
   }
   parameters_ = model_->parameters();  // registration order: the fused buffer's layout
   int64_t total = 0;
@@ -52,15 +52,34 @@ Trainer::Trainer(const Target& target, BsdeModel model, const SdeConfig& sde,
   gradient_buffer_ = torch::zeros({total}, torch::kFloat32);
   if (train_.detach_paths) {
     // Recorded: every step's X, ξ and hidden layers. Constant memory: one step's (and X_{n+1}).
+    // Collective: sizes too large for the memory fail alike on every rank, reported once.
     const int64_t slots = train_.constant_memory ? 1 : grid_.steps;
-    x_path_ = torch::empty({slots + 1, paths_.count(), model_->dim()}, torch::kFloat32);
-    xi_ = torch::empty({slots, paths_.count(), model_->dim()}, torch::kFloat32);
-    for (int64_t l = 0; l < model_->depth(); ++l) {
-      for (auto* buffers : {&record_.pre, &record_.post}) {
-        buffers->push_back(torch::empty({slots, paths_.count() * model_->blocks(), model_->width()},
-                                        torch::kFloat32));
+    comm_.all_or_none([&] {
+      try {
+        x_path_ = torch::empty({slots + 1, paths_.count(), model_->dim()}, torch::kFloat32);
+        xi_ = torch::empty({slots, paths_.count(), model_->dim()}, torch::kFloat32);
+        for (int64_t l = 0; l < model_->depth(); ++l) {
+          for (auto* buffers : {&record_.pre, &record_.post}) {
+            buffers->push_back(torch::empty(
+                {slots, paths_.count() * model_->blocks(), model_->width()}, torch::kFloat32));
+          }
+        }
+      } catch (const std::exception&) {  // std::bad_alloc or LibTorch's allocation error
+        const double floats =
+            static_cast<double>(slots) * static_cast<double>(paths_.count()) *
+            (2.0 * static_cast<double>(model_->dim()) +
+             2.0 * static_cast<double>(model_->depth() * model_->blocks() * model_->width()));
+        char gib[32];
+        std::snprintf(gib, sizeof gib, "%.3g", floats * 4.0 / (1 << 30));
+        throw Error(std::string("out of memory: training records ") + gib + " GiB per rank (" +
+                    (train_.constant_memory ? "" : "sde.steps x ") +
+                    "train.paths per rank x (2 target.dim + 2 network.depth x network.width) "
+                    "floats); lower " +
+                    (train_.constant_memory ? "train.paths or run on more ranks"
+                                            : "sde.steps or train.paths, run on more ranks, or "
+                                              "set train.constant_memory: true"));
       }
-    }
+    });
   }
   s_ = torch::tensor(std::vector<double>(grid_.s.begin(), grid_.s.end() - 1)).to(torch::kFloat32);
   sqrt_h_ = torch::tensor(grid_.h).sqrt().to(torch::kFloat32);
@@ -268,21 +287,23 @@ StepResult Trainer::step_coupled(int64_t iteration, double gamma) {
   return result;
 }
 
-Error Trainer::diverged(int64_t iteration, const StepResult& result) const {
+CollectiveError Trainer::diverged(int64_t iteration, const StepResult& result) const {
   const int64_t bad = result.terminal_nan + result.terminal_plus_inf + result.terminal_minus_inf;
   if (bad > 0) {
-    return Error("training diverged at iteration " + std::to_string(iteration) +
-                 " (loss is not finite): the terminal condition log π̃(X_N) is not finite on " +
-                 std::to_string(bad) + " of " + std::to_string(train_.paths) + " paths (NaN on " +
-                 std::to_string(result.terminal_nan) + ", +inf on " +
-                 std::to_string(result.terminal_plus_inf) + ", -inf on " +
-                 std::to_string(result.terminal_minus_inf) +
-                 "); training needs a finite log-density wherever the reverse SDE may go: check "
-                 "the target (its support, overflow), or precondition it");
+    return CollectiveError(
+        "training diverged at iteration " + std::to_string(iteration) +
+        " (loss is not finite): the terminal condition log π̃(X_N) is not finite on " +
+        std::to_string(bad) + " of " + std::to_string(train_.paths) + " paths (NaN on " +
+        std::to_string(result.terminal_nan) + ", +inf on " +
+        std::to_string(result.terminal_plus_inf) + ", -inf on " +
+        std::to_string(result.terminal_minus_inf) +
+        "); training needs a finite log-density wherever the reverse SDE may go: check "
+        "the target (its support, overflow), or precondition it");
   }
-  return Error("training diverged at iteration " + std::to_string(iteration) +
-               " (loss is not finite, log π̃ finite on every path): lower train.lr, lengthen "
-               "the annealing (train.anneal_fraction) or raise sde.steps");
+  return CollectiveError(
+      "training diverged at iteration " + std::to_string(iteration) +
+      " (loss is not finite, log π̃ finite on every path): lower train.lr, lengthen "
+      "the annealing (train.anneal_fraction) or raise sde.steps");
 }
 
 TrainingHistory Trainer::train() {

@@ -87,6 +87,12 @@ constexpr double kWeightSumTolerance = 1e-12;
 constexpr double kSymmetryTolerance = 1e-10;
 // The most paths systematic resampling accepts.
 constexpr int64_t kMaxResampleCount = (int64_t{1} << 31) - 1;
+// Network sizes beyond any useful model: larger values are typing mistakes, and a depth of
+// 10^11 would build layers until the memory runs out before any allocation failed.
+constexpr int64_t kMaxWidth = 65536;
+constexpr int64_t kMaxSteps = int64_t{1} << 24;
+constexpr int64_t kMaxDepth = 1000;
+constexpr int64_t kMaxTimeFeatures = 1000;
 
 std::string join(const std::vector<std::string>& items) {
   std::string text;
@@ -823,11 +829,14 @@ const std::vector<Option>& options() {
                                                  in.require(c.sde.horizon > 0.0, "sde.horizon",
                                                             "> 0", c.sde.horizon);
                                                }),
-      plain<&Config::sde, &SdeConfig::steps>("sde.steps", ">= 1", "N, the number of uniform steps",
-                                             [](const Reader& in, const Config& c) {
-                                               in.require(c.sde.steps >= 1, "sde.steps", ">= 1",
-                                                          c.sde.steps);
-                                             }),
+      plain<&Config::sde, &SdeConfig::steps>(
+          "sde.steps", "in [1, 2^24]", "N, the number of uniform steps",
+          [](const Reader& in, const Config& c) {
+            // The network's time input is float32: finer steps would not be distinct times.
+            in.require(c.sde.steps >= 1 && c.sde.steps <= kMaxSteps, "sde.steps",
+                       "in [1, 2^24] (the network's float32 time input resolves no finer steps)",
+                       c.sde.steps);
+          }),
       choice<&Config::sde, &SdeConfig::integrator>(
           "sde.integrator", kIntegrators,
           "euler (Euler–Maruyama) or exponential: the linear part of the drift integrated "
@@ -835,23 +844,25 @@ const std::vector<Option>& options() {
           "d, where Euler's per-step mismatch makes the weights degenerate"),
 
       plain<&Config::network, &NetworkConfig::width>(
-          "network.width", ">= 1", "hidden width of Z_θ",
+          "network.width", "in [1, 65536]", "hidden width of Z_θ",
           [](const Reader& in, const Config& c) {
-            in.require(c.network.width >= 1, "network.width", ">= 1", c.network.width);
+            in.require(c.network.width >= 1 && c.network.width <= kMaxWidth, "network.width",
+                       "in [1, 65536]", c.network.width);
           }),
       plain<&Config::network, &NetworkConfig::depth>(
-          "network.depth", ">= 1", "number of hidden layers of Z_θ",
+          "network.depth", "in [1, 1000]", "number of hidden layers of Z_θ",
           [](const Reader& in, const Config& c) {
-            in.require(c.network.depth >= 1, "network.depth", ">= 1", c.network.depth);
+            in.require(c.network.depth >= 1 && c.network.depth <= kMaxDepth, "network.depth",
+                       "in [1, 1000]", c.network.depth);
           }),
       choice<&Config::network, &NetworkConfig::activation>("network.activation", kActivations,
                                                            "the hidden layers' activation"),
       plain<&Config::network, &NetworkConfig::time_features>(
-          "network.time_features", ">= 0",
+          "network.time_features", "in [0, 1000]",
           "F: the time features τ = s/T and sin/cos(kπτ), k = 1..F",
           [](const Reader& in, const Config& c) {
-            in.require(c.network.time_features >= 0, "network.time_features", ">= 0",
-                       c.network.time_features);
+            in.require(c.network.time_features >= 0 && c.network.time_features <= kMaxTimeFeatures,
+                       "network.time_features", "in [0, 1000]", c.network.time_features);
           }),
       plain<&Config::network, &NetworkConfig::y0_residual>(
           "network.y0_residual", "true or false", "a small residual network r_θ(X₀) in Y₀"),

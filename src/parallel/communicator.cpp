@@ -1,5 +1,6 @@
 #include "rbsde/parallel/communicator.hpp"
 
+#include <algorithm>
 #include <string>
 
 #include "rbsde/error.hpp"
@@ -87,6 +88,18 @@ void Communicator::broadcast(double* data, int64_t count) const {
 }
 
 void Communicator::barrier() const { check_mpi(MPI_Barrier(comm_), "MPI_Barrier"); }
+
+std::string Communicator::first_error(const std::string& error) const {
+  int first = error.empty() ? size_ : rank_;
+  check_mpi(MPI_Allreduce(MPI_IN_PLACE, &first, 1, MPI_INT, MPI_MIN, comm_),
+            "MPI_Allreduce(first error)");
+  if (first == size_) return {};
+  int length = rank_ == first ? static_cast<int>(std::min<size_t>(error.size(), kMaxCount)) : 0;
+  check_mpi(MPI_Bcast(&length, 1, MPI_INT, first, comm_), "MPI_Bcast(error length)");
+  std::string message = rank_ == first ? error.substr(0, length) : std::string(length, '\0');
+  check_mpi(MPI_Bcast(message.data(), length, MPI_CHAR, first, comm_), "MPI_Bcast(error)");
+  return message;
+}
 
 PathRange path_range(int64_t total, int rank, int size) {
   const int64_t base = total / size;

@@ -37,6 +37,10 @@ expect_error() {
   if [[ $stderr_text != *"$expected"* ]]; then
     fail "$name: message does not name '$expected': $stderr_text"; return
   fi
+  # One message, also on several ranks.
+  if [[ $(grep -c "^rbsde: error" <<< "$stderr_text") -ne 1 ]]; then
+    fail "$name: not exactly one line 'rbsde: error': $stderr_text"; return
+  fi
   if compgen -G "$work/out/*.h5*" >/dev/null; then fail "$name: left an output file"; return; fi
   pass
 }
@@ -318,6 +322,14 @@ else
 fi
 expect_error "sampling a NaN target" "sampling produced non-finite values: log π̃(X_N) is NaN on " \
   "$rbsde" sample "$work/ts_sample.yaml" --set target.module="$work/nan.pt"
+# Sizes too large for the memory fail alike on both ranks: one message naming the keys.
+expect_error "training paths beyond the memory on 2 ranks" "out of memory: training records" \
+  timeout 60 mpirun -np 2 --oversubscribe --bind-to none "$rbsde" run "$work/small.yaml" \
+  --set train.paths=99999999999 --set output.path="$work/out/huge.h5"
+expect_error "sampling a NaN target on 2 ranks" \
+  "sampling produced non-finite values: log π̃(X_N) is NaN on " \
+  timeout 60 mpirun -np 2 --oversubscribe --bind-to none "$rbsde" sample "$work/ts_sample.yaml" \
+  --set target.module="$work/nan.pt"
 
 # Preconditioned runs: Laplace (exact for this Gaussian, N(m, L Lᵀ) with m = (1, -1), L = √0.5 I),
 # then a pilot run on its output on 2 ranks. The file is in the target's coordinates: weighted

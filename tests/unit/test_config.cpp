@@ -494,17 +494,22 @@ TEST(ConfigErrors, GmmWeightsMustBePositive) {
 }
 
 TEST(ConfigErrors, ValuesOutOfRangeNameKeyAndRange) {
-  expect_override_error("sde.steps=0", "sde.steps", ">= 1");
-  expect_override_error("sde.steps=-5", "sde.steps", ">= 1");
+  expect_override_error("sde.steps=0", "sde.steps", "in [1, 2^24]");
+  expect_override_error("sde.steps=-5", "sde.steps", "in [1, 2^24]");
+  expect_override_error("sde.steps=16777217", "sde.steps", "float32 time input");
   expect_override_error("sde.horizon=0", "sde.horizon", "> 0");
   expect_override_error("sde.beta=-1", "sde.beta", "> 0");
   expect_error(kMinimal + "sde: {schedule: linear, beta_min: 0}\n", {"sde.beta_min", "> 0"});
   expect_error(kMinimal + "sde: {schedule: linear, beta_min: 5, beta_max: 5}\n",
                {"sde.beta_max", "> sde.beta_min"});
   expect_override_error("target.dim=0", "target.dim", ">= 1");
-  expect_override_error("network.width=0", "network.width", ">= 1");
-  expect_override_error("network.depth=0", "network.depth", ">= 1");
-  expect_override_error("network.time_features=-1", "network.time_features", ">= 0");
+  expect_override_error("network.width=0", "network.width", "in [1, 65536]");
+  expect_override_error("network.width=65537", "network.width", "in [1, 65536]");
+  expect_override_error("network.depth=0", "network.depth", "in [1, 1000]");
+  // A depth of 10^11 built layers until the memory ran out (found by tests/fuzz).
+  expect_override_error("network.depth=99999999999", "network.depth", "in [1, 1000]");
+  expect_override_error("network.time_features=-1", "network.time_features", "in [0, 1000]");
+  expect_override_error("network.time_features=1001", "network.time_features", "in [0, 1000]");
   expect_override_error("network.blocks=0", "network.blocks", ">= 1");
   expect_override_error("train.anneal_path=linear", "train.anneal_path", "bridge, tempered");
   expect_override_error("train.iterations=-1", "train.iterations", ">= 0");

@@ -75,7 +75,7 @@ class Trainer {
                                 double gamma) const;
   /// The error of a non-finite loss at `iteration` (1-based), with the counts of non-finite
   /// terminal values.
-  Error diverged(int64_t iteration, const StepResult& result) const;
+  CollectiveError diverged(int64_t iteration, const StepResult& result) const;
 
   const Target& target_;
   BsdeModel model_;

@@ -5,6 +5,11 @@
 #include <mpi.h>
 
 #include <cstdint>
+#include <exception>
+#include <string>
+#include <utility>
+
+#include "rbsde/error.hpp"
 
 namespace rbsde {
 
@@ -34,6 +39,30 @@ class Communicator {
   void broadcast(float* data, int64_t count) const;
   void broadcast(double* data, int64_t count) const;
   void barrier() const;
+  /// Collective: the message of the lowest rank whose `error` is not empty, on every rank;
+  /// empty when every `error` is.
+  std::string first_error(const std::string& error) const;
+  /// Collective: runs `step` on every rank; if it throws on any, every rank throws
+  /// CollectiveError with the lowest failing rank's message. For steps every rank takes at the
+  /// same point whose failure may strike alike on all (a size too large for the memory) or on
+  /// some only (a file one rank cannot read): reported once, and no rank left waiting.
+  /// `describe` turns an exception into its message.
+  template <typename Step, typename Describe>
+  void all_or_none(Step&& step, Describe&& describe) const {
+    std::string error;
+    try {
+      step();
+    } catch (const std::exception& e) {
+      error = describe(e);
+      if (error.empty()) error = "unknown error";
+    }
+    const std::string first = first_error(error);
+    if (!first.empty()) throw CollectiveError(first);
+  }
+  template <typename Step>
+  void all_or_none(Step&& step) const {
+    all_or_none(std::forward<Step>(step), [](const std::exception& e) { return e.what(); });
+  }
   /// Number of gradient all-reduces performed (allreduce_sum on float data) since creation.
   int64_t float_allreduce_count() const { return float_allreduces_; }
   /// Wall-clock seconds (MPI_Wtime) spent inside those all-reduces since creation, waiting
