@@ -3,7 +3,7 @@
 # command-line, fuzz, fault injection, MPI at 1-3 ranks, the layer and format checks.
 # Then builds the Kokkos variant of the path kernels with AddressSanitizer and
 # UndefinedBehaviorSanitizer, and runs the unit, MPI and command-line tests under them (a
-# finding aborts the test) with a bit-for-bit comparison of its runs against the first
+# finding aborts the test) with a comparison of its runs against the first
 # build's. The statistical tests, slow under the sanitizers, and the fuzz and fault tests run
 # in the first build only; the kernels are all the Kokkos variant changes.
 set -euo pipefail

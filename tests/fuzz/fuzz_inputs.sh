@@ -15,8 +15,8 @@
 #      or two and 200 MB, so a costlier one did work the input should have been refused
 #      before (each process gets 3 GB of address space, so that an input that allocates
 #      without bound fails instead of taking the machine's memory);
-#   3. print `rbsde: error: MESSAGE` (after set-up on 2 ranks: `rbsde: error on rank N:`) on
-#      stderr, exactly once also on 2 ranks, naming the offending key or file: each input
+#   3. print `rbsde: error: MESSAGE` (`rbsde: error on rank N:` for a failure of some ranks
+#      only) on stderr, exactly once also on 2 ranks, naming the offending key or file: each input
 #      carries the substring its message must contain (an input accepted with status 0 has
 #      no message and counts here too);
 #   4. leave no output behind: no new .h5 file and no .tmp file anywhere in the corpus, the
@@ -28,13 +28,40 @@
 #   fuzz: inputs N, runs R, clean errors C, crashes X, hangs H, inputs modified M, unclear messages U
 # Exit status non-zero on a crash, hang, costly failure, modified input, unclear message or
 # leftover file, or with fewer than 200 inputs.
+# The corpus runs as two shards at the same time (the even and the odd inputs), each on its
+# own copy of the corpus: a 1-rank run leaves one of two cores idle.
 # Usage: fuzz_inputs.sh RBSDE_BINARY SOURCE_DIR
-# (While working on rbsde: FUZZ_FILTER=REGEX runs only the inputs whose "category name"
-# matches, FUZZ_LIST=1 lists the corpus without running it.)
+# (While working on rbsde: FUZZ_SHARD=K runs shard K (0 or 1) only, FUZZ_FILTER=REGEX only
+# the inputs whose "category name" matches, FUZZ_LIST=1 lists the corpus.)
 set -uo pipefail
 if [[ $# -ne 2 ]]; then
   echo "usage: fuzz_inputs.sh RBSDE_BINARY SOURCE_DIR" >&2
   exit 2
+fi
+if [[ -z ${FUZZ_SHARD:-} && -z ${FUZZ_LIST:-} ]]; then
+  shards=$(mktemp -d)
+  FUZZ_SHARD=0 bash "${BASH_SOURCE[0]}" "$@" > "$shards/0.log" 2>&1 &
+  first=$!
+  FUZZ_SHARD=1 bash "${BASH_SOURCE[0]}" "$@" > "$shards/1.log" 2>&1 &
+  second=$!
+  status=0
+  wait "$first" || status=1
+  wait "$second" || status=1
+  for shard in 0 1; do
+    echo "=== shard $shard"
+    cat "$shards/$shard.log"
+  done
+  # The totals over both shards, from their lines "fuzz-counts NAME=N ...".
+  declare -A total=()
+  for pair in $(sed -n 's/^fuzz-counts //p' "$shards"/[01].log); do
+    total[${pair%=*}]=$((${total[${pair%=*}]:-0} + ${pair#*=}))
+  done
+  rm -rf "$shards"
+  echo "fuzz: inputs ${total[inputs]:-0}, runs ${total[runs]:-0}, clean errors ${total[clean]:-0}," \
+    "crashes ${total[crashes]:-0}, hangs ${total[hangs]:-0}, inputs modified ${total[modified]:-0}," \
+    "unclear messages ${total[unclear]:-0}, costly ${total[costly]:-0}, leftovers ${total[leftovers]:-0}"
+  ((${total[inputs]:-0} >= 200)) || status=1
+  exit "$status"
 fi
 rbsde=$(readlink -f "$1")
 source_dir=$(readlink -f "$2")
@@ -621,7 +648,8 @@ selected=()
 for ((i = 0; i < ${#K_NAME[@]}; i++)); do
   if [[ -n ${FUZZ_LIST:-} ]]; then
     printf '%3d %-17s %-40s expect %s\n' "$i" "${K_CATEGORY[i]}" "${K_NAME[i]}" "${K_EXPECT[i]}"
-  elif [[ -z ${FUZZ_FILTER:-} || "${K_CATEGORY[i]} ${K_NAME[i]}" =~ ${FUZZ_FILTER:-} ]]; then
+  elif ((i % 2 == FUZZ_SHARD)) &&
+    [[ -z ${FUZZ_FILTER:-} || "${K_CATEGORY[i]} ${K_NAME[i]}" =~ ${FUZZ_FILTER:-} ]]; then
     selected+=("$i")
   fi
 done
@@ -765,7 +793,10 @@ echo "fuzz: runs leaving an output file $leftovers, costly failures (over $costl
   "$((costly_kb / 1000)) MB) $costly," \
   "unreadable files made dangling links (running as root) $substituted_unreadable," \
   "time $((SECONDS - started)) s"
-echo "fuzz: inputs $inputs, runs $runs, clean errors $clean, crashes $crashes, hangs $hangs," \
-  "inputs modified $modified, unclear messages $unclear"
-((inputs >= 200 && crashes == 0 && hangs == 0 && modified == 0 && unclear == 0 && leftovers == 0 &&
-  costly == 0))
+echo "fuzz: shard $FUZZ_SHARD of a corpus of ${#K_NAME[@]} inputs: inputs $inputs, runs $runs," \
+  "clean errors $clean, crashes $crashes, hangs $hangs, inputs modified $modified," \
+  "unclear messages $unclear"
+echo "fuzz-counts inputs=$inputs runs=$runs clean=$clean crashes=$crashes hangs=$hangs" \
+  "modified=$modified unclear=$unclear costly=$costly leftovers=$leftovers"
+((${#K_NAME[@]} >= 200 && crashes == 0 && hangs == 0 && modified == 0 && unclear == 0 &&
+  leftovers == 0 && costly == 0))
