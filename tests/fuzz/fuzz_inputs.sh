@@ -28,32 +28,34 @@
 #   fuzz: inputs N, runs R, clean errors C, crashes X, hangs H, inputs modified M, unclear messages U
 # Exit status non-zero on a crash, hang, costly failure, modified input, unclear message or
 # leftover file, or with fewer than 200 inputs.
-# The corpus runs as two shards at the same time (the even and the odd inputs), each on its
-# own copy of the corpus: a 1-rank run leaves one of two cores idle.
+# The corpus runs as FUZZ_SHARDS shards (default 4) at the same time, input i in shard
+# i mod FUZZ_SHARDS, each on its own copy of the corpus: one run at a time leaves the cores
+# idle about 40 % of the time (start-up waits, one-rank runs).
 # Usage: fuzz_inputs.sh RBSDE_BINARY SOURCE_DIR
-# (While working on rbsde: FUZZ_SHARD=K runs shard K (0 or 1) only, FUZZ_FILTER=REGEX only
-# the inputs whose "category name" matches, FUZZ_LIST=1 lists the corpus.)
+# (While working on rbsde: FUZZ_SHARD=K runs shard K only, FUZZ_FILTER=REGEX only the inputs
+# whose "category name" matches, FUZZ_LIST=1 lists the corpus.)
 set -uo pipefail
 if [[ $# -ne 2 ]]; then
   echo "usage: fuzz_inputs.sh RBSDE_BINARY SOURCE_DIR" >&2
   exit 2
 fi
+export FUZZ_SHARDS=${FUZZ_SHARDS:-4}
 if [[ -z ${FUZZ_SHARD:-} && -z ${FUZZ_LIST:-} ]]; then
   shards=$(mktemp -d)
-  FUZZ_SHARD=0 bash "${BASH_SOURCE[0]}" "$@" > "$shards/0.log" 2>&1 &
-  first=$!
-  FUZZ_SHARD=1 bash "${BASH_SOURCE[0]}" "$@" > "$shards/1.log" 2>&1 &
-  second=$!
+  pids=()
+  for ((shard = 0; shard < FUZZ_SHARDS; shard++)); do
+    FUZZ_SHARD=$shard bash "${BASH_SOURCE[0]}" "$@" > "$shards/$shard.log" 2>&1 &
+    pids+=($!)
+  done
   status=0
-  wait "$first" || status=1
-  wait "$second" || status=1
-  for shard in 0 1; do
+  for pid in "${pids[@]}"; do wait "$pid" || status=1; done
+  for ((shard = 0; shard < FUZZ_SHARDS; shard++)); do
     echo "=== shard $shard"
     cat "$shards/$shard.log"
   done
   # The totals over both shards, from their lines "fuzz-counts NAME=N ...".
   declare -A total=()
-  for pair in $(sed -n 's/^fuzz-counts //p' "$shards"/[01].log); do
+  for pair in $(sed -n 's/^fuzz-counts //p' "$shards"/*.log); do
     total[${pair%=*}]=$((${total[${pair%=*}]:-0} + ${pair#*=}))
   done
   rm -rf "$shards"
@@ -71,6 +73,11 @@ export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMP_NUM_THREADS
 # helper, and MPI does not probe network transports it does not need on one node (together
 # about 0.3 s less per run on 1 rank, 0.8 s on 2).
 export OMPI_MCA_ess_singleton_isolated=1 OMPI_MCA_pml=ob1 OMPI_MCA_btl=self,vader
+# When a rank exits with a non-zero status (each run here), mpirun ends the job: SIGTERM to
+# every process, then by default a second of grace before SIGKILL, which doubled the time of a
+# 2-rank run. The ranks have printed their messages before they exit (MPI_Finalize is
+# collective, and stderr is unbuffered), so no grace is needed.
+export OMPI_MCA_odls_base_sigkill_timeout=0
 timeout_s=60
 # Address space per process of the fuzzed runs: an input that makes rbsde allocate without
 # bound fails there (std::bad_alloc) instead of exhausting the machine's memory on 2 ranks.
@@ -648,7 +655,7 @@ selected=()
 for ((i = 0; i < ${#K_NAME[@]}; i++)); do
   if [[ -n ${FUZZ_LIST:-} ]]; then
     printf '%3d %-17s %-40s expect %s\n' "$i" "${K_CATEGORY[i]}" "${K_NAME[i]}" "${K_EXPECT[i]}"
-  elif ((i % 2 == FUZZ_SHARD)) &&
+  elif ((i % FUZZ_SHARDS == FUZZ_SHARD)) &&
     [[ -z ${FUZZ_FILTER:-} || "${K_CATEGORY[i]} ${K_NAME[i]}" =~ ${FUZZ_FILTER:-} ]]; then
     selected+=("$i")
   fi
@@ -793,7 +800,7 @@ echo "fuzz: runs leaving an output file $leftovers, costly failures (over $costl
   "$((costly_kb / 1000)) MB) $costly," \
   "unreadable files made dangling links (running as root) $substituted_unreadable," \
   "time $((SECONDS - started)) s"
-echo "fuzz: shard $FUZZ_SHARD of a corpus of ${#K_NAME[@]} inputs: inputs $inputs, runs $runs," \
+echo "fuzz: shard $FUZZ_SHARD of $FUZZ_SHARDS, of a corpus of ${#K_NAME[@]} inputs: inputs $inputs, runs $runs," \
   "clean errors $clean, crashes $crashes, hangs $hangs, inputs modified $modified," \
   "unclear messages $unclear"
 echo "fuzz-counts inputs=$inputs runs=$runs clean=$clean crashes=$crashes hangs=$hangs" \
