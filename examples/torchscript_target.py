@@ -1,12 +1,14 @@
-#!/usr/bin/env python3
+#!/usr/bin/python3
 """Writes a user target for rbsde as a TorchScript module: a 2-D banana density.
 
-    python3 examples/torchscript_target.py results/banana.pt
+    /usr/bin/python3 examples/torchscript_target.py results/banana.pt
     build/rbsde run configs/torchscript_banana.yaml
 
-rbsde calls the module's log_prob (else forward) on a float32 batch x of shape [M, d] and
-expects log pi~(x) of shape [M]; autograd runs through it, so only differentiable torch
-operations belong in it. The banana bends a Gaussian:
+rbsde calls the module's log_prob (else forward) on a batch x of shape [M, d], float64 where
+it computes weights, modes and MCMC and float32 while training, and expects log pi~(x) of shape
+[M]; autograd runs through it, so only differentiable torch operations belong in it. Computing
+in x's dtype (no float32 constants or parameters) keeps float64 calls exact. The banana bends
+a Gaussian:
 
     log pi~(x) = -x1^2 / (2 s^2) - (x2 - c (x1^2 - s^2))^2 / 2
 

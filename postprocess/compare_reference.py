@@ -1,4 +1,4 @@
-#!/usr/bin/env python3
+#!/usr/bin/python3
 """Compares the posterior moments of rbsde runs with a reference file of `rbsde reference`.
 
 For each run: the largest |mean - reference mean| in reference posterior sds, for the

@@ -1,4 +1,4 @@
-#!/usr/bin/env python3
+#!/usr/bin/python3
 """Mode weights of a mixture run: each sample goes to its nearest mean; prints the weighted
 (self-normalised) share of every mode, the number of modes holding weighted samples, and the
 total-variation distance from the exact weights (equal unless --weights is given).

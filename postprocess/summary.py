@@ -22,7 +22,7 @@ from rbsde_output import open_output
 
 REQUIRED = ["samples", "log_weights", "training/loss", "training/log_z"]
 ESTIMATES = ["log_z_is", "log_z_is_stderr", "log_z_network", "elbo", "elbo_stderr", "ess",
-             "ess_fraction", "count"]
+             "ess_fraction", "pareto_k", "pareto_k_threshold", "count"]
 
 
 def fail(message):
@@ -103,6 +103,7 @@ def print_summary(path, run, truth):
         ("log Z (network)", f"{e['log_z_network']:.6f}"),
         ("ELBO", f"{e['elbo']:.6f} ± {e['elbo_stderr']:.6f}"),
         ("ESS", f"{e['ess']:.1f} (ESS/M = {e['ess_fraction']:.4f})"),
+        ("Pareto k^", f"{e['pareto_k']:.2f} (reliable below {e['pareto_k_threshold']:.2f})"),
     ]
     if truth is not None:
         error = e["log_z_is"] - truth

@@ -14,6 +14,7 @@ packages=(
   libgtest-dev googletest
   python3-h5py python3-numpy python3-matplotlib
   python3-torch                          # TorchScript user targets: the example and its test
+  python3-xarray python3-h5netcdf        # the InferenceData groups of an output file, as users read them
 )
 
 missing=()

@@ -1,4 +1,4 @@
-#!/usr/bin/env python3
+#!/usr/bin/python3
 """Writes a synthetic logistic-regression data set for the `logreg` target.
 
 Features are i.i.d. N(0, 1); the true weights are N(0, 1/p) (so the logits have unit variance

@@ -230,6 +230,8 @@ Problem build_problem(const Arguments& args, const Communicator& comm) {
     p.config = parse_config(p.config.resolved_yaml, {"target.dim=" + std::to_string(target->dim())},
                             args.config_path);
   }
+  // The InferenceData names are checked now, not after training.
+  if (p.config.sample.resample) posterior_names(*target, p.config.target);
   p.target = precondition(std::move(target), p.config.precondition, comm);
   p.schedule = NoiseSchedule::from_config(p.config.sde);
   torch::manual_seed(p.config.train.seed);  // rank 0's initialisation is broadcast anyway
@@ -279,6 +281,12 @@ void print_estimates(const Estimates& e, const Target& target) {
   std::printf("log Z (network c)           = %.4f\n", e.log_z_network);
   std::printf("ELBO                        = %.4f +- %.4f\n", e.elbo, e.elbo_stderr);
   std::printf("ESS                         = %.1f  (ESS/M = %.4f)\n", e.ess, e.ess_fraction);
+  if (std::isnan(e.pareto_k)) {
+    std::printf("Pareto k^                   = n/a  (PSIS needs at least 21 paths)\n");
+  } else {
+    std::printf("Pareto k^                   = %.2f  (largest %lld weights; reliable below %.2f)\n",
+                e.pareto_k, static_cast<long long>(e.pareto_tail), e.pareto_k_threshold);
+  }
   if (e.zero_weight_paths > 0) {
     std::printf("warning: log π̃(X_N) = -inf on %lld of %lld paths: their weights are zero\n",
                 static_cast<long long>(e.zero_weight_paths), static_cast<long long>(e.count));
@@ -288,6 +296,33 @@ void print_estimates(const Estimates& e, const Target& target) {
         "(probability-flow ODE: the weights are approximate, so log Z (importance\n"
         " sampling) is an approximation, not an unbiased estimate; method.md §5)\n");
   }
+}
+
+/// ESS below which the weights are called degenerate, whatever k̂ says.
+constexpr double kMinimumEss = 100.0;
+
+/// The end-of-run warning when k̂ or ESS says the weights are degenerate, naming what to try;
+/// empty when they are not.
+std::string degenerate_weights_warning(const Estimates& e, const Config& config) {
+  const bool heavy_tail = !(e.pareto_k <= e.pareto_k_threshold);  // NaN too
+  if (!heavy_tail && e.ess >= kMinimumEss) return "";
+  char what[160];
+  std::snprintf(what, sizeof what, "Pareto k^ = %.2f (reliable below %.2f), ESS = %.1f of %lld",
+                e.pareto_k, e.pareto_k_threshold, e.ess, static_cast<long long>(e.count));
+  std::string advice =
+      "warning: the importance weights are degenerate: " + std::string(what) +
+      ". log Z (importance sampling) and the weighted moments are not to be trusted. Try, in "
+      "this order: more training (train.iterations, now " +
+      std::to_string(config.train.iterations) + ")";
+  if (config.precondition.kind == "none") {
+    advice += "; preconditioning (precondition.kind: laplace or auto)";
+  }
+  if (config.train.anneal_gamma0 >= 1.0) advice += "; annealing (train.anneal_gamma0: 0.1)";
+  if (config.sample.mala_steps == 0) {
+    advice += "; MALA refinement of the resampled draws (sample.mala_steps: 100)";
+  }
+  if (e.count < 10000) advice += "; more samples (sample.count)";
+  return advice;
 }
 
 int run_phases(const Arguments& args, Problem& p, const Communicator& comm, OutputFile* out,
@@ -310,6 +345,10 @@ int run_command(const Arguments& args, const Communicator& comm, std::unique_ptr
         kVersion, args.command.c_str(), args.config_path.c_str(), p.target->name().c_str(),
         static_cast<long long>(p.target->dim()), comm.size(), threads, thread_source.c_str(),
         kernel_backend());
+    if (const auto* module = dynamic_cast<const TorchScriptTarget*>(&configured(*p.target))) {
+      std::printf("target.module %s: %s(x) accepts x in %s\n", p.config.target.module.c_str(),
+                  module->method().c_str(), module->precisions().c_str());
+    }
     if (const AffineTarget* affine = p.target->preconditioned()) {
       std::printf(
           "precondition %s: x = m + L x^ with %s L, log|det L| = %.6g; training reports log Z^ = "
@@ -459,17 +498,22 @@ int run_phases(const Arguments& args, Problem& p, const Communicator& comm, Outp
       std::printf("wrote %s\n", p.config.output.path.c_str());
     }
     if (args.command != "sample") std::printf("wrote %s\n", p.config.model_path().c_str());
+    if (estimates) {
+      const std::string warning = degenerate_weights_warning(*estimates, p.config);
+      if (!warning.empty()) std::printf("%s\n", warning.c_str());
+    }
     const auto truth = configured(*p.target).log_z();
     std::printf(
         "rbsde-summary command=%s target=%s dim=%lld ranks=%d threads=%d log_z_is=%.6f "
-        "log_z_is_stderr=%.6f log_z_true=%s ess_fraction=%.6f setup_s=%.2f train_s=%.2f "
+        "log_z_is_stderr=%.6f log_z_true=%s ess_fraction=%.6f pareto_k=%.4f setup_s=%.2f "
+        "train_s=%.2f "
         "sample_s=%.2f total_s=%.2f\n",
         args.command.c_str(), p.target->name().c_str(), static_cast<long long>(p.target->dim()),
         comm.size(), threads, estimates ? estimates->log_z_is : NAN,
         estimates ? estimates->log_z_is_stderr : NAN,
         truth ? std::to_string(*truth).c_str() : "unknown",
-        estimates ? estimates->ess_fraction : NAN, setup_seconds, train_seconds, sample_seconds,
-        seconds_since(start));
+        estimates ? estimates->ess_fraction : NAN, estimates ? estimates->pareto_k : NAN,
+        setup_seconds, train_seconds, sample_seconds, seconds_since(start));
   }
   return 0;
 }
@@ -483,7 +527,10 @@ Estimates sample_into(OutputFile& out, const Target& target, BsdeModel& model,
   const SampleSummary drawn = draw_samples(out, target, model, schedule, config, comm);
   Estimates estimates = drawn.estimates;
   // Bias correction (method.md §5), reading back the rows just written.
-  std::string written = "/samples, /log_weights, /paths, /estimates (with posterior_mean, _sd)";
+  std::string written = sample.psis ? "/samples, /log_weights, /paths, /estimates (with "
+                                      "posterior_mean, _sd, psis_mean, _sd)"
+                                    : "/samples, /log_weights, /paths, /estimates (with "
+                                      "posterior_mean, _sd)";
   if (sample.resample) {
     out.synchronise();
     resample_into(out, sample, target.dim(), drawn.max_log_weight, comm);
@@ -501,6 +548,11 @@ Estimates sample_into(OutputFile& out, const Target& target, BsdeModel& model,
                   static_cast<long long>(sample.mala_steps), refinement.acceptance_rate,
                   refinement.step_size);
     }
+  }
+  if (sample.resample) {
+    out.synchronise();
+    posterior_into(out, configured(target), config, comm);
+    written += ", /posterior and /sample_stats (InferenceData)";
   }
   if (comm.is_root()) {
     std::printf("sample: %lld paths -> %s\n", static_cast<long long>(sample.count),

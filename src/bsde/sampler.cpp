@@ -5,6 +5,7 @@
 #include <cstdio>
 #include <string>
 
+#include "rbsde/bsde/psis.hpp"
 #include "rbsde/bsde/step.hpp"
 #include "rbsde/core/affine_target.hpp"
 #include "rbsde/error.hpp"
@@ -212,6 +213,7 @@ MomentAccumulator::Moments MomentAccumulator::reduce(const Communicator& comm) c
   moments.mean.assign(mean.data_ptr<double>(), mean.data_ptr<double>() + mean.numel());
   moments.sd.assign(sd.data_ptr<double>(), sd.data_ptr<double>() + sd.numel());
   moments.max_log_weight = global_max;
+  moments.total_weight = total_weight;
   return moments;
 }
 
@@ -283,6 +285,8 @@ SampleSummary draw_samples(SampleSink& sink, const Target& target, BsdeModel& mo
   const AffineTarget* affine = target.preconditioned();
   EvidenceAccumulator evidence;
   MomentAccumulator moments(target.dim());
+  const int64_t tail_length = pareto_tail_length(sample.count);
+  LargestWeights largest(tail_length + 1, sample.psis ? target.dim() : 0);
   NonFinitePaths non_finite;
   for (int64_t round = 0; round < rounds; ++round) {
     const int64_t done = round * sample.batch;
@@ -314,6 +318,7 @@ SampleSummary draw_samples(SampleSink& sink, const Target& target, BsdeModel& mo
     non_finite.add(batch);
     evidence.add(batch.log_weights, batch.y0_offset);
     moments.add(batch.samples, batch.log_weights);
+    largest.add(batch.log_weights, batch.samples);
     if (comm.is_root() && rounds > 1) {
       std::printf("sample batch %lld/%lld\n", static_cast<long long>(round + 1),
                   static_cast<long long>(rounds));
@@ -330,6 +335,19 @@ SampleSummary draw_samples(SampleSink& sink, const Target& target, BsdeModel& mo
   const MomentAccumulator::Moments posterior = moments.reduce(comm);
   estimates.posterior_mean = posterior.mean;
   estimates.posterior_sd = posterior.sd;
+  const LargestWeights::Gathered gathered = largest.gather(comm);
+  const ParetoTail tail = fit_pareto_tail(gathered.log_weights, sample.count);
+  estimates.pareto_k = tail.k;
+  estimates.pareto_tail = tail_length;
+  estimates.pareto_k_threshold = pareto_k_threshold(sample.count);
+  if (sample.psis) {  // a tail of equal weights (k̂ = −∞) has nothing to smooth
+    const SmoothedMoments smoothed =
+        tail.smoothed.empty() ? SmoothedMoments{posterior.mean, posterior.sd}
+                              : smooth_moments(posterior.mean, posterior.sd, posterior.total_weight,
+                                               tail, gathered.samples);
+    estimates.psis_mean = smoothed.mean;
+    estimates.psis_sd = smoothed.sd;
+  }
   return {estimates, posterior.max_log_weight};
 }
 

@@ -620,14 +620,91 @@ TorchScriptTarget::TorchScriptTarget(const std::string& module, const std::strin
                 "' (target.method; its methods: " + (methods.empty() ? "none" : methods) + ")");
   }
   // Probe batches: an unsuitable module fails here, with its file named, not during training.
-  for (const double value : {0.0, 1.0}) {
-    call(torch::full({3, dim_}, value, torch::kFloat32));
+  // A module written for one precision (float32 parameters, say) may reject the other.
+  const auto accepts = [&](torch::ScalarType dtype, std::string& failure) {
+    try {
+      for (const double value : {0.0, 1.0}) call(torch::full({3, dim_}, value, dtype));
+      return true;
+    } catch (const Error& e) {
+      failure = e.what();
+      return false;
+    }
+  };
+  std::string float64_failure, float32_failure;
+  accepts_float64_ = accepts(torch::kFloat64, float64_failure);
+  accepts_float32_ = accepts(torch::kFloat32, float32_failure);
+  if (!accepts_float64_ && !accepts_float32_) {
+    // What follows "(x) on x of shape [..] floatNN" in each message.
+    const auto detail = [](const std::string& message) {
+      return message.substr(message.find(" float", message.find("(x) on x of shape")) + 8);
+    };
+    const std::string in_float64 = detail(float64_failure);
+    throw Error(float32_failure + (in_float64 == detail(float32_failure)
+                                       ? " (and alike with float64 x)"
+                                       : "; with float64 x it" + in_float64));
   }
+  if (module_.hasattr("names")) {
+    const c10::IValue names = module_.attr("names");
+    const bool strings = names.isList() && [&] {
+      for (const c10::IValue& name : names.toListRef()) {
+        if (!name.isString()) return false;
+      }
+      return true;
+    }();
+    if (!strings) {
+      throw Error("target.module: '" + path_ + "': its attribute `names` is a " +
+                  std::string(names.tagKind()) + ", expected a list of parameter names (strings)");
+    }
+    for (const c10::IValue& name : names.toListRef()) names_.push_back(name.toStringRef());
+  }
+  has_constrain_ = module_.find_method("constrain").has_value();
+  if (has_constrain_) {
+    constrained_dim_ = constrain(torch::zeros({3, dim_}, torch::kFloat64)).size(1);
+    if (!names_.empty() && static_cast<int64_t>(names_.size()) != constrained_dim_) {
+      throw Error("target.module: '" + path_ + "': constrain(x) returns " +
+                  std::to_string(constrained_dim_) + " parameters but `names` has " +
+                  std::to_string(names_.size()));
+    }
+  } else if (!names_.empty() && static_cast<int64_t>(names_.size()) != dim_) {
+    throw Error("target.module: '" + path_ + "': `names` has " + std::to_string(names_.size()) +
+                " entries but target.dim is " + std::to_string(dim_) +
+                " (without a constrain method the names are those of x)");
+  }
+}
+
+torch::Tensor TorchScriptTarget::constrain(const torch::Tensor& x) const {
+  const std::string origin =
+      "target.module: '" + path_ + "': constrain(x) on x of shape " + shape_string(x);
+  if (!has_constrain_) throw Error("target.module: '" + path_ + "' has no method constrain");
+  c10::IValue result;
+  try {
+    torch::NoGradGuard no_grad;
+    const auto input = accepts_float64_ ? x.to(torch::kFloat64) : x.to(torch::kFloat32);
+    result = module_.get_method("constrain")({input});
+  } catch (const std::exception& e) {
+    throw Error(origin + " failed: " + torch_message(e));
+  }
+  if (!result.isTensor() || result.toTensor().dim() != 2 ||
+      result.toTensor().size(0) != x.size(0) || !result.toTensor().is_floating_point() ||
+      (constrained_dim_ > 0 && result.toTensor().size(1) != constrained_dim_)) {
+    throw Error(origin + " returned " +
+                (result.isTensor() ? "a tensor of shape " + shape_string(result.toTensor())
+                                   : "a " + std::string(result.tagKind())) +
+                ", expected a floating-point tensor [" + std::to_string(x.size(0)) + ", p]" +
+                (constrained_dim_ > 0 ? " with p = " + std::to_string(constrained_dim_) : ""));
+  }
+  return result.toTensor().to(torch::kFloat64);
+}
+
+std::string TorchScriptTarget::precisions() const {
+  if (accepts_float64_ && accepts_float32_) return "float64 and float32";
+  return accepts_float64_ ? "float64 only" : "float32 only";
 }
 
 torch::Tensor TorchScriptTarget::call(const torch::Tensor& x) const {
   const std::string origin = "target.module: '" + path_ + "': " + method_ + "(x) on x of shape " +
-                             shape_string(x) + " float32";
+                             shape_string(x) +
+                             (x.scalar_type() == torch::kFloat64 ? " float64" : " float32");
   c10::IValue result;
   try {
     result = module_.get_method(method_)({x});
@@ -652,7 +729,8 @@ torch::Tensor TorchScriptTarget::call(const torch::Tensor& x) const {
 
 torch::Tensor TorchScriptTarget::log_prob(const torch::Tensor& x) const {
   check_batch(x, dim_, name());
-  return call(x.to(torch::kFloat32)).to(x.scalar_type());
+  const bool float64 = x.scalar_type() == torch::kFloat64 ? accepts_float64_ : !accepts_float32_;
+  return call(x.to(float64 ? torch::kFloat64 : torch::kFloat32)).to(x.scalar_type());
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -56,7 +56,8 @@ const std::vector<std::string> kAnnealPaths = {"bridge", "tempered"};
 const std::vector<std::string> kSampleMethods = {"sde", "ode"};
 const std::vector<std::string> kDivergences = {"exact", "hutchinson", "auto"};
 constexpr int64_t kMaxProbes = int64_t{1} << 28;
-const std::vector<std::string> kPreconditionKinds = {"none", "config", "prior", "laplace", "pilot"};
+const std::vector<std::string> kPreconditionKinds = {"none",    "config", "prior",
+                                                     "laplace", "pilot",  "auto"};
 const std::vector<std::string> kPreconditionForms = {"cholesky", "diagonal"};
 
 // The target.* keys that only some targets read, each with those targets' names.
@@ -76,8 +77,11 @@ const std::vector<std::pair<std::string, std::vector<std::string>>> kTargetSpeci
 
 // The precondition.* keys that only some kinds read, each with those kinds.
 const std::vector<std::pair<std::string, std::vector<std::string>>> kPreconditionKeys = {
-    {"centre", {"config"}},      {"scale", {"config"}}, {"form", {"laplace", "pilot"}},
-    {"iterations", {"laplace"}}, {"pilot", {"pilot"}},
+    {"centre", {"config"}},
+    {"scale", {"config"}},
+    {"form", {"laplace", "pilot", "auto"}},
+    {"iterations", {"laplace", "auto"}},
+    {"pilot", {"pilot"}},
 };
 
 // Mixture weights whose sum is this close to 1 are kept as given: renormalising them would
@@ -535,6 +539,28 @@ void read_torchscript(const Reader& in, TargetConfig& target) {
   in.read("target.method", target.method);
 }
 
+/// target.names: distinct, non-empty parameter names (their number is checked against the
+/// target once it is built: a module's constrain(x) may have other than d outputs).
+std::vector<std::string> read_names(const Reader& in) {
+  const YAML::Node node = in.find("target.names");
+  std::vector<std::string> names;
+  if (!node) return names;
+  if (!node.IsSequence() || node.size() == 0) {
+    in.fail("target.names", "expected a non-empty list of parameter names, got " + describe(node));
+  }
+  for (std::size_t i = 0; i < node.size(); ++i) {
+    const std::string key = indexed("target.names", i);
+    std::string name = in.to_string(node[i], key);
+    if (name.empty() || name.find('/') != std::string::npos || name == "chain" || name == "draw") {
+      in.fail(key, "a parameter name must be non-empty, without '/', and not chain or draw; got '" +
+                       name + "'");
+    }
+    if (contains(names, name)) in.fail(key, "'" + name + "' appears twice");
+    names.push_back(std::move(name));
+  }
+  return names;
+}
+
 TargetConfig read_target(const Reader& in) {
   TargetConfig target;
   if (!in.find("target.name")) in.fail_missing("target.name", "one of " + join(kTargetNames));
@@ -570,11 +596,15 @@ TargetConfig read_target(const Reader& in) {
   } else {
     read_torchscript(in, target);
   }
+  target.names = read_names(in);
   return target;
 }
 
-PreconditionConfig read_precondition(const Reader& in, int64_t dim) {
+PreconditionConfig read_precondition(const Reader& in, const std::string& target_name,
+                                     int64_t dim) {
   PreconditionConfig precondition;
+  // A target without a built-in map (a user's module) is preconditioned automatically.
+  precondition.kind = target_name == "torchscript" ? "auto" : "none";
   in.read("precondition.kind", precondition.kind);
   in.require_one_of("precondition.kind", precondition.kind, kPreconditionKinds);
   // Settings of another kind are rejected rather than ignored: they signal a mistake.
@@ -612,11 +642,12 @@ PreconditionConfig read_precondition(const Reader& in, int64_t dim) {
       }
     }
   }
-  if (precondition.kind == "laplace" || precondition.kind == "pilot") {
+  if (precondition.kind == "laplace" || precondition.kind == "pilot" ||
+      precondition.kind == "auto") {
     in.read("precondition.form", precondition.form);
     in.require_one_of("precondition.form", precondition.form, kPreconditionForms);
   }
-  if (precondition.kind == "laplace") {
+  if (precondition.kind == "laplace" || precondition.kind == "auto") {
     in.read("precondition.iterations", precondition.iterations);
     in.require(precondition.iterations >= 1, "precondition.iterations", ">= 1",
                precondition.iterations);
@@ -689,6 +720,11 @@ void emit_target(YAML::Emitter& out, const TargetConfig& target) {
       emit_entry(out, "label", target.label);
     }
   }
+  if (!target.names.empty()) {
+    out << YAML::Key << "names" << YAML::Value << YAML::Flow << YAML::BeginSeq;
+    for (const std::string& name : target.names) out << YAML::DoubleQuoted << name;
+    out << YAML::EndSeq;
+  }
   out << YAML::EndMap;
 }
 
@@ -705,10 +741,13 @@ void emit_precondition(YAML::Emitter& out, const PreconditionConfig& preconditio
       emit_vector(out, precondition.scale_diagonal);
     }
   }
-  if (precondition.kind == "laplace" || precondition.kind == "pilot") {
+  if (precondition.kind == "laplace" || precondition.kind == "pilot" ||
+      precondition.kind == "auto") {
     emit_entry(out, "form", precondition.form);
   }
-  if (precondition.kind == "laplace") emit_entry(out, "iterations", precondition.iterations);
+  if (precondition.kind == "laplace" || precondition.kind == "auto") {
+    emit_entry(out, "iterations", precondition.iterations);
+  }
   if (precondition.kind == "pilot") emit_entry(out, "pilot", precondition.pilot);
   out << YAML::EndMap;
 }
@@ -800,6 +839,8 @@ const std::vector<Option>& options() {
       structured("target.method", "method name", "log_prob or forward",
                  "torchscript: the method to call (default: log_prob if the module has one, else "
                  "forward)"),
+      structured("target.names", "list of names", "the module's names, else x[1] ... x[d]",
+                 "parameter names of the InferenceData group /posterior (one per parameter)"),
 
       choice<&Config::sde, &SdeConfig::schedule>(
           "sde.schedule", kSchedules,
@@ -1046,6 +1087,9 @@ const std::vector<Option>& options() {
             in.require(c.sample.mala_step_size >= 0.0, "sample.mala_step_size", ">= 0 (0: adapted)",
                        c.sample.mala_step_size);
           }),
+      plain<&Config::sample, &SampleConfig::psis>(
+          "sample.psis", "true or false",
+          "also the posterior moments with Pareto-smoothed weights (/estimates/psis_mean, _sd)"),
 
       plain<&Config::reference, &ReferenceConfig::chains>(
           "reference.chains", ">= 2", "rbsde reference: chains, shared over the ranks",
@@ -1080,16 +1124,18 @@ const std::vector<Option>& options() {
                        ">= 0 (0 = from the environment)", c.parallel.threads);
           }),
 
-      structured("precondition.kind", join(kPreconditionKinds), "none",
-                 "the affine map x = m + L x̂ under which training and sampling run"),
+      structured("precondition.kind", join(kPreconditionKinds), "auto for torchscript, else none",
+                 "the affine map x = m + L x̂ under which training and sampling run (auto: "
+                 "laplace, else a Gaussian matched to a short MALA pilot)"),
       structured("precondition.centre", "number or d numbers", "0", "config: m"),
       structured("precondition.scale", "number, d numbers or d x d matrix", "1",
                  "config: the diagonal of L, or a symmetric positive definite covariance whose "
                  "Cholesky factor is L"),
       structured("precondition.form", join(kPreconditionForms), "cholesky",
-                 "laplace, pilot: cholesky (full L) or diagonal (standard deviations only)"),
+                 "laplace, pilot, auto: cholesky (full L) or diagonal (standard deviations "
+                 "only)"),
       structured("precondition.iterations", "integer >= 1", "1000",
-                 "laplace: L-BFGS iterations at most"),
+                 "laplace, auto: L-BFGS iterations at most"),
       structured("precondition.pilot", "file path", "(required for pilot)",
                  "pilot: the output file of an earlier run"),
   };
@@ -1188,7 +1234,7 @@ Config parse_config(const std::string& yaml_text, const std::vector<std::string>
     Config config;
     config.target = read_target(in);
     read_plain_options(in, config);
-    config.precondition = read_precondition(in, config.target.dim);
+    config.precondition = read_precondition(in, config.target.name, config.target.dim);
     config.resolved_yaml = emit_resolved(config);
     return config;
   } catch (const YAML::Exception& e) {

@@ -1,8 +1,11 @@
 #include "rbsde/io/output_file.hpp"
 
+#include <hdf5_hl.h>
+
 #include <algorithm>
 #include <array>
 #include <filesystem>
+#include <numeric>
 #include <string>
 #include <system_error>
 #include <utility>
@@ -218,9 +221,10 @@ OutputFile::~OutputFile() {
   // Never throws. The closes are collective, as the constructor was: every rank destroys its
   // OutputFile, also when a failure (detected alike on all ranks) unwinds the stack.
   for (hid_t dataset : {samples_, log_weights_, log_target_, network_log_z_, resampled_samples_,
-                        resampled_index_, refined_samples_}) {
+                        resampled_index_, refined_samples_, sample_stats_log_weight_}) {
     if (dataset >= 0) H5Dclose(dataset);
   }
+  for (hid_t dataset : posterior_) H5Dclose(dataset);
   if (file_ >= 0) H5Fclose(file_);
   if (comm_.is_root()) remove_uncommitted();
 }
@@ -314,10 +318,15 @@ void OutputFile::write_estimates(const Estimates& estimates) {
                            "creating group /estimates", tmp_path_),
                    H5Gclose);
   const std::pair<const char*, double> values[] = {
-      {"log_z_is", estimates.log_z_is},           {"log_z_is_stderr", estimates.log_z_is_stderr},
-      {"log_z_network", estimates.log_z_network}, {"elbo", estimates.elbo},
-      {"elbo_stderr", estimates.elbo_stderr},     {"ess", estimates.ess},
+      {"log_z_is", estimates.log_z_is},
+      {"log_z_is_stderr", estimates.log_z_is_stderr},
+      {"log_z_network", estimates.log_z_network},
+      {"elbo", estimates.elbo},
+      {"elbo_stderr", estimates.elbo_stderr},
+      {"ess", estimates.ess},
       {"ess_fraction", estimates.ess_fraction},
+      {"pareto_k", estimates.pareto_k},
+      {"pareto_k_threshold", estimates.pareto_k_threshold},
   };
   for (const auto& [name, value] : values) {
     write_scalar_attribute(group.get(), name, H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, value, tmp_path_);
@@ -326,6 +335,8 @@ void OutputFile::write_estimates(const Estimates& estimates) {
                          tmp_path_);
   write_scalar_attribute(group.get(), "zero_weight_paths", H5T_STD_I64LE, H5T_NATIVE_INT64,
                          estimates.zero_weight_paths, tmp_path_);
+  write_scalar_attribute(group.get(), "pareto_tail", H5T_STD_I64LE, H5T_NATIVE_INT64,
+                         estimates.pareto_tail, tmp_path_);
   write_string_attribute(group.get(), "method", estimates.method, tmp_path_);
   if (!estimates.divergence.empty()) {
     write_string_attribute(group.get(), "divergence", estimates.divergence, tmp_path_);
@@ -334,6 +345,12 @@ void OutputFile::write_estimates(const Estimates& estimates) {
     write_vector(group.get(), "estimates", "posterior_mean", estimates.posterior_mean,
                  comm_.is_root(), tmp_path_);
     write_vector(group.get(), "estimates", "posterior_sd", estimates.posterior_sd, comm_.is_root(),
+                 tmp_path_);
+  }
+  if (!estimates.psis_mean.empty()) {
+    write_vector(group.get(), "estimates", "psis_mean", estimates.psis_mean, comm_.is_root(),
+                 tmp_path_);
+    write_vector(group.get(), "estimates", "psis_sd", estimates.psis_sd, comm_.is_root(),
                  tmp_path_);
   }
 }
@@ -414,14 +431,114 @@ void OutputFile::create_resampled() {
   resampled_samples_ = create_row_dataset("resampled/samples", H5T_IEEE_F32LE, sizeof(float), rows,
                                           static_cast<hsize_t>(dim_));
   resampled_index_ = create_row_dataset("resampled/index", H5T_STD_I64LE, sizeof(int64_t), rows, 0);
+  Hdf5Handle stats(create_draw_group("sample_stats"), H5Gclose);
+  sample_stats_log_weight_ =
+      create_draw_variable(stats.get(), "log_weight", "creating /sample_stats/log_weight");
 }
 
 void OutputFile::write_resampled(int64_t offset, int64_t rows, const float* samples,
-                                 const int64_t* index) {
+                                 const int64_t* index, const double* log_weights) {
   check_rows(resampled_samples_, "write_resampled", offset, rows);
   write_rows(resampled_samples_, H5T_NATIVE_FLOAT, 2, offset, rows, dim_, samples,
              "resampled/samples");
   write_rows(resampled_index_, H5T_NATIVE_INT64, 1, offset, rows, 1, index, "resampled/index");
+  write_draws(sample_stats_log_weight_, offset, rows, log_weights,
+              "writing /sample_stats/log_weight");
+}
+
+hid_t OutputFile::create_draw_group(const char* name) {
+  const std::string what = std::string("creating the InferenceData group /") + name;
+  Hdf5Handle group(
+      checked(H5Gcreate2(file_, name, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT), what, tmp_path_),
+      H5Gclose);
+  // chain = [0] (rank 0 writes it); draw = [0, count), each rank its own rows.
+  const hsize_t one = 1, rows = static_cast<hsize_t>(count_);
+  Hdf5Handle chain_space(checked(H5Screate_simple(1, &one, nullptr), what, tmp_path_), H5Sclose);
+  Hdf5Handle chain(checked(H5Dcreate2(group.get(), "chain", H5T_STD_I64LE, chain_space.get(),
+                                      H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT),
+                           what, tmp_path_),
+                   H5Dclose);
+  const hsize_t chunk = std::clamp<hsize_t>(kChunkBytes / sizeof(int64_t), 1, rows);
+  Hdf5Handle draw_space(checked(H5Screate_simple(1, &rows, nullptr), what, tmp_path_), H5Sclose);
+  Hdf5Handle dcpl(chunked_creation(1, &chunk, what, tmp_path_), H5Pclose);
+  Hdf5Handle draw(checked(H5Dcreate2(group.get(), "draw", H5T_STD_I64LE, draw_space.get(),
+                                     H5P_DEFAULT, dcpl.get(), H5P_DEFAULT),
+                          what, tmp_path_),
+                  H5Dclose);
+  const int64_t zero = 0;
+  write_rows(chain.get(), H5T_NATIVE_INT64, 1, 0, comm_.is_root() ? 1 : 0, 1, &zero, "chain");
+  const PathRange mine = path_range(count_, comm_.rank(), comm_.size());
+  std::vector<int64_t> draws(static_cast<size_t>(mine.count()));
+  std::iota(draws.begin(), draws.end(), mine.begin);
+  write_rows(draw.get(), H5T_NATIVE_INT64, 1, mine.begin, mine.count(), 1, draws.data(), "draw");
+  checked(H5DSset_scale(chain.get(), "chain"), what, tmp_path_);
+  checked(H5DSset_scale(draw.get(), "draw"), what, tmp_path_);
+  return group.release();
+}
+
+hid_t OutputFile::create_draw_variable(hid_t group, const std::string& name,
+                                       const std::string& what) {
+  const hsize_t extent[2] = {1, static_cast<hsize_t>(count_)};
+  const hsize_t chunk[2] = {1, std::clamp<hsize_t>(kChunkBytes / sizeof(double), 1, extent[1])};
+  Hdf5Handle space(checked(H5Screate_simple(2, extent, nullptr), what, tmp_path_), H5Sclose);
+  Hdf5Handle dcpl(chunked_creation(2, chunk, what, tmp_path_), H5Pclose);
+  Hdf5Handle variable(checked(H5Dcreate2(group, name.c_str(), H5T_IEEE_F64LE, space.get(),
+                                         H5P_DEFAULT, dcpl.get(), H5P_DEFAULT),
+                              what, tmp_path_),
+                      H5Dclose);
+  Hdf5Handle chain(checked(H5Dopen2(group, "chain", H5P_DEFAULT), what, tmp_path_), H5Dclose);
+  Hdf5Handle draw(checked(H5Dopen2(group, "draw", H5P_DEFAULT), what, tmp_path_), H5Dclose);
+  checked(H5DSattach_scale(variable.get(), chain.get(), 0), what, tmp_path_);
+  checked(H5DSattach_scale(variable.get(), draw.get(), 1), what, tmp_path_);
+  return variable.release();
+}
+
+void OutputFile::write_draws(hid_t dataset, int64_t offset, int64_t rows, const double* values,
+                             const std::string& what) {
+  Hdf5Handle file_space(checked(H5Dget_space(dataset), what, tmp_path_), H5Sclose);
+  const hsize_t extent[2] = {1, static_cast<hsize_t>(rows)};
+  Hdf5Handle memory_space(checked(H5Screate_simple(2, extent, nullptr), what, tmp_path_), H5Sclose);
+  if (rows > 0) {
+    const hsize_t start[2] = {0, static_cast<hsize_t>(offset)};
+    checked(H5Sselect_hyperslab(file_space.get(), H5S_SELECT_SET, start, nullptr, extent, nullptr),
+            what, tmp_path_);
+  } else {
+    checked(H5Sselect_none(file_space.get()), what, tmp_path_);
+    checked(H5Sselect_none(memory_space.get()), what, tmp_path_);
+  }
+  Hdf5Handle dxpl(collective_transfer(tmp_path_), H5Pclose);
+  const double nothing = 0.0;
+  checked(H5Dwrite(dataset, H5T_NATIVE_DOUBLE, memory_space.get(), file_space.get(), dxpl.get(),
+                   rows > 0 ? values : &nothing),
+          what, tmp_path_);
+}
+
+void OutputFile::create_posterior(const std::vector<std::string>& names) {
+  require_open(file_, "create_posterior", path_);
+  if (samples_ < 0 || !posterior_.empty() || names.empty()) {
+    throw Error("OutputFile::create_posterior for '" + path_ +
+                "': call create_samples first, with parameter names, and create_posterior once");
+  }
+  Hdf5Handle group(create_draw_group("posterior"), H5Gclose);
+  for (const std::string& name : names) {
+    posterior_.push_back(create_draw_variable(group.get(), name, "creating /posterior/" + name));
+  }
+}
+
+void OutputFile::write_posterior(int64_t offset, int64_t rows, const double* draws) {
+  require_open(file_, "write_posterior", path_);
+  if (posterior_.empty() || offset < 0 || rows < 0 || offset + rows > count_) {
+    throw Error("OutputFile::write_posterior(offset=" + std::to_string(offset) +
+                ", rows=" + std::to_string(rows) + ") for '" + path_ +
+                "': call create_posterior first and keep the draws within [0, " +
+                std::to_string(count_) + ")");
+  }
+  const auto p = static_cast<int64_t>(posterior_.size());
+  std::vector<double> column(static_cast<size_t>(rows));
+  for (int64_t j = 0; j < p; ++j) {
+    for (int64_t i = 0; i < rows; ++i) column[i] = draws[i * p + j];
+    write_draws(posterior_[j], offset, rows, column.data(), "writing /posterior");
+  }
 }
 
 void OutputFile::read_resampled(int64_t offset, int64_t rows, float* samples) {
@@ -446,6 +563,11 @@ void OutputFile::create_refined() {
 void OutputFile::write_refined(int64_t offset, int64_t rows, const float* samples) {
   check_rows(refined_samples_, "write_refined", offset, rows);
   write_rows(refined_samples_, H5T_NATIVE_FLOAT, 2, offset, rows, dim_, samples, "refined/samples");
+}
+
+void OutputFile::read_refined(int64_t offset, int64_t rows, float* samples) {
+  check_rows(refined_samples_, "read_refined", offset, rows);
+  read_rows(refined_samples_, H5T_NATIVE_FLOAT, 2, offset, rows, dim_, samples, "refined/samples");
 }
 
 void OutputFile::write_refined_attributes(double acceptance_rate, double step_size) {
@@ -484,10 +606,14 @@ void OutputFile::commit() {
   require_open(file_, "commit", path_);
   // Each handle is forgotten before its close is checked: a failed close is not retried by the
   // destructor.
-  for (hid_t* dataset : {&samples_, &log_weights_, &log_target_, &network_log_z_,
-                         &resampled_samples_, &resampled_index_, &refined_samples_}) {
-    const hid_t id = *dataset;
-    *dataset = -1;
+  std::vector<hid_t> datasets = {
+      samples_,           log_weights_,     log_target_,      network_log_z_,
+      resampled_samples_, resampled_index_, refined_samples_, sample_stats_log_weight_};
+  datasets.insert(datasets.end(), posterior_.begin(), posterior_.end());
+  samples_ = log_weights_ = log_target_ = network_log_z_ = resampled_samples_ = resampled_index_ =
+      refined_samples_ = sample_stats_log_weight_ = -1;
+  posterior_.clear();
+  for (const hid_t id : datasets) {
     if (id >= 0) checked(H5Dclose(id), "closing a dataset", tmp_path_);
   }
   // Written last: a reader (the pilot reader, postprocess/) takes a file without it for an

@@ -96,12 +96,14 @@ void resample_into(OutputFile& out, const SampleConfig& sample, int64_t dim, dou
   const int64_t capacity = std::min(sample.batch, count);
   std::vector<float> rows_out(capacity * dim);
   std::vector<int64_t> index(capacity);
+  std::vector<double> source_log_weights(capacity);
   int64_t running = prefix;  // fixed-point weight of all paths before the current one
   int64_t position = systematic_position(count, running, total, u);
   int64_t written = position;  // next row of /resampled
   int64_t buffered = 0;
   const auto flush = [&]() {
-    out.write_resampled(written, buffered, rows_out.data(), index.data());
+    out.write_resampled(written, buffered, rows_out.data(), index.data(),
+                        source_log_weights.data());
     written += buffered;
     buffered = 0;
   };
@@ -126,6 +128,7 @@ void resample_into(OutputFile& out, const SampleConfig& sample, int64_t dim, dou
     for (int64_t i = 0; i < rows; ++i) {
       for (int64_t k = 0; k < offspring[i]; ++k) {
         std::copy_n(rows_in.data() + i * dim, dim, rows_out.data() + buffered * dim);
+        source_log_weights[buffered] = log_weights[i];
         index[buffered++] = begin + i;
         if (buffered == capacity) {
           flush();
@@ -189,6 +192,56 @@ Refinement refine_into(OutputFile& out, const Target& target, const SampleConfig
   refinement.step_size = step_size;
   out.write_refined_attributes(refinement.acceptance_rate, refinement.step_size);
   return refinement;
+}
+
+std::vector<std::string> posterior_names(const Target& target, const TargetConfig& config) {
+  const auto* module = dynamic_cast<const TorchScriptTarget*>(&target);
+  const bool constrained = module && module->has_constrain();
+  std::vector<std::string> names = config.names;
+  if (names.empty() && module) names = module->parameter_names();
+  if (names.empty()) {
+    if (constrained) {
+      throw Error("target.names: the module '" + config.module +
+                  "' has constrain(x) but no `names`; give the parameter names in target.names");
+    }
+    for (int64_t j = 1; j <= target.dim(); ++j) names.push_back("x[" + std::to_string(j) + "]");
+  }
+  const int64_t expected =
+      constrained ? module->constrain(torch::zeros({1, target.dim()}, torch::kFloat64)).size(1)
+                  : target.dim();
+  if (static_cast<int64_t>(names.size()) != expected) {
+    throw Error("target.names: " + std::to_string(names.size()) + " names for " +
+                std::to_string(expected) +
+                (constrained ? " parameters (the outputs of the module's constrain(x))"
+                             : " coordinates (target.dim)"));
+  }
+  return names;
+}
+
+void posterior_into(OutputFile& out, const Target& target, const Config& config,
+                    const Communicator& comm) {
+  const SampleConfig& sample = config.sample;
+  const int64_t d = target.dim();
+  const auto* module = dynamic_cast<const TorchScriptTarget*>(&target);
+  const bool constrained = module && module->has_constrain();
+  const std::vector<std::string> names = posterior_names(target, config.target);
+  out.create_posterior(names);
+  const PathRange mine = path_range(sample.count, comm.rank(), comm.size());
+  const int64_t rounds = rounds_for(sample.count, sample.batch, comm);
+  std::vector<float> rows(std::min(sample.batch, mine.count()) * d);
+  for (int64_t round = 0; round < rounds; ++round) {
+    const int64_t begin = std::min(mine.end, mine.begin + round * sample.batch);
+    const int64_t n = std::min(mine.end, begin + sample.batch) - begin;
+    if (sample.mala_steps > 0) {
+      out.read_refined(begin, n, rows.data());
+    } else {
+      out.read_resampled(begin, n, rows.data());
+    }
+    auto draws = torch::from_blob(rows.data(), {n, d}, torch::kFloat32).to(torch::kFloat64);
+    if (constrained && n > 0) draws = module->constrain(draws);
+    draws = draws.contiguous();
+    out.write_posterior(begin, n, draws.data_ptr<double>());
+  }
 }
 
 }  // namespace rbsde

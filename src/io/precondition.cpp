@@ -12,6 +12,7 @@
 #include <utility>
 #include <vector>
 
+#include "rbsde/bsde/mcmc.hpp"
 #include "rbsde/error.hpp"
 #include "rbsde/io/hdf5.hpp"
 
@@ -99,6 +100,49 @@ Affine pilot_map(const PreconditionConfig& config, int64_t d) {
   return map;
 }
 
+/// auto's fallback pilot: MALA chains, warm-up and sampling steps per chain, and the seed.
+constexpr int64_t kAutoPilotChains = 32;
+constexpr int64_t kAutoPilotWarmup = 500;
+constexpr int64_t kAutoPilotSteps = 500;
+constexpr uint64_t kAutoPilotSeed = 5;
+
+/// auto: the Laplace map when it can be found; else m and diag(L) the mean and sd of a short
+/// MALA run (rbsde reference's sampler, on this process alone).
+Affine auto_map(const Target& target, const PreconditionConfig& config) {
+  try {
+    Affine map = laplace_map(target, config);
+    check_map(map, target.dim(), "precondition.kind: auto");
+    std::printf("precondition: auto: chose the Laplace map\n");
+    std::fflush(stdout);
+    return map;
+  } catch (const std::exception& e) {  // an Error, or the Hessian too large for the memory
+    const auto* torch_error = dynamic_cast<const c10::Error*>(&e);
+    std::printf(
+        "precondition: auto: no Laplace map (%s);\n  falling back to a Gaussian matched "
+        "to a short MALA pilot\n",
+        torch_error ? torch_error->what_without_backtrace() : e.what());
+    std::fflush(stdout);
+  }
+  ReferenceConfig pilot;
+  pilot.chains = kAutoPilotChains;
+  pilot.warmup = kAutoPilotWarmup;
+  pilot.steps = kAutoPilotSteps;
+  pilot.seed = kAutoPilotSeed;
+  const Communicator self(MPI_COMM_SELF);
+  const ReferenceMoments moments = reference_moments(target, pilot, self, torch::Tensor());
+  Affine map;
+  map.centre = Eigen::Map<const Eigen::VectorXd>(moments.mean.data(), target.dim());
+  map.diagonal = Eigen::Map<const Eigen::VectorXd>(moments.sd.data(), target.dim());
+  check_map(map, target.dim(), "precondition.kind: auto (MALA pilot)");
+  std::printf(
+      "precondition: auto: chose the MALA pilot's mean and sd (diagonal L): %lld chains x %lld "
+      "steps after %lld of warm-up, acceptance %.2f\n",
+      static_cast<long long>(pilot.chains), static_cast<long long>(pilot.steps),
+      static_cast<long long>(pilot.warmup), moments.acceptance_rate);
+  std::fflush(stdout);
+  return map;
+}
+
 Affine compute_map(const Target& target, const PreconditionConfig& config) {
   const int64_t d = target.dim();
   if (config.kind == "none") return identity_map(d);
@@ -106,8 +150,9 @@ Affine compute_map(const Target& target, const PreconditionConfig& config) {
   if (config.kind == "prior") return prior_map(target);
   if (config.kind == "laplace") return laplace_map(target, config);
   if (config.kind == "pilot") return pilot_map(config, d);
+  if (config.kind == "auto") return auto_map(target, config);
   throw Error("precondition.kind: unknown kind '" + config.kind +
-              "' (accepted: none, config, prior, laplace, pilot)");
+              "' (accepted: none, config, prior, laplace, pilot, auto)");
 }
 
 }  // namespace

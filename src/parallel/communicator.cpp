@@ -1,6 +1,7 @@
 #include "rbsde/parallel/communicator.hpp"
 
 #include <algorithm>
+#include <limits>
 #include <string>
 
 #include "rbsde/error.hpp"
@@ -71,6 +72,17 @@ int64_t Communicator::exscan_sum(int64_t value) const {
   int64_t below = 0;
   check_mpi(MPI_Exscan(&value, &below, 1, MPI_INT64_T, MPI_SUM, comm_), "MPI_Exscan");
   return rank_ == 0 ? 0 : below;  // MPI leaves rank 0's result undefined
+}
+
+std::vector<double> Communicator::allgather(const double* data, int64_t count) const {
+  if (count * size_ > std::numeric_limits<int>::max()) {
+    throw Error("MPI_Allgather: " + std::to_string(count) + " values per rank exceed MPI's count");
+  }
+  std::vector<double> all(static_cast<size_t>(count * size_));
+  check_mpi(MPI_Allgather(data, static_cast<int>(count), MPI_DOUBLE, all.data(),
+                          static_cast<int>(count), MPI_DOUBLE, comm_),
+            "MPI_Allgather");
+  return all;
 }
 
 void Communicator::broadcast(float* data, int64_t count) const {

@@ -149,7 +149,7 @@ out=$("$rbsde" sample "$work/small.yaml" --set network.width=32 --set sample.mod
 cp "$work/out/small.pt" "$work/small_model.pt"  # for sampling other targets below
 
 # The same run on 2 ranks: one file with the right shapes.
-if timeout 120 mpirun -np 2 --oversubscribe "$rbsde" run "$work/small.yaml" \
+if timeout 120 mpirun -np 2 --oversubscribe "$rbsde" run "$work/small.yaml" --set sample.psis=true \
   --set output.path="$work/out/np2.h5" > "$work/np2.log" 2>&1; then
   pass
 else
@@ -178,11 +178,78 @@ with h5py.File(path, "r") as f:
     assert 0 < f["refined/samples"].attrs["acceptance_rate"] <= 1
     assert f["refined/samples"].attrs["step_size"] > 0
     assert "target:" in f.attrs["config"] and f.attrs["version"]
+    # InferenceData: the refined draws as /posterior/x[j], the source paths' log weights.
+    for j in range(dim):
+        assert (f[f"posterior/x[{j + 1}]"][0, :] == f["refined/samples"][:, j]).all(), j
+    assert (f["sample_stats/log_weight"][0, :] == f["log_weights"][:][index]).all()
 PY
 }
 for f in small np2; do
   check_file "$work/out/$f.h5" 500 2 20 && pass || fail "layout of $f.h5"
 done
+
+# PSIS: k^ and the smoothed moments of the 2-rank run (the tail gathered over the ranks) agree
+# with postprocess/psis.py, a second implementation, on the file's weights and float32 samples.
+/usr/bin/python3 - "$source_dir/postprocess" "$work/out/np2.h5" <<'PY' && pass || fail "PSIS against postprocess/psis.py"
+import sys
+sys.path.insert(0, sys.argv[1])
+import h5py, numpy as np, psis
+with h5py.File(sys.argv[2], "r") as f:
+    lw, x, e = f["log_weights"][:], f["samples"][:].astype(np.float64), f["estimates"]
+    k = psis.pareto_k(lw)
+    assert abs(e.attrs["pareto_k"] - k) < 1e-9, (e.attrs["pareto_k"], k)
+    assert e.attrs["pareto_tail"] == psis.tail_length(len(lw)) == 68
+    assert e.attrs["pareto_k_threshold"] == psis.k_threshold(len(lw))
+    mean, sd = psis.weighted_moments(x, psis.smoothed_log_weights(lw))
+    assert np.allclose(e["psis_mean"][:], mean, rtol=1e-5, atol=1e-5), (e["psis_mean"][:], mean)
+    assert np.allclose(e["psis_sd"][:], sd, rtol=1e-5, atol=1e-5), (e["psis_sd"][:], sd)
+    raw_mean, raw_sd = psis.weighted_moments(x, lw)
+    assert np.allclose(e["posterior_mean"][:], raw_mean, rtol=1e-5, atol=1e-5)
+    assert not np.allclose(mean, raw_mean, rtol=1e-9, atol=0), "smoothing changed nothing"
+PY
+grep -q "^Pareto k^ *= [0-9.-]* *(largest 68 weights; reliable below 0.63)" "$work/np2.log" \
+  && /usr/bin/python3 "$source_dir/postprocess/psis.py" "$work/out/np2.h5" | grep -q "^stored_pareto_k " \
+  && pass || fail "Pareto k^ printed: $(cat "$work/np2.log")"
+
+# InferenceData as users read it: xarray opens the 2-rank file's groups; target.names names
+# the parameters (a wrong count is refused at start-up).
+/usr/bin/python3 - "$work/out/np2.h5" <<'PY' && pass || fail "InferenceData groups with xarray"
+import sys, xarray as xr, numpy as np, h5py
+posterior = xr.open_dataset(sys.argv[1], group="posterior")
+stats = xr.open_dataset(sys.argv[1], group="sample_stats")
+assert dict(posterior.sizes) == {"chain": 1, "draw": 500}, posterior.sizes
+assert list(posterior.data_vars) == ["x[1]", "x[2]"], list(posterior.data_vars)
+assert posterior["x[1]"].dims == ("chain", "draw") and list(stats.data_vars) == ["log_weight"]
+with h5py.File(sys.argv[1], "r") as f:
+    assert np.array_equal(posterior["x[2]"].values[0], f["refined/samples"][:, 1])
+PY
+"$rbsde" run "$work/small.yaml" --set 'target.names=[a, "b[1]"]' --set sample.mala_steps=0 \
+  --set output.path="$work/out/names.h5" > "$work/names.log" 2>&1 \
+  && /usr/bin/python3 - "$work/out/names.h5" <<'PY' && pass || fail "target.names: $(cat "$work/names.log")"
+import sys, h5py, numpy as np
+with h5py.File(sys.argv[1], "r") as f:
+    assert sorted(f["posterior"]) == ["a", "b[1]", "chain", "draw"], list(f["posterior"])
+    assert (f["posterior/b[1]"][0, :] == f["resampled/samples"][:, 1]).all()
+PY
+expect_error "target.names of the wrong length" "target.names: 3 names for 2 coordinates" \
+  "$rbsde" run "$work/small.yaml" --set 'target.names=[a, b, c]'
+expect_error "target.names repeated" "target.names[1]: 'a' appears twice" \
+  "$rbsde" run "$work/small.yaml" --set 'target.names=[a, a]'
+
+# Degenerate weights (an untrained model of a narrow, distant target) end the run with a
+# warning naming what to try; weights that are not (the exponential integrator's untrained
+# model of N(0, I) is nearly exact) give none.
+"$rbsde" run "$work/small.yaml" --set train.iterations=1 --set "target.mean=[6,-6]" \
+  --set target.covariance=0.05 --set sample.mala_steps=0 --set output.path="$work/out/bad.h5" \
+  > "$work/degenerate.log" 2>&1 \
+  && grep -q "^warning: the importance weights are degenerate: Pareto k^ = [0-9.]* (reliable below 0.63), ESS = [0-9.]* of 500" "$work/degenerate.log" \
+  && grep -q "train.iterations, now 1" "$work/degenerate.log" && grep -q "sample.mala_steps: 100" "$work/degenerate.log" \
+  && pass || fail "degenerate weights warning: $(cat "$work/degenerate.log")"
+"$rbsde" run "$work/small.yaml" --set train.iterations=1 --set "target.mean=[0,0]" \
+  --set target.covariance=1 --set sde.integrator=exponential --set sample.count=2000 \
+  --set output.path="$work/out/good.h5" > "$work/good.log" 2>&1 \
+  && grep -q "^Pareto k^" "$work/good.log" && ! grep -q "degenerate" "$work/good.log" \
+  && pass || fail "no warning for good weights: $(cat "$work/good.log")"
 
 # Data targets: the dimension comes from the file and is recorded in the output's config.
 cat > "$work/logreg.yaml" <<YAML
@@ -252,8 +319,40 @@ class MinusInfWhereLarge(torch.nn.Module):
         value = -((x - torch.tensor([1.0, -1.0], dtype=x.dtype)) ** 2).sum(1)
         return torch.where(x[:, 0] > 2.0, torch.full_like(value, float("-inf")), value)
 
+class MatrixIn(torch.nn.Module):
+    """N((1, -1), 0.5 I) through a matrix product with a buffer of one dtype: x of another
+    dtype is refused by torch."""
+    def __init__(self, dtype: torch.dtype):
+        super().__init__()
+        self.register_buffer("precision", 2.0 * torch.eye(2, dtype=dtype))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        d = x - torch.tensor([1.0, -1.0], dtype=x.dtype)
+        return -0.5 * ((d @ self.precision) * d).sum(1)
+
+class Offset(torch.nn.Module):
+    """N((1, -1), 0.05² I) times e^5000, computed in x's dtype."""
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        d = (x - torch.tensor([1.0, -1.0], dtype=x.dtype)) / 0.05
+        return 5000.0 - 0.5 * (d * d).sum(1)
+
+class Abs(torch.nn.Module):
+    """Laplace distributions about (1, -1), scale 1 (sd √2): no Hessian, no Laplace map."""
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return -(x - torch.tensor([1.0, -1.0], dtype=x.dtype)).abs().sum(1)
+
+class OffsetFloat32(torch.nn.Module):
+    """The same, always computed in float32: rounding of 5000 is 5e-4."""
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        d = (x.float() - torch.tensor([1.0, -1.0])) / 0.05
+        return 5000.0 - 0.5 * (d * d).sum(1)
+
 for name, module in (("shape", WrongShape()), ("integer", Integer()), ("scalar", NotTensor()),
-                     ("nan", NanWhereLarge()), ("minus_inf", MinusInfWhereLarge())):
+                     ("nan", NanWhereLarge()), ("minus_inf", MinusInfWhereLarge()),
+                     ("float64_only", MatrixIn(torch.float64)),
+                     ("float32_only", MatrixIn(torch.float32)),
+                     ("float16_only", MatrixIn(torch.float16)),
+                     ("offset", Offset()), ("offset_float32", OffsetFloat32()), ("abs", Abs())):
     torch.jit.save(torch.jit.script(module), sys.argv[1] + "/" + name + ".pt")
 PY
 /usr/bin/python3 "$work/bad_modules.py" "$work" || fail "writing the bad TorchScript modules"
@@ -282,6 +381,51 @@ expect_error "torchscript non-tensor result" "'$work/scalar.pt': forward(x) on x
   ts_run --set target.module="$work/scalar.pt"
 expect_error "torchscript error on 2 ranks" "'$work/shape.pt'" \
   ts_run_2_ranks --set target.module="$work/shape.pt"
+# Precision: the module is called in float64 where it accepts it; a module written for one
+# precision runs in that one, and the start-up line says which.
+expect_error "torchscript fails in both precisions" \
+  "but found Half; with float64 x it failed: " \
+  ts_run --set target.module="$work/float16_only.pt"
+for module in banana:"float64 and float32" float64_only:"float64 only" float32_only:"float32 only"; do
+  ts_run --set target.module="$work/${module%%:*}.pt" --set train.iterations=5 --set train.paths=64 \
+    --set network.width=16 --set sde.steps=10 --set sample.count=300 > "$work/precision.log" 2>&1 \
+    && grep -q "^target.module $work/${module%%:*}.pt: forward(x) accepts x in ${module#*:}$\|^target.module $work/${module%%:*}.pt: log_prob(x) accepts x in ${module#*:}$" "$work/precision.log" \
+    && pass || fail "torchscript precision ${module%%:*}: $(cat "$work/precision.log")"
+done
+# precondition.kind: auto, the default for a module: Laplace where it works (the banana), a
+# Gaussian matched to a short MALA pilot where it does not (|x|: no Hessian), saying which.
+grep -q "^precondition: auto: chose the Laplace map$" "$work/banana.log" \
+  && pass || fail "auto on the banana: $(cat "$work/banana.log")"
+ts_run --set target.module="$work/abs.pt" --set train.iterations=5 --set train.paths=64 \
+  --set network.width=16 --set sde.steps=10 --set sample.count=300 > "$work/abs.log" 2>&1 \
+  && grep -q "^precondition: auto: no Laplace map (precondition.kind: laplace: target 'torchscript': the Hessian" "$work/abs.log" \
+  && grep -q "^precondition: auto: chose the MALA pilot's mean and sd (diagonal L): 32 chains x 500 steps" "$work/abs.log" \
+  && /usr/bin/python3 - "$work/out/ts.h5" <<'PY' && pass || fail "auto on |x|: $(cat "$work/abs.log")"
+import sys, h5py, numpy as np
+with h5py.File(sys.argv[1], "r") as f:
+    centre, scale = f["preconditioning/centre"][:], f["preconditioning/scale"][:]
+    assert f["preconditioning"].attrs["kind"] == "auto"
+    # 32 x 500 correlated MALA draws: the mean within 0.3 and the sd within 25 % of √2.
+    assert np.abs(centre - [1.0, -1.0]).max() < 0.3, centre
+    assert np.abs(scale / np.sqrt(2.0) - 1.0).max() < 0.25, scale
+PY
+# Laplace on a posterior-like log π̃ of order 5000: in float64 the mode to rounding; a module
+# that computes in float32 stops L-BFGS short on its rounding, which the map accepts (the
+# Newton step from there is exact for this Gaussian, up to float32 gradients).
+for module in offset:1e-9 offset_float32:1e-3; do
+  ts_run --set target.module="$work/${module%%:*}.pt" --set precondition.kind=laplace \
+    --set train.iterations=5 --set train.paths=64 --set network.width=16 --set sde.steps=10 \
+    --set sample.count=300 > "$work/offset.log" 2>&1 \
+    && grep -q "^precondition: laplace: L-BFGS stopped after" "$work/offset.log" \
+    && /usr/bin/python3 - "$work/out/ts.h5" "${module#*:}" <<'PY' && pass || fail "Laplace on ${module%%:*}: $(cat "$work/offset.log")"
+import sys, h5py, numpy as np
+with h5py.File(sys.argv[1], "r") as f:
+    centre, scale = f["preconditioning/centre"][:], f["preconditioning/scale"][:]
+    error = np.abs(centre - [1.0, -1.0]).max() / 0.05
+    assert error < float(sys.argv[2]), (centre, error)
+    assert np.allclose(np.diag(scale), 0.05, rtol=1e-3) and np.allclose(scale, np.diag(np.diag(scale))), scale
+PY
+done
 # A log-density that is NaN on some paths stops training on every rank, mid-run, with the
 # temporary output file removed.
 expect_error "torchscript NaN values" "training diverged at iteration 1 " \
@@ -295,6 +439,7 @@ expect_error "torchscript NaN values counted" "log π̃(X_N) is not finite on " 
 # sampling phase with the counts, leaving no output file.
 cat > "$work/ts_sample.yaml" <<YAML
 target: {name: torchscript, dim: 2, module: $work/minus_inf.pt}
+precondition: {kind: none}
 sde: {steps: 10}
 network: {width: 16, depth: 1}
 sample: {count: 2000, batch: 700, model: $work/small_model.pt}

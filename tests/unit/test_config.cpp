@@ -73,6 +73,7 @@ const std::string kFull =
     "  resample: true\n"
     "  mala_steps: 20\n"
     "  mala_step_size: 0.3\n"
+    "  psis: true\n"
     "reference:\n"
     "  chains: 16\n"
     "  warmup: 100\n"
@@ -187,6 +188,7 @@ void expect_same(const rbsde::Config& a, const rbsde::Config& b) {
   EXPECT_EQ(a.sample.resample, b.sample.resample);
   EXPECT_EQ(a.sample.mala_steps, b.sample.mala_steps);
   EXPECT_EQ(a.sample.mala_step_size, b.sample.mala_step_size);
+  EXPECT_EQ(a.sample.psis, b.sample.psis);
   EXPECT_EQ(a.reference.chains, b.reference.chains);
   EXPECT_EQ(a.reference.warmup, b.reference.warmup);
   EXPECT_EQ(a.reference.steps, b.reference.steps);
@@ -247,6 +249,7 @@ TEST(Config, ParsesFullConfig) {
   EXPECT_TRUE(config.sample.resample);
   EXPECT_EQ(config.sample.mala_steps, 20);
   EXPECT_EQ(config.sample.mala_step_size, 0.3);
+  EXPECT_TRUE(config.sample.psis);
   EXPECT_EQ(config.reference.chains, 16);
   EXPECT_EQ(config.reference.warmup, 100);
   EXPECT_EQ(config.reference.steps, 2000);
@@ -368,6 +371,14 @@ TEST(Config, TorchScriptNeedsModuleAndDim) {
       rbsde::parse_config("target: {name: torchscript, dim: 2, module: banana.pt}");
   EXPECT_EQ(config.target.module, "banana.pt");
   EXPECT_EQ(config.target.method, "");  // log_prob if the module has one, else forward
+  // A user's module has no built-in map: preconditioned automatically unless set.
+  EXPECT_EQ(config.precondition.kind, "auto");
+  EXPECT_EQ(config.precondition.form, "cholesky");
+  EXPECT_EQ(rbsde::parse_config("target: {name: gaussian, dim: 2}").precondition.kind, "none");
+  EXPECT_EQ(rbsde::parse_config("target: {name: torchscript, dim: 2, module: banana.pt}\n"
+                                "precondition: {kind: none}")
+                .precondition.kind,
+            "none");
   expect_round_trip(config);
   const rbsde::Config named =
       rbsde::parse_config("target: {name: torchscript, dim: 2, module: banana.pt, method: energy}");

@@ -2,6 +2,7 @@
 // own rows (path_range), only rank 0 reads the committed file back with the serial C API.
 #include <gtest/gtest.h>
 #include <hdf5.h>
+#include <hdf5_hl.h>
 #include <mpi.h>
 #include <unistd.h>
 
@@ -317,11 +318,14 @@ TEST_F(OutputFileTest, ReadsBackAnotherRanksRowsAndWritesTheBiasCorrection) {
     output.create_resampled();
     std::vector<float> reversed;
     std::vector<int64_t> index;
+    std::vector<double> source_log_weights;
     for (int64_t i = mine.begin; i < mine.end; ++i) {
       index.push_back(count - 1 - i);
+      source_log_weights.push_back(-0.5 * static_cast<double>(count - 1 - i));
       for (int64_t j = 0; j < dim; ++j) reversed.push_back(sample_value(count - 1 - i, j));
     }
-    output.write_resampled(mine.begin, mine.count(), reversed.data(), index.data());
+    output.write_resampled(mine.begin, mine.count(), reversed.data(), index.data(),
+                           source_log_weights.data());
     output.synchronise();
     std::vector<float> back(next.count() * dim);
     output.read_resampled(next.begin, next.count(), back.data());
@@ -333,6 +337,14 @@ TEST_F(OutputFileTest, ReadsBackAnotherRanksRowsAndWritesTheBiasCorrection) {
     for (float& value : refined) value += 1.0f;
     output.write_refined(mine.begin, mine.count(), refined.data());
     output.write_refined_attributes(0.61, 0.25);
+    // /posterior: draw i of parameter "a" is i, of "b[1]" is −i.
+    output.create_posterior({"a", "b[1]"});
+    std::vector<double> draws;
+    for (int64_t i = mine.begin; i < mine.end; ++i) {
+      draws.push_back(static_cast<double>(i));
+      draws.push_back(-static_cast<double>(i));
+    }
+    output.write_posterior(mine.begin, mine.count(), draws.data());
     rbsde::Estimates estimates = test_estimates(count);
     estimates.posterior_mean = {1.5, -2.5};
     estimates.posterior_sd = {0.5, 0.75};
@@ -360,6 +372,26 @@ TEST_F(OutputFileTest, ReadsBackAnotherRanksRowsAndWritesTheBiasCorrection) {
     EXPECT_TRUE(type_ok) << "/resampled/index is not int64";
     ASSERT_EQ(index.size(), static_cast<size_t>(count));
     for (int64_t i = 0; i < count; ++i) EXPECT_EQ(index[i], count - 1 - i);
+    // The InferenceData groups: [chain = 1, draw = count] with dimension scales.
+    const auto log_weight =
+        read_dataset<double>(file, "/sample_stats/log_weight", H5T_NATIVE_DOUBLE, &dims, &type_ok);
+    EXPECT_EQ(dims, (std::vector<hsize_t>{1, static_cast<hsize_t>(count)}));
+    for (int64_t i = 0; i < count; ++i) {
+      EXPECT_EQ(log_weight[i], -0.5 * static_cast<double>(count - 1 - i));
+    }
+    const auto b =
+        read_dataset<double>(file, "/posterior/b[1]", H5T_NATIVE_DOUBLE, &dims, &type_ok);
+    EXPECT_EQ(dims, (std::vector<hsize_t>{1, static_cast<hsize_t>(count)}));
+    for (int64_t i = 0; i < count; ++i) EXPECT_EQ(b[i], -static_cast<double>(i));
+    const auto draw =
+        read_dataset<int64_t>(file, "/posterior/draw", H5T_NATIVE_INT64, &dims, &type_ok);
+    for (int64_t i = 0; i < count; ++i) EXPECT_EQ(draw[i], i);
+    const hid_t a = H5Dopen2(file, "/posterior/a", H5P_DEFAULT);
+    const hid_t draw_scale = H5Dopen2(file, "/posterior/draw", H5P_DEFAULT);
+    EXPECT_EQ(H5DSis_scale(draw_scale), 1);
+    EXPECT_EQ(H5DSis_attached(a, draw_scale, 1), 1);
+    H5Dclose(draw_scale);
+    H5Dclose(a);
     const auto resampled =
         read_dataset<float>(file, "/resampled/samples", H5T_NATIVE_FLOAT, &dims, &type_ok);
     EXPECT_TRUE(type_ok);

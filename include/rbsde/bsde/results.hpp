@@ -28,12 +28,20 @@ struct Estimates {
   double ess_fraction = 0.0;  ///< ESS / M
   /// Paths whose log π̃(X_N) is −∞: their weight is zero (counted in `count`, the M of ESS/M).
   int64_t zero_weight_paths = 0;
+  /// PSIS (psis.hpp): k̂ of the largest `pareto_tail` weights (NaN below 21 paths) and the
+  /// k̂ above which the weights are not to be trusted.
+  double pareto_k = 0.0;
+  int64_t pareto_tail = 0;
+  double pareto_k_threshold = 0.0;
   std::string method = "sde";  ///< the sampler: sde (exact weights) | ode (approximate weights)
   std::string divergence;      ///< ode: exact | hutchinson; empty for sde
   /// Self-normalised posterior mean and sd per coordinate (posterior.hpp); written as the
   /// datasets /estimates/posterior_mean and /estimates/posterior_sd when not empty.
   std::vector<double> posterior_mean;
   std::vector<double> posterior_sd;
+  /// sample.psis: the same moments with Pareto-smoothed weights (/estimates/psis_mean, _sd).
+  std::vector<double> psis_mean;
+  std::vector<double> psis_sd;
 };
 
 /// What the MALA reference sampler measured (mcmc.hpp), identical on every rank.

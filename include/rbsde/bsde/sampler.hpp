@@ -83,6 +83,7 @@ class MomentAccumulator {
   struct Moments {
     std::vector<double> mean, sd;
     double max_log_weight = 0.0;  ///< over all ranks' paths
+    double total_weight = 0.0;    ///< Σ exp(log w − max_log_weight) over all ranks' paths
   };
   /// Collective: the moments over all ranks' samples (the ranks' weighted means and squared
   /// deviations are combined exactly as one pass over all samples would give them).

@@ -36,6 +36,9 @@ struct TargetConfig {
   bool whitened = false;        ///< lgcp: sample u with x = μ₀ + L u instead of x
   std::string module;           ///< torchscript: the TorchScript file (required)
   std::string method;           ///< torchscript: the method; empty = log_prob if any, else forward
+  /// Parameter names of the InferenceData posterior group; empty = the module's `names`,
+  /// else x[1] … x[d].
+  std::vector<std::string> names;
 };
 
 /// sde.*: the variance-preserving noising SDE and its time grid (method.md §2, §4).
@@ -108,6 +111,7 @@ struct SampleConfig {
   bool resample = true;             ///< systematic resampling into /resampled (method.md §5)
   int64_t mala_steps = 0;           ///< MALA steps refining the resampled samples (needs resample)
   double mala_step_size = 0.0;      ///< MALA step size; 0 = adapted in the first half of the steps
+  bool psis = false;                ///< also the moments with Pareto-smoothed weights (psis.hpp)
 };
 
 /// reference.*: the long-run MALA reference sampler of `rbsde reference` (mcmc.hpp).
@@ -131,7 +135,8 @@ struct ParallelConfig {
 /// precondition.*: the affine map x = centre + L x̂ under which training and sampling run
 /// (method.md §4; precondition.hpp builds it).
 struct PreconditionConfig {
-  std::string kind = "none";  ///< none | config | prior | laplace | pilot
+  std::string kind =
+      "none";  ///< none | config | prior | laplace | pilot | auto (torchscript's default)
   // config: centre (scalar or d-vector; default 0) and scale, either a scalar or d-vector, the
   // diagonal of L (scale_diagonal; default 1), or a d x d symmetric positive definite
   // covariance whose Cholesky factor is L (scale_covariance). Exactly one of the two is set.

@@ -225,22 +225,39 @@ class Lgcp final : public Target {
 class TorchScriptTarget final : public Target {
  public:
   /// Loads `module` and checks `method` (empty: log_prob if the module has one, else forward)
-  /// on probe batches of zeros and ones; every failure is an Error naming target.module.
+  /// on probe batches of zeros and ones in float64 and in float32; it must accept one of the
+  /// two. Every failure is an Error naming target.module.
   TorchScriptTarget(const std::string& module, const std::string& method, int64_t dim);
   std::string name() const override { return "torchscript"; }
   int64_t dim() const override { return dim_; }
+  /// Calls the module with x in x's precision when it accepts it, else in the other; the
+  /// result, float32 or float64, comes back in x's dtype.
   torch::Tensor log_prob(const torch::Tensor& x) const override;
   /// The method called: the configured one, or the one chosen by default.
   const std::string& method() const { return method_; }
+  /// "float64 and float32", "float64 only" or "float32 only": what the probes accepted.
+  std::string precisions() const;
+  /// The module's `names` attribute (a list of strings), or empty when it has none.
+  const std::vector<std::string>& parameter_names() const { return names_; }
+  /// Whether the module has a `constrain(x)` method: x [M, d] to parameters [M, p].
+  bool has_constrain() const { return has_constrain_; }
+  /// constrain(x) for x [M, d] float64, as float64 [M, p]; an Error naming the module when
+  /// it fails or returns another shape.
+  torch::Tensor constrain(const torch::Tensor& x) const;
 
  private:
-  /// Calls the method on a float32 batch and checks the result is a floating [M] tensor.
+  /// Calls the method on x (float32 or float64) and checks the result is a floating [M] tensor.
   torch::Tensor call(const torch::Tensor& x) const;
 
   std::string path_;
   std::string method_;
   int64_t dim_;
-  torch::jit::Module module_;  // a handle: calling a method does not change it
+  bool accepts_float64_ = false;
+  bool accepts_float32_ = false;
+  std::vector<std::string> names_;
+  bool has_constrain_ = false;
+  int64_t constrained_dim_ = 0;  // p, from the probe
+  torch::jit::Module module_;    // a handle: calling a method does not change it
 };
 
 /// Builds the target a configuration names (validated there).

@@ -50,18 +50,31 @@ class OutputFile final : public SampleSink {
   /// Collective: reads rows [offset, offset + rows) of /log_weights only.
   void read_log_weights(int64_t offset, int64_t rows, double* log_weights);
   /// Collective: creates /resampled/samples (float32, the shape of /samples) and
-  /// /resampled/index (int64 [count], the row of /samples each was drawn from).
+  /// /resampled/index (int64 [count], the row of /samples each was drawn from), and the
+  /// InferenceData group /sample_stats with log_weight (float64 [chain = 1, draw = count]:
+  /// the log weight of the path each draw came from; see create_posterior).
   void create_resampled();
-  /// Collective: every rank writes its `rows` resampled rows at `offset` (rows may be 0).
-  void write_resampled(int64_t offset, int64_t rows, const float* samples, const int64_t* index);
+  /// Collective: every rank writes its `rows` resampled rows at `offset` (rows may be 0), with
+  /// the log weights of their source paths.
+  void write_resampled(int64_t offset, int64_t rows, const float* samples, const int64_t* index,
+                       const double* log_weights);
   /// Collective: reads rows [offset, offset + rows) of /resampled/samples.
   void read_resampled(int64_t offset, int64_t rows, float* samples);
   /// Collective: creates /refined/samples (float32, the shape of /samples).
   void create_refined();
   /// Collective: every rank writes its `rows` refined rows at `offset` (rows may be 0).
   void write_refined(int64_t offset, int64_t rows, const float* samples);
+  /// Collective: reads rows [offset, offset + rows) of /refined/samples.
+  void read_refined(int64_t offset, int64_t rows, float* samples);
   /// Collective: attributes acceptance_rate and step_size of /refined/samples.
   void write_refined_attributes(double acceptance_rate, double step_size);
+  /// Collective: the InferenceData group /posterior of the equally weighted draws (ArviZ's
+  /// netCDF layout, which xarray.open_dataset(path, group="posterior") and
+  /// arviz.from_netcdf read): one float64 [chain = 1, draw = count] dataset per name, with the
+  /// group's chain and draw coordinates as HDF5 dimension scales.
+  void create_posterior(const std::vector<std::string>& names);
+  /// Collective: every rank writes `rows` draws at `offset`: `draws` [rows, names] row-major.
+  void write_posterior(int64_t offset, int64_t rows, const double* draws);
   /// Collective: the group /reference: datasets mean, sd and mean_stderr [d], attributes
   /// acceptance_rate, step_size, chains, warmup and steps.
   void write_reference(const ReferenceMoments& reference);
@@ -82,6 +95,15 @@ class OutputFile final : public SampleSink {
   /// One collective write of `rows` rows at `offset`; returns whether HDF5 did it collectively.
   bool write_rows(hid_t dataset, hid_t memory_type, int dims, int64_t offset, int64_t rows,
                   int64_t columns, const void* data, const char* name);
+  /// Collective: an InferenceData group `name` with its chain [1] and draw [count] coordinate
+  /// datasets, made dimension scales.
+  hid_t create_draw_group(const char* name);
+  /// Collective: a float64 [1, count] dataset `name` in `group`, its dimensions attached to the
+  /// group's chain and draw scales.
+  hid_t create_draw_variable(hid_t group, const std::string& name, const std::string& what);
+  /// One collective write of draws [offset, offset + rows) of a [1, count] dataset.
+  void write_draws(hid_t dataset, int64_t offset, int64_t rows, const double* values,
+                   const std::string& what);
   /// One collective read of `rows` rows at `offset` of a dataset with `count_` rows.
   void read_rows(hid_t dataset, hid_t memory_type, int dims, int64_t offset, int64_t rows,
                  int64_t columns, void* data, const char* name);
@@ -99,6 +121,8 @@ class OutputFile final : public SampleSink {
   hid_t resampled_samples_ = -1;
   hid_t resampled_index_ = -1;
   hid_t refined_samples_ = -1;
+  hid_t sample_stats_log_weight_ = -1;
+  std::vector<hid_t> posterior_;  // one dataset per parameter
   int64_t count_ = 0;
   int64_t dim_ = 0;
   bool committed_ = false;

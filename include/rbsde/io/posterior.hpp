@@ -7,6 +7,7 @@
 #include <torch/torch.h>
 
 #include <cstdint>
+#include <string>
 #include <vector>
 
 #include "rbsde/core/config.hpp"
@@ -63,5 +64,18 @@ struct Refinement {
 /// rows, depend on which chains share the first batch.
 Refinement refine_into(OutputFile& out, const Target& target, const SampleConfig& sample,
                        const std::vector<double>& variance, const Communicator& comm);
+
+/// The parameter names of the InferenceData group /posterior: target.names, else the
+/// TorchScript module's `names`, else x[1] … x[d]. There must be one per parameter: per
+/// output of the module's constrain(x) when it has one, else per coordinate (an Error
+/// naming target.names otherwise).
+std::vector<std::string> posterior_names(const Target& target, const TargetConfig& config);
+
+/// Collective: the InferenceData group /posterior (output_file.hpp) of the equally weighted
+/// draws, /refined/samples when sample.mala_steps > 0, else /resampled/samples (written and
+/// synchronised), in the constrained parameters of the module's constrain(x) when it has
+/// one, named by posterior_names. `target` is the configured target (not preconditioned).
+void posterior_into(OutputFile& out, const Target& target, const Config& config,
+                    const Communicator& comm);
 
 }  // namespace rbsde

@@ -22,6 +22,8 @@ namespace rbsde {
 ///            by autograd; L = chol(H⁻¹), or diag(H⁻¹)^½ with precondition.form: diagonal
 ///   pilot    self-normalised weighted mean and covariance (variances with form: diagonal)
 ///            of /samples and /log_weights in the HDF5 file precondition.pilot
+///   auto     laplace if it succeeds; else m and diag(L) the mean and sd of a short MALA
+///            run (32 chains, 500 + 500 steps) on rank 0; it prints what it chose and why
 /// Failures (no convergence, H or the covariance not positive definite, a missing or
 /// mismatched pilot file) throw Error naming the key on every rank, rank 0 with the reason.
 /// Rank 0 prints what laplace and pilot found.

@@ -8,6 +8,7 @@
 #include <exception>
 #include <string>
 #include <utility>
+#include <vector>
 
 #include "rbsde/error.hpp"
 
@@ -39,6 +40,8 @@ class Communicator {
   void broadcast(float* data, int64_t count) const;
   void broadcast(double* data, int64_t count) const;
   void barrier() const;
+  /// Every rank's `count` values (`count` alike on every rank), rank after rank.
+  std::vector<double> allgather(const double* data, int64_t count) const;
   /// Collective: the message of the lowest rank whose `error` is not empty, on every rank;
   /// empty when every `error` is.
   std::string first_error(const std::string& error) const;
