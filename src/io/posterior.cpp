@@ -206,9 +206,7 @@ std::vector<std::string> posterior_names(const Target& target, const TargetConfi
     }
     for (int64_t j = 1; j <= target.dim(); ++j) names.push_back("x[" + std::to_string(j) + "]");
   }
-  const int64_t expected =
-      constrained ? module->constrain(torch::zeros({1, target.dim()}, torch::kFloat64)).size(1)
-                  : target.dim();
+  const int64_t expected = module ? module->parameter_count() : target.dim();
   if (static_cast<int64_t>(names.size()) != expected) {
     throw Error("target.names: " + std::to_string(names.size()) + " names for " +
                 std::to_string(expected) +

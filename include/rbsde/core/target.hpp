@@ -241,6 +241,8 @@ class TorchScriptTarget final : public Target {
   const std::vector<std::string>& parameter_names() const { return names_; }
   /// Whether the module has a `constrain(x)` method: x [M, d] to parameters [M, p].
   bool has_constrain() const { return has_constrain_; }
+  /// p, the number of parameters constrain(x) returns (found by the probe), else d.
+  int64_t parameter_count() const { return has_constrain_ ? constrained_dim_ : dim_; }
   /// constrain(x) for x [M, d] float64, as float64 [M, p]; an Error naming the module when
   /// it fails or returns another shape.
   torch::Tensor constrain(const torch::Tensor& x) const;
