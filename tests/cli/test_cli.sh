@@ -46,8 +46,11 @@ expect_error() {
 }
 
 # Help and version.
-"$rbsde" --help | grep -q "rbsde COMMAND CONFIG.yaml" && pass || fail "--help"
-"$rbsde" --help-config | grep -q "^  train.tilt: in \[0, 1\] \[0\]$" && pass || fail "--help-config"
+# Outputs are captured before grep reads them: grep -q on a pipe may exit before the writer
+# finishes, and under pipefail the writer's SIGPIPE would fail the check.
+help=$("$rbsde" --help) && grep -q "rbsde COMMAND CONFIG.yaml" <<<"$help" && pass || fail "--help"
+help=$("$rbsde" --help-config) && grep -q "^  train.tilt: in \[0, 1\] \[0\]$" <<<"$help" \
+  && pass || fail "--help-config"
 "$rbsde" --version | grep -Eq "^rbsde [0-9]+\.[0-9]+\.[0-9]+$" && pass || fail "--version"
 
 # Bad command lines and configurations.
@@ -208,7 +211,8 @@ with h5py.File(sys.argv[2], "r") as f:
     assert not np.allclose(mean, raw_mean, rtol=1e-9, atol=0), "smoothing changed nothing"
 PY
 grep -q "^Pareto k^ *= [0-9.-]* *(largest 68 weights; reliable below 0.63)" "$work/np2.log" \
-  && /usr/bin/python3 "$source_dir/postprocess/psis.py" "$work/out/np2.h5" | grep -q "^stored_pareto_k " \
+  && psis_out=$(/usr/bin/python3 "$source_dir/postprocess/psis.py" "$work/out/np2.h5") \
+  && grep -q "^stored_pareto_k " <<<"$psis_out" \
   && pass || fail "Pareto k^ printed: $(cat "$work/np2.log")"
 
 # InferenceData as users read it: xarray opens the 2-rank file's groups; target.names names
