@@ -48,6 +48,9 @@ const std::vector<std::pair<std::string, std::string>> kDefaultData = {
     {"logreg_sonar", "sonar.csv"},
     {"lgcp", "pines.csv"},
 };
+// The posteriors: precondition.kind defaults to auto for them.
+const std::vector<std::string> kPosteriorTargets = {"logreg", "logreg_ionosphere", "logreg_sonar",
+                                                    "lgcp", "torchscript"};
 const std::vector<std::string> kSchedules = {"constant", "linear"};
 const std::vector<std::string> kIntegrators = {"euler", "exponential"};
 const std::vector<std::string> kActivations = {"silu", "tanh", "relu", "gelu"};
@@ -603,8 +606,9 @@ TargetConfig read_target(const Reader& in) {
 PreconditionConfig read_precondition(const Reader& in, const std::string& target_name,
                                      int64_t dim) {
   PreconditionConfig precondition;
-  // A target without a built-in map (a user's module) is preconditioned automatically.
-  precondition.kind = target_name == "torchscript" ? "auto" : "none";
+  // A posterior (a built-in one or a user's module) has no built-in map to the reference and
+  // is preconditioned automatically; the synthetic targets are posed on the reference's scale.
+  precondition.kind = contains(kPosteriorTargets, target_name) ? "auto" : "none";
   in.read("precondition.kind", precondition.kind);
   in.require_one_of("precondition.kind", precondition.kind, kPreconditionKinds);
   // Settings of another kind are rejected rather than ignored: they signal a mistake.
@@ -1124,7 +1128,7 @@ const std::vector<Option>& options() {
                        ">= 0 (0 = from the environment)", c.parallel.threads);
           }),
 
-      structured("precondition.kind", join(kPreconditionKinds), "auto for torchscript, else none",
+      structured("precondition.kind", join(kPreconditionKinds), "auto for the posteriors (logreg*, lgcp, torchscript), else none",
                  "the affine map x = m + L x̂ under which training and sampling run (auto: "
                  "laplace, else a Gaussian matched to a short MALA pilot)"),
       structured("precondition.centre", "number or d numbers", "0", "config: m"),

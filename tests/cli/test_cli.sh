@@ -592,9 +592,9 @@ expect_error "resume without a checkpoint" "run.ckpt" \
 # do not are allowed and reported.
 sum_before=$(sha256sum < "$work/stop/run.ckpt")
 out=$("$rbsde" run "$work/long.yaml" --set output.path="$work/stop/run.h5" --resume \
-  --set network.activation=tanh --set sde.integrator=exponential --set train.lr=0.1 2>&1)
+  --set network.activation=tanh --set sde.integrator=euler --set train.lr=0.1 2>&1)
 status=$?
-[[ $status -ne 0 && $out == *"network.activation: silu -> tanh"* && $out == *"sde.integrator: euler -> exponential"* \
+[[ $status -ne 0 && $out == *"network.activation: silu -> tanh"* && $out == *"sde.integrator: exponential -> euler"* \
   && $out == *"train.lr: "* && $(sha256sum < "$work/stop/run.ckpt") == "$sum_before" ]] && pass \
   || fail "resume with other settings: status $status, $out"
 out=$("$rbsde" train "$work/long.yaml" --set output.path="$work/stop/run.h5" --resume \

@@ -41,7 +41,7 @@ void expect_unbiased(const Config& config, double scale) {
 TEST(Unbiased, MeanWeightIsEvidenceForAnUntrainedModel) {
   const Config config = parse_config(R"(
 target: {name: gaussian, dim: 1, mean: 0.7, covariance: 0.5}
-sde: {steps: 20, horizon: 3.0}
+sde: {steps: 20, horizon: 3.0, integrator: euler}
 network: {width: 16, depth: 1}
 )");
   expect_unbiased(config, 0.3);

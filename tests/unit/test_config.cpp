@@ -371,10 +371,11 @@ TEST(Config, TorchScriptNeedsModuleAndDim) {
       rbsde::parse_config("target: {name: torchscript, dim: 2, module: banana.pt}");
   EXPECT_EQ(config.target.module, "banana.pt");
   EXPECT_EQ(config.target.method, "");  // log_prob if the module has one, else forward
-  // A user's module has no built-in map: preconditioned automatically unless set.
+  // A posterior has no built-in map: preconditioned automatically unless set.
   EXPECT_EQ(config.precondition.kind, "auto");
   EXPECT_EQ(config.precondition.form, "cholesky");
   EXPECT_EQ(rbsde::parse_config("target: {name: gaussian, dim: 2}").precondition.kind, "none");
+  EXPECT_EQ(rbsde::parse_config("target: {name: logreg_sonar}").precondition.kind, "auto");
   EXPECT_EQ(rbsde::parse_config("target: {name: torchscript, dim: 2, module: banana.pt}\n"
                                 "precondition: {kind: none}")
                 .precondition.kind,
@@ -581,7 +582,8 @@ TEST(ConfigErrors, MissingRequiredKeys) {
 
 // network.gain's exact step exists only in the exponential integrator and the detached pass.
 TEST(ConfigErrors, GainNeedsTheExponentialIntegratorAndDetachedPaths) {
-  expect_error(kMinimal, {"network.gain=true"}, {"network.gain", "sde.integrator: exponential"});
+  expect_error(kMinimal, {"network.gain=true", "sde.integrator=euler"},
+               {"network.gain", "sde.integrator: exponential"});
   expect_error(kMinimal,
                {"network.gain=true", "sde.integrator=exponential", "train.detach_paths=false"},
                {"network.gain", "train.detach_paths"});
@@ -765,7 +767,7 @@ TEST(OptionTable, HelpNamesEveryKeyOnce) {
   }
   // Defaults come from the members' initialisers in config.hpp.
   EXPECT_THAT(help, HasSubstr("train.lr: > 0 [0.002]"));
-  EXPECT_THAT(help, HasSubstr("sde.integrator: euler, exponential [euler]"));
+  EXPECT_THAT(help, HasSubstr("sde.integrator: euler, exponential [exponential]"));
 }
 
 }  // namespace

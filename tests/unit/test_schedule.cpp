@@ -82,6 +82,7 @@ TEST(Schedule, IntegratorStepCoefficients) {
   config.beta_max = 12.0;
   config.horizon = 1.0;
   config.steps = 400;
+  config.integrator = "euler";
   const TimeGrid euler(NoiseSchedule::from_config(config), config.steps);
   config.integrator = "exponential";
   const TimeGrid exponential(NoiseSchedule::from_config(config), config.steps);

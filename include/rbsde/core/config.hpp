@@ -49,7 +49,7 @@ struct SdeConfig {
   double beta_max = 10.0;
   double horizon = 4.0;              ///< T
   int64_t steps = 50;                ///< N, uniform grid
-  std::string integrator = "euler";  ///< euler | exponential (schedule.hpp, TimeGrid)
+  std::string integrator = "exponential";  ///< euler | exponential (schedule.hpp, TimeGrid)
 };
 
 /// network.*: Z_θ(s, x) = √b(s)(−x) + MLP([x, time features]); Y₀ = log N(x) + c (+ r_θ(x)).
@@ -136,7 +136,7 @@ struct ParallelConfig {
 /// (method.md §4; precondition.hpp builds it).
 struct PreconditionConfig {
   std::string kind =
-      "none";  ///< none | config | prior | laplace | pilot | auto (torchscript's default)
+      "none";  ///< none | config | prior | laplace | pilot | auto (the posteriors' default)
   // config: centre (scalar or d-vector; default 0) and scale, either a scalar or d-vector, the
   // diagonal of L (scale_diagonal; default 1), or a d x d symmetric positive definite
   // covariance whose Cholesky factor is L (scale_covariance). Exactly one of the two is set.
