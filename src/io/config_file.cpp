@@ -1128,7 +1128,8 @@ const std::vector<Option>& options() {
                        ">= 0 (0 = from the environment)", c.parallel.threads);
           }),
 
-      structured("precondition.kind", join(kPreconditionKinds), "auto for the posteriors (logreg*, lgcp, torchscript), else none",
+      structured("precondition.kind", join(kPreconditionKinds),
+                 "auto for the posteriors (logreg*, lgcp, torchscript), else none",
                  "the affine map x = m + L x̂ under which training and sampling run (auto: "
                  "laplace, else a Gaussian matched to a short MALA pilot)"),
       structured("precondition.centre", "number or d numbers", "0", "config: m"),

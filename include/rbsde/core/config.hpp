@@ -47,8 +47,8 @@ struct SdeConfig {
   double beta = 2.0;
   double beta_min = 0.1;
   double beta_max = 10.0;
-  double horizon = 4.0;              ///< T
-  int64_t steps = 50;                ///< N, uniform grid
+  double horizon = 4.0;                    ///< T
+  int64_t steps = 50;                      ///< N, uniform grid
   std::string integrator = "exponential";  ///< euler | exponential (schedule.hpp, TimeGrid)
 };
 
