@@ -8,6 +8,7 @@ usage: gp_pois_regr-gp_pois_regr.py OUTPUT.pt
 """
 import math
 import sys
+from typing import Tuple
 
 import torch
 
@@ -25,31 +26,33 @@ class GpPoisRegr(torch.nn.Module):
         self.dim = n + 2
         self.log_gamma_norm = 25.0 * math.log(4.0) - math.lgamma(25.0)  # of gamma(25, rate 4)
 
-    def latent(self, x: torch.Tensor) -> torch.Tensor:
-        """f = L_cov f_tilde [M, N]."""
+    def latent(self, x: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+        """f = L_cov f_tilde [M, N], and where cov has no Cholesky factor (Stan rejects such
+        a point: log pi = -inf there)."""
         rho, alpha = torch.exp(x[:, 0]), torch.exp(x[:, 1])
         distance2 = (self.x.unsqueeze(0) - self.x.unsqueeze(1)) ** 2
         cov = (alpha ** 2)[:, None, None] * torch.exp(-distance2 / (2.0 * rho ** 2)[:, None, None])
         cov = cov + 1e-10 * torch.eye(self.x.size(0), dtype=x.dtype)
-        factor = torch.linalg.cholesky(cov)
-        return (factor @ x[:, 2:].unsqueeze(2)).squeeze(2)
+        factor, info = torch.linalg.cholesky_ex(cov)
+        return (factor @ x[:, 2:].unsqueeze(2)).squeeze(2), info != 0
 
     @torch.jit.export
     def constrain(self, x: torch.Tensor) -> torch.Tensor:
         x = x.double()
-        return torch.cat([torch.exp(x[:, 0:2]), self.latent(x)], 1)
+        return torch.cat([torch.exp(x[:, 0:2]), self.latent(x)[0]], 1)
 
     @torch.jit.export
     def log_prob(self, x: torch.Tensor) -> torch.Tensor:
         x = x.double()
-        f = self.latent(x)
+        f, rejected = self.latent(x)
         likelihood = (self.k * f - torch.exp(f) - self.log_k_factorial).sum(1)
         rho, alpha = torch.exp(x[:, 0]), torch.exp(x[:, 1])
         prior = (24.0 * x[:, 0] - 4.0 * rho + self.log_gamma_norm  # rho ~ gamma(25, 4)
                  + normal_lpdf(alpha, torch.zeros_like(alpha), torch.full_like(alpha, 2.0))
                  + math.log(2.0)  # alpha ~ half-normal(0, 2)
                  + normal_lpdf(x[:, 2:], torch.zeros_like(x[:, 2:]), torch.ones_like(x[:, 2:])).sum(1))
-        return likelihood + prior + x[:, 0] + x[:, 1]
+        log_pi = likelihood + prior + x[:, 0] + x[:, 1]
+        return torch.where(rejected, torch.full_like(log_pi, -math.inf), log_pi)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.log_prob(x)

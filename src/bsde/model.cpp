@@ -166,7 +166,10 @@ torch::Tensor BsdeModelImpl::output(const torch::Tensor& s, const torch::Tensor&
 
 torch::Tensor BsdeModelImpl::z(const torch::Tensor& s, const torch::Tensor& x) {
   const auto blocks = x.reshape({x.size(0), x.size(1) * blocks_, block_dim_});
-  return heads(output(s, blocks), blocks).view_as(x) - root_b(s).view({-1, 1, 1}) * x;
+  const auto root_b_s = root_b(s).view({-1, 1, 1});
+  const auto out = output(s, blocks);
+  const auto z = gain_ ? head_a(out) + gain(out, root_b_s) * blocks : out;
+  return z.view_as(x) - root_b_s * x;
 }
 
 torch::Tensor BsdeModelImpl::z(double s, const torch::Tensor& x) { return z_gain(s, x).z; }
@@ -175,9 +178,10 @@ BsdeModelImpl::ZGain BsdeModelImpl::z_gain(double s, const torch::Tensor& x) {
   const auto time = torch::full({1}, s, x.options());
   const auto blocks = x.reshape({1, x.size(0) * blocks_, block_dim_});
   const auto out = output(time, blocks);
-  const auto z = heads(out, blocks).view_as(x) - schedule_.root_b(s) * x;
-  if (!gain_) return {z, torch::Tensor()};
-  return {z, out.narrow(2, block_dim_, block_dim_).contiguous().view_as(x)};
+  const double root_b_s = schedule_.root_b(s);
+  if (!gain_) return {out.view_as(x) - root_b_s * x, torch::Tensor()};
+  const auto g = gain(out, torch::scalar_tensor(root_b_s, x.options()));
+  return {(head_a(out) + g * blocks).view_as(x) - root_b_s * x, g.contiguous().view_as(x)};
 }
 
 torch::Tensor BsdeModelImpl::z_recording(double s, const torch::Tensor& x, Record& record) {
@@ -190,15 +194,19 @@ torch::Tensor BsdeModelImpl::z_recording(double s, const torch::Tensor& x, Recor
     activate_into(activation_, record.pre[l + 1], record.post[l + 1]);
   }
   const auto out = torch::addmm(output_->bias, record.post.back(), output_->weight.t());
-  if (gain_) record.gain = out.narrow(1, block_dim_, block_dim_).contiguous().view_as(x);
-  return heads(out, x.reshape({x.size(0) * blocks_, block_dim_})).view_as(x) -
-         schedule_.root_b(s) * x;
+  const double root_b_s = schedule_.root_b(s);
+  if (!gain_) return out.view_as(x) - root_b_s * x;
+  record.gain = gain(out, torch::scalar_tensor(root_b_s, x.options())).contiguous().view_as(x);
+  return head_a(out).view_as(x) + (record.gain - root_b_s) * x;
 }
 
-torch::Tensor BsdeModelImpl::heads(const torch::Tensor& out, const torch::Tensor& x_blocks) const {
-  if (!gain_) return out;
-  const int64_t last = out.dim() - 1;
-  return out.narrow(last, 0, block_dim_) + out.narrow(last, block_dim_, block_dim_) * x_blocks;
+torch::Tensor BsdeModelImpl::head_a(const torch::Tensor& out) const {
+  return out.narrow(out.dim() - 1, 0, block_dim_);
+}
+
+torch::Tensor BsdeModelImpl::gain(const torch::Tensor& out, const torch::Tensor& root_b) const {
+  // G = √b (1 − e^{−g}) = −√b expm1(−g): g = log v for a conditional variance v.
+  return -torch::expm1(-out.narrow(out.dim() - 1, block_dim_, block_dim_)) * root_b;
 }
 
 void BsdeModelImpl::accumulate_gradient(const torch::Tensor& s, const torch::Tensor& x,
@@ -213,8 +221,16 @@ void BsdeModelImpl::accumulate_gradient(const torch::Tensor& s, const torch::Ten
   }
   const auto x_rows = x.reshape({rows, block_dim_});
   auto g_rows = g.reshape({rows, block_dim_});
-  // Output layer: Z = A + G ⊙ x − √b x with [A, G] = W_o h + b_o (A alone without the gain).
-  if (gain_) g_rows = torch::cat({g_rows, g_rows * x_rows}, 1);
+  // Output layer: Z = A + G ⊙ x − √b x with [A, g] = W_o h + b_o and G = √b (1 − e^{−g})
+  // (A alone without the gain), so ∂Z/∂g = √b e^{−g} ⊙ x.
+  if (gain_) {
+    const auto g_raw = torch::addmm(output_->bias.narrow(0, block_dim_, block_dim_), post.back(),
+                                    output_->weight.narrow(0, block_dim_, block_dim_).t());
+    const auto slope =
+        (torch::exp(-g_raw).view({times, rows / times, block_dim_}) * root_b(s).view({-1, 1, 1}))
+            .view({rows, block_dim_});
+    g_rows = torch::cat({g_rows, g_rows * slope * x_rows}, 1);
+  }
   accumulate(output_->weight, g_rows.t().mm(post.back()));
   accumulate(output_->bias, g_rows.sum(0));
   auto grad_h = g_rows.mm(output_->weight);

@@ -45,6 +45,10 @@ TrainingHistory read_history(torch::serialize::InputArchive& archive) {
 }
 
 namespace {
+// The gain's entry: 2 since G = √b (1 − e^{−g}) (model.hpp); a file of the earlier unbounded
+// gain (1) would load into another function and is refused.
+constexpr int64_t kBoundedGain = 2;
+
 /// What a saved network must agree on with the settings that load it.
 torch::Tensor shape_record(int64_t dim, const NetworkConfig& network) {
   const std::array<const char*, 4> activations = {"silu", "tanh", "relu", "gelu"};
@@ -52,7 +56,7 @@ torch::Tensor shape_record(int64_t dim, const NetworkConfig& network) {
       std::find(activations.begin(), activations.end(), network.activation) - activations.begin();
   return torch::tensor({dim, network.width, network.depth, network.time_features,
                         static_cast<int64_t>(network.y0_residual), activation, network.blocks,
-                        static_cast<int64_t>(network.gain)},
+                        int64_t{network.gain ? kBoundedGain : 0}},
                        torch::kInt64);
 }
 }  // namespace

@@ -240,6 +240,14 @@ expect_error "target.names of the wrong length" "target.names: 3 names for 2 coo
 expect_error "target.names repeated" "target.names[1]: 'a' appears twice" \
   "$rbsde" run "$work/small.yaml" --set 'target.names=[a, a]'
 
+# A budget 15 times smaller than funnel.yaml's (the annealing and the cosine learning rate
+# scale with it) trains to the end: with an unbounded gain it stopped at iteration 116, a NaN
+# log π̃ on one path driven to infinity (issue 16; docs/design.md, the gain head).
+"$rbsde" run "$source_dir/configs/funnel.yaml" --set train.iterations=200 --set parallel.threads=2 \
+  --set sample.count=2000 --set output.path="$work/out/funnel200.h5" > "$work/funnel200.log" 2>&1 \
+  && grep -q "^rbsde-summary command=run target=funnel" "$work/funnel200.log" \
+  && pass || fail "funnel.yaml with train.iterations=200: $(tail -3 "$work/funnel200.log")"
+
 # Degenerate weights (an untrained model of a narrow, distant target) end the run with a
 # warning naming what to try; weights that are not (the exponential integrator's untrained
 # model of N(0, I) is nearly exact) give none.

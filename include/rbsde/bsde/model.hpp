@@ -93,9 +93,13 @@ class BsdeModelImpl : public torch::nn::Module {
   torch::Tensor root_b(const torch::Tensor& s) const;  // schedule_.root_b for times s [K]
   /// The output layer for times s [K] and x in blocks [K, B · blocks, d / blocks].
   torch::Tensor output(const torch::Tensor& s, const torch::Tensor& blocks);
-  /// The output layer's [.., d/blocks] (or [A, G], [.., 2 d/blocks], with the gain) as
-  /// A (+ G ⊙ x) for the same rows of x in blocks.
-  torch::Tensor heads(const torch::Tensor& out, const torch::Tensor& x_blocks) const;
+  /// The output layer's [.., d/blocks] is A; with the gain it is [A, g], [.., 2 d/blocks],
+  /// and the gain G = √b (1 − e^{−g}) < √b: the score of a conditional variance v = e^g is
+  /// G = √b (1 − 1/v), and the bound keeps the reverse drift's linear part below ½ b, so an
+  /// untrained or fast-moving network cannot drive paths to infinity (G growing with |x|
+  /// would: the drift G ⊙ x then grows like |x|²).
+  torch::Tensor head_a(const torch::Tensor& out) const;
+  torch::Tensor gain(const torch::Tensor& out, const torch::Tensor& root_b) const;
 
   Activation activation_;
   torch::nn::Linear input_x_{nullptr};     // first layer, x-part (no bias)
