@@ -913,7 +913,8 @@ const std::vector<Option>& options() {
           "network.y0_residual", "true or false", "a small residual network r_θ(X₀) in Y₀"),
       plain<&Config::network, &NetworkConfig::gain>(
           "network.gain", "true or false",
-          "a second output head G_θ(s, x): Z_θ = MLP + (G_θ − √b) ⊙ x, for targets whose scale "
+          "a second output head G_θ(s, x) < √b: Z_θ = MLP + (G_θ − √b) ⊙ x, for targets whose "
+          "scale "
           "in some coordinates depends on others (hierarchical models, funnel.yaml); each "
           "coordinate's linear part is integrated exactly over a step (docs/design.md); needs "
           "sde.integrator: exponential and detached paths",
