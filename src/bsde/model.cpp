@@ -168,7 +168,7 @@ torch::Tensor BsdeModelImpl::z(const torch::Tensor& s, const torch::Tensor& x) {
   const auto blocks = x.reshape({x.size(0), x.size(1) * blocks_, block_dim_});
   const auto root_b_s = root_b(s).view({-1, 1, 1});
   const auto out = output(s, blocks);
-  const auto z = gain_ ? head_a(out) + gain(out, root_b_s) * blocks : out;
+  const auto z = gain_ ? head_a(out) + gain_fraction(out) * root_b_s * blocks : out;
   return z.view_as(x) - root_b_s * x;
 }
 
@@ -180,7 +180,7 @@ BsdeModelImpl::ZGain BsdeModelImpl::z_gain(double s, const torch::Tensor& x) {
   const auto out = output(time, blocks);
   const double root_b_s = schedule_.root_b(s);
   if (!gain_) return {out.view_as(x) - root_b_s * x, torch::Tensor()};
-  const auto g = gain(out, torch::scalar_tensor(root_b_s, x.options()));
+  const auto g = gain_fraction(out) * root_b_s;
   return {(head_a(out) + g * blocks).view_as(x) - root_b_s * x, g.contiguous().view_as(x)};
 }
 
@@ -196,7 +196,7 @@ torch::Tensor BsdeModelImpl::z_recording(double s, const torch::Tensor& x, Recor
   const auto out = torch::addmm(output_->bias, record.post.back(), output_->weight.t());
   const double root_b_s = schedule_.root_b(s);
   if (!gain_) return out.view_as(x) - root_b_s * x;
-  record.gain = gain(out, torch::scalar_tensor(root_b_s, x.options())).contiguous().view_as(x);
+  record.gain = (gain_fraction(out) * root_b_s).contiguous().view_as(x);
   return head_a(out).view_as(x) + (record.gain - root_b_s) * x;
 }
 
@@ -204,9 +204,9 @@ torch::Tensor BsdeModelImpl::head_a(const torch::Tensor& out) const {
   return out.narrow(out.dim() - 1, 0, block_dim_);
 }
 
-torch::Tensor BsdeModelImpl::gain(const torch::Tensor& out, const torch::Tensor& root_b) const {
-  // G = √b (1 − e^{−g}) = −√b expm1(−g): g = log v for a conditional variance v.
-  return -torch::expm1(-out.narrow(out.dim() - 1, block_dim_, block_dim_)) * root_b;
+torch::Tensor BsdeModelImpl::gain_fraction(const torch::Tensor& out) const {
+  // G / √b = 1 − e^{−g} = −expm1(−g): g = log v for a conditional variance v.
+  return -torch::expm1(-out.narrow(out.dim() - 1, block_dim_, block_dim_));
 }
 
 void BsdeModelImpl::accumulate_gradient(const torch::Tensor& s, const torch::Tensor& x,

@@ -99,7 +99,8 @@ class BsdeModelImpl : public torch::nn::Module {
   /// untrained or fast-moving network cannot drive paths to infinity (G growing with |x|
   /// would: the drift G ⊙ x then grows like |x|²).
   torch::Tensor head_a(const torch::Tensor& out) const;
-  torch::Tensor gain(const torch::Tensor& out, const torch::Tensor& root_b) const;
+  /// G / √b = 1 − e^{−g}, multiplied by √b (a number or one per time) where it is used.
+  torch::Tensor gain_fraction(const torch::Tensor& out) const;
 
   Activation activation_;
   torch::nn::Linear input_x_{nullptr};     // first layer, x-part (no bias)
