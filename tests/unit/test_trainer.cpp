@@ -199,8 +199,9 @@ TEST(DetachedGradient, WithBlocksEqualsAutograd) {
   }
 }
 
-// network.gain: the output layer's second head multiplies x, so its gradient is g ⊙ x; the
-// model's own paths take gain_step's gains, explorers the reference step.
+// network.gain: the output layer's second head g gives G = √b (1 − e^{−g}), which multiplies x,
+// so the gradient through it carries √b e^{−g} ⊙ x (random weights: g ≠ 0); the model's own
+// paths take gain_step's gains, explorers the reference step.
 TEST(DetachedGradient, WithTheGainHeadEqualsAutograd) {
   for (int64_t blocks : {1, 3}) {
     for (bool constant_memory : {false, true}) {
