@@ -3,7 +3,7 @@
 
 For each run: the largest |mean - reference mean| in reference posterior sds, for the
 self-normalised importance-sampling estimate (/estimates/posterior_mean) and, when present,
-the MALA-refined samples (/refined/samples); the largest relative sd error; and log Z (IS).
+the HMC-refined samples (/refined/samples); the largest relative sd error; and log Z (IS).
 Then the spread of log Z over the runs (e.g. seeds).
 
     postprocess/compare_reference.py REFERENCE.h5 RUN.h5 [RUN.h5 ...]
@@ -41,7 +41,7 @@ def main():
                 line += (f"  refined mean error "
                          f"{np.max(np.abs(refined.mean(0) - ref_mean) / ref_sd):.4f} sd"
                          f"  refined sd error {np.max(np.abs(refined.std(0) / ref_sd - 1)):.4f}"
-                         f"  MALA acceptance {f['refined/samples'].attrs['acceptance_rate']:.3f}")
+                         f"  HMC acceptance {f['refined/samples'].attrs['acceptance_rate']:.3f}")
             log_z.append(est.attrs["log_z_is"])
         print(line)
     if len(log_z) > 1:

@@ -115,8 +115,10 @@ def print_summary(path, run, truth):
         lines.append(("posterior", f"mean ± sd: {shown}{' …' if len(mean) > 4 else ''}"))
     if run["refined"] is not None:
         refined = run["refined"]
-        lines.append(("MALA refined", f"acceptance {refined['acceptance_rate']:.3f}, "
-                                      f"step size {refined['step_size']:.4g}"))
+        # Files written before HMC refinement have no leapfrog_steps: their MALA is one step.
+        lines.append(("HMC refined", f"acceptance {refined['acceptance_rate']:.3f}, "
+                                     f"step size {refined['step_size']:.4g}, "
+                                     f"{refined.get('leapfrog_steps', 1)} leapfrog steps"))
     loss = run["loss"]
     lines.append(("final loss", f"{loss[-1]:.6g} ({len(loss)} iterations)" if len(loss) else
                   "n/a (no training record)"))

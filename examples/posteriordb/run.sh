@@ -4,8 +4,9 @@
 # (postprocess/compare_posteriordb.py: means within 0.1 reference sds, sds within 10 %).
 # Usage (from the repository root, after the build):
 #   bash examples/posteriordb/run.sh [RESULTS_DIR [SEED ...]]     defaults: results/posteriordb, 1 2 3
-# Environment: RBSDE (default build/rbsde), RANKS (default 2), and any extra --set options
-# in RBSDE_SET (e.g. RBSDE_SET="--set train.iterations=200").
+# Environment: RBSDE (default build/rbsde), RANKS (default 2), POSTERIORS (default all seven,
+# separated by spaces), and any extra --set options in RBSDE_SET (e.g.
+# RBSDE_SET="--set train.iterations=200").
 set -uo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 results=${1:-results/posteriordb}
@@ -20,8 +21,13 @@ declare -A dims=(
   [garch-garch11]=4 [low_dim_gauss_mix-low_dim_gauss_mix]=5 [gp_pois_regr-gp_pois_regr]=13
 )
 failures=0
-for posterior in kidiq-kidscore_momiq sblrc-blr mesquite-logmesquite_logvas nes2000-nes \
-  garch-garch11 low_dim_gauss_mix-low_dim_gauss_mix gp_pois_regr-gp_pois_regr; do
+posteriors=${POSTERIORS:-kidiq-kidscore_momiq sblrc-blr mesquite-logmesquite_logvas nes2000-nes
+  garch-garch11 low_dim_gauss_mix-low_dim_gauss_mix gp_pois_regr-gp_pois_regr}
+for posterior in $posteriors; do
+  if [[ -z ${dims[$posterior]:-} ]]; then
+    echo "run.sh: unknown posterior '$posterior' in POSTERIORS (known: ${!dims[*]})" >&2
+    exit 2
+  fi
   module=$results/$posterior.pt
   /usr/bin/python3 "$root/examples/posteriordb/$posterior.py" "$module" > /dev/null || exit 1
   for seed in "${seeds[@]}"; do

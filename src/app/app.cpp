@@ -318,8 +318,8 @@ std::string degenerate_weights_warning(const Estimates& e, const Config& config)
     advice += "; preconditioning (precondition.kind: laplace or auto)";
   }
   if (config.train.anneal_gamma0 >= 1.0) advice += "; annealing (train.anneal_gamma0: 0.1)";
-  if (config.sample.mala_steps == 0) {
-    advice += "; MALA refinement of the resampled draws (sample.mala_steps: 100)";
+  if (config.sample.hmc_steps == 0) {
+    advice += "; HMC refinement of the resampled draws (sample.hmc_steps: 20)";
   }
   if (e.count < 10000) advice += "; more samples (sample.count)";
   return advice;
@@ -536,17 +536,16 @@ Estimates sample_into(OutputFile& out, const Target& target, BsdeModel& model,
     resample_into(out, sample, target.dim(), drawn.max_log_weight, comm);
     written += ", /resampled";
   }
-  if (sample.mala_steps > 0) {
+  if (sample.hmc_steps > 0) {
     out.synchronise();
-    std::vector<double> variance;
-    for (const double sd : estimates.posterior_sd) variance.push_back(sd * sd);
-    // MALA runs on the configured target: /resampled holds x, not x̂.
-    const Refinement refinement = refine_into(out, configured(target), sample, variance, comm);
+    const Refinement refinement = refine_into(out, target, sample, drawn.proposal_variance, comm);
     written += ", /refined";
     if (comm.is_root()) {
-      std::printf("MALA refinement: %lld steps, acceptance %.3f, step size %.4g\n",
-                  static_cast<long long>(sample.mala_steps), refinement.acceptance_rate,
-                  refinement.step_size);
+      std::printf(
+          "HMC refinement: %lld iterations x %lld leapfrog steps, acceptance %.3f, step size "
+          "%.4g\n",
+          static_cast<long long>(sample.hmc_steps), static_cast<long long>(sample.leapfrog_steps),
+          refinement.acceptance_rate, refinement.step_size);
     }
   }
   if (sample.resample) {

@@ -79,8 +79,9 @@ Chains start_chains(const Target& target, const torch::Tensor& x, int64_t first)
   return chains;
 }
 
-torch::Tensor mala_step(const Target& target, Chains& chains, double step_size,
-                        const torch::Tensor& preconditioner, const NoiseKey& key, uint32_t step) {
+torch::Tensor hmc_step(const Target& target, Chains& chains, double step_size,
+                       const torch::Tensor& preconditioner, int64_t leapfrog_steps,
+                       const NoiseKey& key, uint32_t step) {
   const int64_t c = chains.x.size(0);
   const int64_t d = chains.x.size(1);
   if (c == 0) return torch::zeros({0}, torch::kBool);
@@ -89,16 +90,24 @@ torch::Tensor mala_step(const Target& target, Chains& chains, double step_size,
   fill_normal(xi.data_ptr<double>(), c, d, key, chains.first, step);
   fill_uniform(uniform.data_ptr<double>(), c, key, chains.first, step);
 
-  // Proposal y = x + ½ε²P∇ + ε√P ξ; log q(y | x) = −½|ξ|² and log q(x | y) is the same
-  // form for the move back, with the normalising constants (equal both ways) dropped.
-  const auto drift = 0.5 * step_size * step_size * preconditioner;
-  const auto scale = step_size * preconditioner.sqrt();
-  const auto y = chains.x + drift * chains.grad + scale * xi;
-  auto [log_prob_y, grad_y] = log_prob_and_grad(target, y);
-  const auto back = (chains.x - y - drift * grad_y) / scale;
+  // Leapfrog in the whitened coordinates x / √P, where the momentum is ξ ~ N(0, I) and the
+  // force √P ∇log π̃: positions move by ε √P p, momenta by ε √P ∇log π̃ (half steps at both
+  // ends). One step proposes y = x + ½ε²P∇ + ε√P ξ, MALA's proposal, and the energy test
+  // below is then MALA's acceptance ratio.
+  const auto root_p = preconditioner.sqrt();
+  auto momentum = xi + (0.5 * step_size) * root_p * chains.grad;
+  auto y = chains.x;
+  torch::Tensor log_prob_y, grad_y;
+  for (int64_t l = 0; l < leapfrog_steps; ++l) {
+    y = y + step_size * root_p * momentum;
+    std::tie(log_prob_y, grad_y) = log_prob_and_grad(target, y);
+    const double kick = l + 1 < leapfrog_steps ? step_size : 0.5 * step_size;
+    momentum = momentum + kick * root_p * grad_y;
+  }
   const auto log_ratio =
-      log_prob_y - chains.log_prob - 0.5 * back.pow(2).sum(1) + 0.5 * xi.pow(2).sum(1);
-  // NaN compares false: a proposal with log π̃ or its gradient not finite is rejected.
+      log_prob_y - chains.log_prob - 0.5 * momentum.pow(2).sum(1) + 0.5 * xi.pow(2).sum(1);
+  // NaN compares false: a trajectory whose end point has a non-finite log π̃ or gradient is
+  // rejected (a NaN gradient on the way spreads to the end point).
   const auto accept =
       (uniform.log() < log_ratio) & torch::isfinite(log_prob_y) & torch::isfinite(grad_y).all(1);
   const auto keep = accept.unsqueeze(1);
@@ -108,11 +117,15 @@ torch::Tensor mala_step(const Target& target, Chains& chains, double step_size,
   return accept;
 }
 
-StepSizeAdapter::StepSizeAdapter(double initial, int64_t updates)
-    : log_step_(std::log(initial)), updates_(updates) {}
+double target_acceptance(int64_t leapfrog_steps) {
+  return leapfrog_steps == 1 ? kMalaTargetAcceptance : kHmcTargetAcceptance;
+}
+
+StepSizeAdapter::StepSizeAdapter(double initial, int64_t updates, double acceptance)
+    : log_step_(std::log(initial)), updates_(updates), target_(acceptance) {}
 
 void StepSizeAdapter::update(double acceptance) {
-  log_step_ += (acceptance - kMalaTargetAcceptance) / std::pow(static_cast<double>(done_ + 1), 0.6);
+  log_step_ += (acceptance - target_) / std::pow(static_cast<double>(done_ + 1), 0.6);
   ++done_;
   if (2 * done_ > updates_) {
     sum_log_step_ += log_step_;
@@ -161,12 +174,12 @@ ReferenceMoments reference_moments(const Target& target, const ReferenceConfig& 
   const int64_t half = reference.warmup / 2;
   const int64_t quarter = reference.warmup / 4;
   auto preconditioner = torch::ones({d}, torch::kFloat64);
-  StepSizeAdapter first_half(initial_step_size(d), half);
+  StepSizeAdapter first_half(initial_step_size(d), half, kMalaTargetAcceptance);
   torch::Tensor shift;
   auto sums = torch::zeros({2, d}, torch::kFloat64);  // Σ (x − shift), Σ (x − shift)²
   for (int64_t t = 0; t < half; ++t) {
     const auto accepted =
-        mala_step(target, chains, first_half.current(), preconditioner, key, step++);
+        hmc_step(target, chains, first_half.current(), preconditioner, 1, key, step++);
     first_half.update(global_acceptance(accepted, chains_total, comm));
     if (t == quarter) shift = global_mean(chains.x, chains_total, comm);
     if (t >= quarter) {
@@ -188,10 +201,10 @@ ReferenceMoments reference_moments(const Target& target, const ReferenceConfig& 
   }
 
   // Warm-up, second half: adapt ε afresh for the preconditioned target; then fix it.
-  StepSizeAdapter second_half(initial_step_size(d), reference.warmup - half);
+  StepSizeAdapter second_half(initial_step_size(d), reference.warmup - half, kMalaTargetAcceptance);
   for (int64_t t = half; t < reference.warmup; ++t) {
     const auto accepted =
-        mala_step(target, chains, second_half.current(), preconditioner, key, step++);
+        hmc_step(target, chains, second_half.current(), preconditioner, 1, key, step++);
     second_half.update(global_acceptance(accepted, chains_total, comm));
   }
   const double step_size = second_half.final_step_size();
@@ -207,7 +220,7 @@ ReferenceMoments reference_moments(const Target& target, const ReferenceConfig& 
   int64_t accepted_count = 0;
   for (int64_t t = 0; t < reference.steps; ++t) {
     accepted_count +=
-        mala_step(target, chains, step_size, preconditioner, key, step++).sum().item<int64_t>();
+        hmc_step(target, chains, step_size, preconditioner, 1, key, step++).sum().item<int64_t>();
     const auto centred = observed() - shift;
     chain_sums += centred;
     pooled.slice(0, d, 2 * d).add_(centred.pow(2).sum(0));

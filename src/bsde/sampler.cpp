@@ -285,6 +285,7 @@ SampleSummary draw_samples(SampleSink& sink, const Target& target, BsdeModel& mo
   const AffineTarget* affine = target.preconditioned();
   EvidenceAccumulator evidence;
   MomentAccumulator moments(target.dim());
+  MomentAccumulator proposal(target.dim());  // equal weights: the proposal's own moments
   const int64_t tail_length = pareto_tail_length(sample.count);
   LargestWeights largest(tail_length + 1, sample.psis ? target.dim() : 0);
   NonFinitePaths non_finite;
@@ -299,6 +300,7 @@ SampleSummary draw_samples(SampleSink& sink, const Target& target, BsdeModel& mo
         flow ? simulate_flow(target, model, schedule, grid, sample.seed, first_path + done, rows,
                              divergence, sample.probes)
              : simulate_paths(target, model, grid, sample.seed, first_path + done, rows);
+    proposal.add(batch.samples, torch::zeros_like(batch.log_weights));
     if (affine) {
       // Back to the target's coordinates x = m + L x̂. The density of x is that of x̂ divided
       // by |det L|, so each weight (and the network's 𝒵̂ = 𝒵 / |det L|) gains the factor
@@ -348,7 +350,9 @@ SampleSummary draw_samples(SampleSink& sink, const Target& target, BsdeModel& mo
     estimates.psis_mean = smoothed.mean;
     estimates.psis_sd = smoothed.sd;
   }
-  return {estimates, posterior.max_log_weight};
+  std::vector<double> proposal_variance;
+  for (const double sd : proposal.reduce(comm).sd) proposal_variance.push_back(sd * sd);
+  return {estimates, posterior.max_log_weight, proposal_variance};
 }
 
 }  // namespace rbsde

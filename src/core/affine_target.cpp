@@ -311,7 +311,11 @@ std::optional<double> AffineTarget::log_z() const {
 }
 
 torch::Tensor AffineTarget::sample_exact(int64_t n, uint64_t seed) const {
-  const auto centred = inner_->sample_exact(n, seed).to(torch::kFloat64) - centre_t_;
+  return to_sampler_space(inner_->sample_exact(n, seed));
+}
+
+torch::Tensor AffineTarget::to_sampler_space(const torch::Tensor& x) const {
+  const auto centred = x.to(torch::kFloat64) - centre_t_;
   return map_.is_diagonal() ? centred * inverse_t_ : torch::matmul(centred, inverse_t_);
 }
 

@@ -59,6 +59,8 @@ const std::vector<std::string> kAnnealPaths = {"bridge", "tempered"};
 const std::vector<std::string> kSampleMethods = {"sde", "ode"};
 const std::vector<std::string> kDivergences = {"exact", "hutchinson", "auto"};
 constexpr int64_t kMaxProbes = int64_t{1} << 28;
+// HMC iteration t keys the noise's 32-bit step t, below noise.hpp's kInitialStep = 2^32 - 1.
+constexpr int64_t kMaxHmcSteps = (int64_t{1} << 32) - 1;
 const std::vector<std::string> kPreconditionKinds = {"none",    "config", "prior",
                                                      "laplace", "pilot",  "auto"};
 const std::vector<std::string> kPreconditionForms = {"cholesky", "diagonal"};
@@ -1075,22 +1077,30 @@ const std::vector<Option>& options() {
           }),
       plain<&Config::sample, &SampleConfig::resample>("sample.resample", "true or false",
                                                       "systematic resampling into /resampled"),
-      plain<&Config::sample, &SampleConfig::mala_steps>(
-          "sample.mala_steps", ">= 0",
-          "MALA steps refining the resampled samples on the exact target (needs resample)",
+      plain<&Config::sample, &SampleConfig::hmc_steps>(
+          "sample.hmc_steps", "in [0, 2^32 - 2]",
+          "HMC iterations refining the resampled samples on the exact target (needs resample)",
           [](const Reader& in, const Config& c) {
-            in.require(c.sample.mala_steps >= 0, "sample.mala_steps", ">= 0", c.sample.mala_steps);
-            if (c.sample.mala_steps > 0 && !c.sample.resample) {
-              in.fail("sample.mala_steps",
-                      "MALA refines the resampled samples: set sample.resample: true "
-                      "or sample.mala_steps: 0");
+            in.require(c.sample.hmc_steps >= 0 && c.sample.hmc_steps < kMaxHmcSteps,
+                       "sample.hmc_steps", "in [0, 2^32 - 2]", c.sample.hmc_steps);
+            if (c.sample.hmc_steps > 0 && !c.sample.resample) {
+              in.fail("sample.hmc_steps",
+                      "HMC refines the resampled samples: set sample.resample: true "
+                      "or sample.hmc_steps: 0");
             }
           }),
-      plain<&Config::sample, &SampleConfig::mala_step_size>(
-          "sample.mala_step_size", ">= 0", "MALA step size (0: adapted)",
+      plain<&Config::sample, &SampleConfig::leapfrog_steps>(
+          "sample.leapfrog_steps", "in [1, 1000]",
+          "leapfrog steps per HMC iteration (1: MALA); each costs one gradient of log pi",
           [](const Reader& in, const Config& c) {
-            in.require(c.sample.mala_step_size >= 0.0, "sample.mala_step_size", ">= 0 (0: adapted)",
-                       c.sample.mala_step_size);
+            in.require(c.sample.leapfrog_steps >= 1 && c.sample.leapfrog_steps <= 1000,
+                       "sample.leapfrog_steps", "in [1, 1000]", c.sample.leapfrog_steps);
+          }),
+      plain<&Config::sample, &SampleConfig::hmc_step_size>(
+          "sample.hmc_step_size", ">= 0", "HMC leapfrog step size (0: adapted)",
+          [](const Reader& in, const Config& c) {
+            in.require(c.sample.hmc_step_size >= 0.0, "sample.hmc_step_size", ">= 0 (0: adapted)",
+                       c.sample.hmc_step_size);
           }),
       plain<&Config::sample, &SampleConfig::psis>(
           "sample.psis", "true or false",

@@ -570,7 +570,8 @@ void OutputFile::read_refined(int64_t offset, int64_t rows, float* samples) {
   read_rows(refined_samples_, H5T_NATIVE_FLOAT, 2, offset, rows, dim_, samples, "refined/samples");
 }
 
-void OutputFile::write_refined_attributes(double acceptance_rate, double step_size) {
+void OutputFile::write_refined_attributes(double acceptance_rate, double step_size,
+                                          int64_t leapfrog_steps) {
   require_open(file_, "write_refined_attributes", path_);
   if (refined_samples_ < 0) {
     throw Error("OutputFile::write_refined_attributes for '" + path_ +
@@ -580,6 +581,8 @@ void OutputFile::write_refined_attributes(double acceptance_rate, double step_si
                          acceptance_rate, tmp_path_);
   write_scalar_attribute(refined_samples_, "step_size", H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE,
                          step_size, tmp_path_);
+  write_scalar_attribute(refined_samples_, "leapfrog_steps", H5T_STD_I64LE, H5T_NATIVE_INT64,
+                         leapfrog_steps, tmp_path_);
 }
 
 void OutputFile::write_reference(const ReferenceMoments& reference) {

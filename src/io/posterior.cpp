@@ -5,6 +5,7 @@
 #include <string>
 
 #include "rbsde/bsde/mcmc.hpp"
+#include "rbsde/core/affine_target.hpp"
 #include "rbsde/core/noise.hpp"
 #include "rbsde/error.hpp"
 
@@ -150,13 +151,15 @@ Refinement refine_into(OutputFile& out, const Target& target, const SampleConfig
   auto preconditioner = torch::tensor(variance, torch::kFloat64);
   preconditioner = torch::where(torch::isfinite(preconditioner) & (preconditioner > 0),
                                 preconditioner, torch::ones_like(preconditioner));
+  const AffineTarget* affine = target.preconditioned();
   const PathRange mine = path_range(sample.count, comm.rank(), comm.size());
   const int64_t rounds = rounds_for(sample.count, sample.batch, comm);
   const NoiseKey key{sample.seed, NoiseStream::kMcmc, 0};
-  const bool adapt = sample.mala_step_size == 0.0;
-  const int64_t adapt_steps = adapt ? sample.mala_steps / 2 : 0;
-  StepSizeAdapter adapter(initial_step_size(d), adapt_steps);
-  double step_size = adapt ? adapter.current() : sample.mala_step_size;
+  const bool adapt = sample.hmc_step_size == 0.0;
+  const int64_t adapt_steps = adapt ? sample.hmc_steps / 2 : 0;
+  StepSizeAdapter adapter(initial_step_size(d), adapt_steps,
+                          target_acceptance(sample.leapfrog_steps));
+  double step_size = adapt ? adapter.current() : sample.hmc_step_size;
   // All ranks' chains of the first round, for the adaptation's acceptance fraction.
   const int64_t first_round_chains = comm.allreduce_sum(std::min(mine.count(), sample.batch));
   out.create_refined();
@@ -166,11 +169,12 @@ Refinement refine_into(OutputFile& out, const Target& target, const SampleConfig
     const int64_t begin = std::min(mine.end, mine.begin + round * sample.batch);
     const int64_t n = std::min(mine.end, begin + sample.batch) - begin;
     out.read_resampled(begin, n, rows.data());
+    // /resampled holds x; the chains run where the sampler did, in x̂ = L⁻¹ (x − m).
     const auto x = torch::from_blob(rows.data(), {n, d}, torch::kFloat32);
-    Chains chains = start_chains(target, x, begin);
-    for (int64_t t = 0; t < sample.mala_steps; ++t) {
-      const auto accept =
-          mala_step(target, chains, step_size, preconditioner, key, static_cast<uint32_t>(t));
+    Chains chains = start_chains(target, affine ? affine->to_sampler_space(x) : x, begin);
+    for (int64_t t = 0; t < sample.hmc_steps; ++t) {
+      const auto accept = hmc_step(target, chains, step_size, preconditioner, sample.leapfrog_steps,
+                                   key, static_cast<uint32_t>(t));
       const int64_t accepted_now = accept.sum().item<int64_t>();
       if (round == 0 && t < adapt_steps) {
         double fraction = static_cast<double>(accepted_now);
@@ -182,7 +186,8 @@ Refinement refine_into(OutputFile& out, const Target& target, const SampleConfig
         proposals += n;
       }
     }
-    const auto refined = chains.x.to(torch::kFloat32).contiguous();
+    const auto refined =
+        (affine ? affine->to_target_space(chains.x) : chains.x).to(torch::kFloat32).contiguous();
     out.write_refined(begin, n, refined.data_ptr<float>());
   }
   double totals[2] = {static_cast<double>(accepted), static_cast<double>(proposals)};
@@ -190,7 +195,8 @@ Refinement refine_into(OutputFile& out, const Target& target, const SampleConfig
   Refinement refinement;
   refinement.acceptance_rate = totals[0] / totals[1];
   refinement.step_size = step_size;
-  out.write_refined_attributes(refinement.acceptance_rate, refinement.step_size);
+  out.write_refined_attributes(refinement.acceptance_rate, refinement.step_size,
+                               sample.leapfrog_steps);
   return refinement;
 }
 
@@ -230,7 +236,7 @@ void posterior_into(OutputFile& out, const Target& target, const Config& config,
   for (int64_t round = 0; round < rounds; ++round) {
     const int64_t begin = std::min(mine.end, mine.begin + round * sample.batch);
     const int64_t n = std::min(mine.end, begin + sample.batch) - begin;
-    if (sample.mala_steps > 0) {
+    if (sample.hmc_steps > 0) {
       out.read_refined(begin, n, rows.data());
     } else {
       out.read_resampled(begin, n, rows.data());

@@ -20,7 +20,7 @@ target: {name: gaussian, dim: 2, mean: [1, -1], covariance: 0.5}
 sde: {steps: 10}
 network: {width: 16, depth: 1}
 train: {iterations: 20, paths: 64}
-sample: {count: 500, batch: 200, mala_steps: 6}
+sample: {count: 500, batch: 200, hmc_steps: 6, leapfrog_steps: 3}
 output: {path: $work/out/small.h5}
 YAML
 
@@ -85,8 +85,8 @@ expect_error "dimension mismatch" "target.mean" "$rbsde" run "$work/small.yaml" 
 expect_error "non-positive steps" "sde.steps" "$rbsde" run "$work/small.yaml" --set sde.steps=0
 expect_error "blocks not dividing d" "network.blocks" "$rbsde" run "$work/small.yaml" --set network.blocks=3
 expect_error "bad override" "key=value" "$rbsde" run "$work/small.yaml" --set train.paths
-expect_error "MALA without resampling" "sample.mala_steps" \
-  "$rbsde" run "$work/small.yaml" --set sample.resample=false --set sample.mala_steps=3
+expect_error "HMC without resampling" "sample.hmc_steps" \
+  "$rbsde" run "$work/small.yaml" --set sample.resample=false --set sample.hmc_steps=3
 expect_error "resume a reference run" "--resume" "$rbsde" reference "$work/small.yaml" --resume
 expect_error "missing model file" "$work/nowhere.pt" \
   "$rbsde" sample "$work/small.yaml" --set sample.model="$work/nowhere.pt"
@@ -180,6 +180,7 @@ with h5py.File(path, "r") as f:
     assert (f["resampled/samples"][:] == f["samples"][:][index]).all(), "resampled rows"
     assert 0 < f["refined/samples"].attrs["acceptance_rate"] <= 1
     assert f["refined/samples"].attrs["step_size"] > 0
+    assert f["refined/samples"].attrs["leapfrog_steps"] >= 1
     assert "target:" in f.attrs["config"] and f.attrs["version"]
     # InferenceData: the refined draws as /posterior/x[j], the source paths' log weights.
     for j in range(dim):
@@ -227,7 +228,7 @@ assert posterior["x[1]"].dims == ("chain", "draw") and list(stats.data_vars) == 
 with h5py.File(sys.argv[1], "r") as f:
     assert np.array_equal(posterior["x[2]"].values[0], f["refined/samples"][:, 1])
 PY
-"$rbsde" run "$work/small.yaml" --set 'target.names=[a, "b[1]"]' --set sample.mala_steps=0 \
+"$rbsde" run "$work/small.yaml" --set 'target.names=[a, "b[1]"]' --set sample.hmc_steps=0 \
   --set output.path="$work/out/names.h5" > "$work/names.log" 2>&1 \
   && /usr/bin/python3 - "$work/out/names.h5" <<'PY' && pass || fail "target.names: $(cat "$work/names.log")"
 import sys, h5py, numpy as np
@@ -252,10 +253,10 @@ expect_error "target.names repeated" "target.names[1]: 'a' appears twice" \
 # warning naming what to try; weights that are not (the exponential integrator's untrained
 # model of N(0, I) is nearly exact) give none.
 "$rbsde" run "$work/small.yaml" --set train.iterations=1 --set "target.mean=[6,-6]" \
-  --set target.covariance=0.05 --set sample.mala_steps=0 --set output.path="$work/out/bad.h5" \
+  --set target.covariance=0.05 --set sample.hmc_steps=0 --set output.path="$work/out/bad.h5" \
   > "$work/degenerate.log" 2>&1 \
   && grep -q "^warning: the importance weights are degenerate: Pareto k^ = [0-9.]* (reliable below 0.63), ESS = [0-9.]* of 500" "$work/degenerate.log" \
-  && grep -q "train.iterations, now 1" "$work/degenerate.log" && grep -q "sample.mala_steps: 100" "$work/degenerate.log" \
+  && grep -q "train.iterations, now 1" "$work/degenerate.log" && grep -q "sample.hmc_steps: 20" "$work/degenerate.log" \
   && pass || fail "degenerate weights warning: $(cat "$work/degenerate.log")"
 "$rbsde" run "$work/small.yaml" --set train.iterations=1 --set "target.mean=[0,0]" \
   --set target.covariance=1 --set sde.integrator=exponential --set sample.count=2000 \
@@ -298,7 +299,7 @@ expect_error "lgcp grid and dim disagree" "target.dim" \
 if /usr/bin/python3 "$source_dir/examples/torchscript_target.py" "$work/banana.pt" > /dev/null \
   && "$rbsde" run "$source_dir/configs/torchscript_banana.yaml" --set target.module="$work/banana.pt" \
     --set train.iterations=10 --set train.paths=64 --set network.width=16 --set sde.steps=10 \
-    --set sample.count=300 --set sample.mala_steps=5 --set output.path="$work/out/banana.h5" > "$work/banana.log" 2>&1 \
+    --set sample.count=300 --set sample.hmc_steps=5 --set output.path="$work/out/banana.h5" > "$work/banana.log" 2>&1 \
   && grep -q "rbsde-summary command=run target=torchscript dim=2" "$work/banana.log" \
   && check_file "$work/out/banana.h5" 300 2 10; then
   pass

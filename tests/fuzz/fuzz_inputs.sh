@@ -460,7 +460,7 @@ config_case config-range target.covariance "target.covariance=[[1, 2], [3, 4]]"
 config_case config-range target.mean "target.mean=[1, 2, 3]"
 config_case config-range sde.beta_max sde.schedule=linear sde.beta_min=5 sde.beta_max=1
 config_case config-range network.gain sde.integrator=euler network.gain=true
-config_case config-range sample.mala_steps sample.mala_steps=3 sample.resample=false
+config_case config-range sample.hmc_steps sample.hmc_steps=3 sample.resample=false
 config_case config-range target.weights target.name=gmm "target.means=[[0, 0], [1, 1]]" \
   "target.weights=[1, -1]"
 

@@ -27,7 +27,7 @@ target: {name: gmm, dim: 3, means: [[2, 0, 0], [-2, 1, 0]], covariances: [0.5, 0
 sde: {steps: 20}
 network: {width: 32, depth: 2, y0_residual: true}
 train: {iterations: 50, paths: 101, anneal_gamma0: 0.2}
-sample: {count: 997, batch: 128, mala_steps: 4, mala_step_size: 0.5}
+sample: {count: 997, batch: 128, hmc_steps: 4, leapfrog_steps: 3, hmc_step_size: 0.5}
 )";
 
 struct Trained {
@@ -213,7 +213,7 @@ void expect_sample_files_independent_of_ranks(const std::vector<std::string>& ov
       ASSERT_NEAR(other.resampled[i], reference.resampled[i],
                   1e-5 * (1.0 + std::abs(reference.resampled[i])))
           << "resampled value " << i << " on " << size << " ranks";
-      // MALA chains are keyed by the resampled row; the step size is fixed in kConfig.
+      // HMC chains are keyed by the resampled row; the step size is fixed in kConfig.
       ASSERT_NEAR(other.refined[i], reference.refined[i],
                   1e-5 * (1.0 + std::abs(reference.refined[i])))
           << "refined value " << i << " on " << size << " ranks";

@@ -71,8 +71,9 @@ const std::string kFull =
     "  divergence: hutchinson\n"
     "  probes: 16\n"
     "  resample: true\n"
-    "  mala_steps: 20\n"
-    "  mala_step_size: 0.3\n"
+    "  hmc_steps: 20\n"
+    "  leapfrog_steps: 5\n"
+    "  hmc_step_size: 0.3\n"
     "  psis: true\n"
     "reference:\n"
     "  chains: 16\n"
@@ -186,8 +187,9 @@ void expect_same(const rbsde::Config& a, const rbsde::Config& b) {
   EXPECT_EQ(a.sample.divergence, b.sample.divergence);
   EXPECT_EQ(a.sample.probes, b.sample.probes);
   EXPECT_EQ(a.sample.resample, b.sample.resample);
-  EXPECT_EQ(a.sample.mala_steps, b.sample.mala_steps);
-  EXPECT_EQ(a.sample.mala_step_size, b.sample.mala_step_size);
+  EXPECT_EQ(a.sample.hmc_steps, b.sample.hmc_steps);
+  EXPECT_EQ(a.sample.leapfrog_steps, b.sample.leapfrog_steps);
+  EXPECT_EQ(a.sample.hmc_step_size, b.sample.hmc_step_size);
   EXPECT_EQ(a.sample.psis, b.sample.psis);
   EXPECT_EQ(a.reference.chains, b.reference.chains);
   EXPECT_EQ(a.reference.warmup, b.reference.warmup);
@@ -247,8 +249,9 @@ TEST(Config, ParsesFullConfig) {
   EXPECT_EQ(config.sample.divergence, "hutchinson");
   EXPECT_EQ(config.sample.probes, 16);
   EXPECT_TRUE(config.sample.resample);
-  EXPECT_EQ(config.sample.mala_steps, 20);
-  EXPECT_EQ(config.sample.mala_step_size, 0.3);
+  EXPECT_EQ(config.sample.hmc_steps, 20);
+  EXPECT_EQ(config.sample.leapfrog_steps, 5);
+  EXPECT_EQ(config.sample.hmc_step_size, 0.3);
   EXPECT_TRUE(config.sample.psis);
   EXPECT_EQ(config.reference.chains, 16);
   EXPECT_EQ(config.reference.warmup, 100);
@@ -547,10 +550,13 @@ TEST(ConfigErrors, ValuesOutOfRangeNameKeyAndRange) {
   EXPECT_EQ(rbsde::parse_config(kMinimal, {"sample.count=2147483648", "sample.resample=false"})
                 .sample.count,
             2147483648);
-  expect_override_error("sample.mala_steps=-1", "sample.mala_steps", ">= 0");
-  expect_error(kMinimal, {"sample.resample=false", "sample.mala_steps=5"},
-               {"sample.mala_steps", "sample.resample: true"});
-  expect_override_error("sample.mala_step_size=-0.1", "sample.mala_step_size", ">= 0");
+  expect_override_error("sample.hmc_steps=-1", "sample.hmc_steps", "in [0, 2^32 - 2]");
+  expect_override_error("sample.hmc_steps=4294967295", "sample.hmc_steps", "in [0, 2^32 - 2]");
+  expect_error(kMinimal, {"sample.resample=false", "sample.hmc_steps=5"},
+               {"sample.hmc_steps", "sample.resample: true"});
+  expect_override_error("sample.leapfrog_steps=0", "sample.leapfrog_steps", "in [1, 1000]");
+  expect_override_error("sample.leapfrog_steps=1001", "sample.leapfrog_steps", "in [1, 1000]");
+  expect_override_error("sample.hmc_step_size=-0.1", "sample.hmc_step_size", ">= 0");
   expect_override_error("reference.chains=1", "reference.chains", ">= 2");
   expect_override_error("reference.warmup=3", "reference.warmup", ">= 4");
   expect_override_error("reference.steps=0", "reference.steps", ">= 1");
@@ -680,7 +686,7 @@ TEST(ConfigResolved, ContainsDefaultsAndNormalisedWeights) {
   EXPECT_THAT(config.resolved_yaml, HasSubstr("divergence: auto"));
   EXPECT_THAT(config.resolved_yaml, HasSubstr("probes: 4"));
   EXPECT_THAT(config.resolved_yaml, HasSubstr("resample: true"));
-  EXPECT_THAT(config.resolved_yaml, HasSubstr("mala_steps: 0"));
+  EXPECT_THAT(config.resolved_yaml, HasSubstr("hmc_steps: 0"));
   EXPECT_THAT(config.resolved_yaml, HasSubstr("chains: 64"));
 }
 
@@ -759,7 +765,7 @@ TEST(OptionTable, HelpNamesEveryKeyOnce) {
   const std::string help = rbsde::options_help();
   for (const std::string key :
        {"target.name", "target.covariances", "sde.integrator", "network.gain", "train.tilt",
-        "sample.mala_step_size", "reference.seed", "output.path", "parallel.threads",
+        "sample.hmc_step_size", "reference.seed", "output.path", "parallel.threads",
         "precondition.pilot"}) {
     const auto at = help.find("\n  " + key + ":");
     ASSERT_NE(at, std::string::npos) << key;

@@ -1,4 +1,5 @@
-// MALA, the reference sampler, self-normalised moments and systematic resampling
+// HMC (MALA with one leapfrog step), the reference sampler, self-normalised moments and
+// systematic resampling
 // (mcmc.hpp, posterior.hpp) against exact answers.
 #include <gtest/gtest.h>
 #include <omp.h>
@@ -33,10 +34,12 @@ Gaussian correlated_gaussian() {
   return Gaussian(mean, a * a.transpose());
 }
 
-TEST(Mala, KeepsACorrelatedGaussianAndRecoversItsMoments) {
+/// Runs 400 chains of `leapfrog_steps` leapfrog steps of size ε from exact draws of the
+/// correlated Gaussian for 500 iterations and checks that they keep it: started at exact
+/// draws, an exact kernel stays exact, so every chain's average is unbiased.
+void expect_keeps_correlated_gaussian(int64_t leapfrog_steps, double step_size) {
   const Gaussian target = correlated_gaussian();
   const int64_t chains = 400, steps = 500, d = 5;
-  // Started at exact draws, exact MALA stays exact: every chain's average is unbiased.
   Chains state = start_chains(target, target.sample_exact(chains, 5), 0);
   const Eigen::VectorXd variances = target.covariance().diagonal();
   const auto preconditioner =
@@ -48,10 +51,8 @@ TEST(Mala, KeepsACorrelatedGaussianAndRecoversItsMoments) {
   auto second = torch::zeros({chains, d, d}, torch::kFloat64);  // Σ_t (x − μ)(x − μ)ᵀ per chain
   int64_t accepted = 0;
   for (int64_t t = 0; t < steps; ++t) {
-    // ε = 0.45 is large for the narrowest preconditioned direction (variance 0.15): without
-    // the Metropolis correction (Langevin alone) the stationary variance there would be 50 %
-    // too large, and 5 % for a direction of variance 1.
-    accepted += mala_step(target, state, 0.45, preconditioner, key, static_cast<uint32_t>(t))
+    accepted += hmc_step(target, state, step_size, preconditioner, leapfrog_steps, key,
+                         static_cast<uint32_t>(t))
                     .sum()
                     .item<int64_t>();
     const auto centred = state.x - mu;
@@ -85,7 +86,40 @@ TEST(Mala, KeepsACorrelatedGaussianAndRecoversItsMoments) {
   }
 }
 
-TEST(Mala, ChainsDoNotDependOnHowTheyAreSplit) {
+TEST(Hmc, MalaKeepsACorrelatedGaussianAndRecoversItsMoments) {
+  // ε = 0.45 is large for the narrowest preconditioned direction (variance 0.15): without
+  // the Metropolis correction (Langevin alone) the stationary variance there would be 50 %
+  // too large, and 5 % for a direction of variance 1.
+  expect_keeps_correlated_gaussian(1, 0.45);
+}
+
+TEST(Hmc, LeapfrogTrajectoriesKeepACorrelatedGaussianAndRecoverItsMoments) {
+  // 6 steps of 0.6: trajectories of length 3.6, and an energy error that the accept test
+  // must correct (acceptance between 0.3 and 0.95 is checked).
+  expect_keeps_correlated_gaussian(6, 0.6);
+}
+
+TEST(Hmc, OneLeapfrogStepIsMala) {
+  // The proposal y = x + ½ε²P∇log π̃(x) + ε√P ξ, with ξ the chain's noise at that step.
+  const Gaussian target = correlated_gaussian();
+  const int64_t chains = 50, d = 5;
+  Chains state = start_chains(target, target.sample_exact(chains, 3), 7);
+  const auto x = state.x.clone(), grad = state.grad.clone();
+  const auto preconditioner = torch::tensor({0.5, 1.0, 2.0, 1.5, 0.2}, torch::kFloat64);
+  const NoiseKey key{9, NoiseStream::kMcmc, 0};
+  const double eps = 0.6;
+  const auto accepted = hmc_step(target, state, eps, preconditioner, 1, key, 4);
+  auto xi = torch::empty({chains, d}, torch::kFloat64);
+  fill_normal(xi.data_ptr<double>(), chains, d, key, 7, 4);
+  const auto y = x + 0.5 * eps * eps * preconditioner * grad + eps * preconditioner.sqrt() * xi;
+  const auto expected = torch::where(accepted.unsqueeze(1), y, x);
+  EXPECT_TRUE(torch::allclose(state.x, expected, 1e-12, 1e-12));
+  const int64_t moved = accepted.sum().item<int64_t>();
+  EXPECT_GT(moved, 0);
+  EXPECT_LT(moved, chains);
+}
+
+TEST(Hmc, ChainsDoNotDependOnHowTheyAreSplit) {
   const Gaussian target = correlated_gaussian();
   const auto start = torch::zeros({10, 5}, torch::kFloat64);
   const auto preconditioner = torch::ones({5}, torch::kFloat64);
@@ -95,17 +129,17 @@ TEST(Mala, ChainsDoNotDependOnHowTheyAreSplit) {
   Chains high = start_chains(target, start.slice(0, 4, 10), 104);
   const int saved = omp_get_max_threads();
   for (uint32_t t = 0; t < 20; ++t) {
-    mala_step(target, whole, 0.7, preconditioner, key, t);
+    hmc_step(target, whole, 0.7, preconditioner, 3, key, t);
     omp_set_num_threads(1);
-    mala_step(target, low, 0.7, preconditioner, key, t);
-    mala_step(target, high, 0.7, preconditioner, key, t);
+    hmc_step(target, low, 0.7, preconditioner, 3, key, t);
+    hmc_step(target, high, 0.7, preconditioner, 3, key, t);
     omp_set_num_threads(saved);
   }
   EXPECT_TRUE(torch::equal(whole.x, torch::cat({low.x, high.x})));
   EXPECT_FALSE(torch::equal(whole.x, start)) << "the chains must have moved";
 }
 
-TEST(Mala, RejectsProposalsOutsideTheSupport) {
+TEST(Hmc, RejectsTrajectoriesOutsideTheSupport) {
   // log π̃ = −∞ for x < 0 (a half-normal): no chain may ever step out of the support.
   class HalfNormal final : public Target {
    public:
@@ -119,7 +153,7 @@ TEST(Mala, RejectsProposalsOutsideTheSupport) {
   Chains chains = start_chains(target, torch::full({200, 1}, 0.1, torch::kFloat64), 0);
   const auto preconditioner = torch::ones({1}, torch::kFloat64);
   for (uint32_t t = 0; t < 50; ++t) {
-    mala_step(target, chains, 1.0, preconditioner, NoiseKey{8, NoiseStream::kMcmc, 0}, t);
+    hmc_step(target, chains, 1.0, preconditioner, 1 + t % 4, NoiseKey{8, NoiseStream::kMcmc, 0}, t);
   }
   EXPECT_GE(chains.x.min().item<double>(), 0.0);
   EXPECT_TRUE(torch::isfinite(chains.log_prob).all().item<bool>());

@@ -336,7 +336,7 @@ TEST_F(OutputFileTest, ReadsBackAnotherRanksRowsAndWritesTheBiasCorrection) {
     std::vector<float> refined = reversed;
     for (float& value : refined) value += 1.0f;
     output.write_refined(mine.begin, mine.count(), refined.data());
-    output.write_refined_attributes(0.61, 0.25);
+    output.write_refined_attributes(0.61, 0.25, 12);
     // /posterior: draw i of parameter "a" is i, of "b[1]" is −i.
     output.create_posterior({"a", "b[1]"});
     std::vector<double> draws;
@@ -405,6 +405,8 @@ TEST_F(OutputFileTest, ReadsBackAnotherRanksRowsAndWritesTheBiasCorrection) {
         0.61);
     EXPECT_EQ(read_attribute<double>(file, "/refined/samples", "step_size", H5T_NATIVE_DOUBLE),
               0.25);
+    EXPECT_EQ(read_attribute<int64_t>(file, "/refined/samples", "leapfrog_steps", H5T_NATIVE_INT64),
+              12);
     EXPECT_EQ(
         read_dataset<double>(file, "/estimates/posterior_mean", H5T_NATIVE_DOUBLE, &dims, &type_ok),
         (std::vector<double>{1.5, -2.5}));

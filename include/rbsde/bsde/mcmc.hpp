@@ -1,17 +1,19 @@
 #pragma once
 /// \file mcmc.hpp
-/// Metropolis-adjusted Langevin (MALA) on the exact target (method.md §5): the kernel that
-/// refines resampled samples, and a long-run reference sampler for targets without
-/// closed-form moments, used by tests and by `rbsde reference`.
+/// Hamiltonian Monte Carlo (HMC) on the exact target (method.md §5): the kernel that refines
+/// resampled samples, and a long-run reference sampler for targets without closed-form
+/// moments, used by tests and by `rbsde reference`.
 ///
-/// A batch of C independent chains x [C, d] (float64) moves by the proposal
-///     y = x + ½ ε² P ∇log π̃(x) + ε √P ξ,    ξ ~ N(0, I)
-/// with step size ε and a diagonal preconditioner P (a d-vector, ideally the posterior
-/// variance; the inverse of HMC's diagonal mass matrix), accepted with probability
-/// min(1, π̃(y) q(x | y) / (π̃(x) q(y | x))). ∇log π̃ comes from autograd through
-/// Target::log_prob in float64. ξ and the uniform of the accept test come from the MCMC
-/// stream of the counter-based Philox generator, keyed by (seed, global chain index, step):
-/// a chain's path does not depend on how chains are split over ranks or threads.
+/// A batch of C independent chains x [C, d] (float64) moves by L leapfrog steps of size ε
+/// with momentum ξ ~ N(0, I) in the whitened coordinates x / √P, P a diagonal preconditioner
+/// (a d-vector, ideally the posterior variance; the inverse of the diagonal mass matrix),
+/// accepted with probability min(1, exp(−ΔH)). One leapfrog step is the Metropolis-adjusted
+/// Langevin algorithm (MALA): the proposal y = x + ½ ε² P ∇log π̃(x) + ε √P ξ with MALA's
+/// acceptance ratio; more steps move further along the target's ridges per gradient.
+/// ∇log π̃ comes from autograd through Target::log_prob in float64. ξ and the uniform of the
+/// accept test come from the MCMC stream of the counter-based Philox generator, keyed by
+/// (seed, global chain index, step): a chain's path does not depend on how chains are split
+/// over ranks or threads.
 #include <torch/torch.h>
 
 #include <cmath>
@@ -25,9 +27,15 @@
 
 namespace rbsde {
 
-/// The acceptance rate the step-size adaptation aims at: optimal for MALA in high dimension
-/// (Roberts & Rosenthal 1998).
+/// The acceptance rate the step-size adaptation aims at with one leapfrog step: optimal for
+/// MALA in high dimension (Roberts & Rosenthal 1998).
 inline constexpr double kMalaTargetAcceptance = 0.574;
+/// ... and with more: Stan's default. On gp_pois_regr's curved posterior (docs/results.md)
+/// 0.8 refined as well as 0.75 and better than 0.65, the optimum for Gaussian targets
+/// (Beskos et al. 2013).
+inline constexpr double kHmcTargetAcceptance = 0.8;
+/// The acceptance rate to adapt ε to for a number of leapfrog steps.
+double target_acceptance(int64_t leapfrog_steps);
 
 /// A good first step size for a target whose preconditioned coordinates have unit scale:
 /// ε = 1.65 d^{-1/6}, the optimal MALA scaling of a standard Gaussian (Roberts & Rosenthal).
@@ -44,19 +52,20 @@ struct Chains {
 /// Chains at the points x [C, d] (copied to float64), global indices first, first + 1, ….
 Chains start_chains(const Target& target, const torch::Tensor& x, int64_t first);
 
-/// One MALA step of every chain with noise of `key` at `step`; returns the accept flags [C]
-/// (bool). A proposal where log π̃ is not finite is rejected.
-torch::Tensor mala_step(const Target& target, Chains& chains, double step_size,
-                        const torch::Tensor& preconditioner, const NoiseKey& key, uint32_t step);
-
-/// Robbins–Monro adaptation of the step size toward kMalaTargetAcceptance over a planned
+/// One HMC iteration (leapfrog_steps leapfrog steps, >= 1) of every chain with noise of `key`
+/// at `step`; returns the accept flags [C] (bool). A trajectory whose end point has a
+/// non-finite log π̃ or gradient is rejected.
+torch::Tensor hmc_step(const Target& target, Chains& chains, double step_size,
+                       const torch::Tensor& preconditioner, int64_t leapfrog_steps,
+                       const NoiseKey& key, uint32_t step);
+/// Robbins–Monro adaptation of the step size toward an acceptance rate over a planned
 /// number of updates: log ε += (acceptance − target) / (t + 1)^0.6, where acceptance is
 /// the mean of one step's accept flags over all chains. final_step_size() is exp of the
 /// mean log ε over the second half of the updates (Polyak–Ruppert averaging), which
 /// removes most of the step-to-step noise of the last iterate.
 class StepSizeAdapter {
  public:
-  StepSizeAdapter(double initial, int64_t updates);
+  StepSizeAdapter(double initial, int64_t updates, double acceptance);
   void update(double acceptance);
   /// The step size to use for the next step.
   double current() const { return std::exp(log_step_); }
@@ -66,12 +75,13 @@ class StepSizeAdapter {
  private:
   double log_step_;
   int64_t updates_;
+  double target_;
   int64_t done_ = 0;
   double sum_log_step_ = 0.0;  // over the updates of the second half
   int64_t averaged_ = 0;
 };
 
-/// Collective: long-run MALA estimate of the posterior mean and sd of `target`.
+/// Collective: long-run MALA (one leapfrog step) estimate of the posterior mean and sd of `target`.
 ///
 /// reference.chains chains are shared over the ranks of `comm` in contiguous ranges; they
 /// start from `start` [chains, d] when given, else from the target's prior, else N(0, I).

@@ -130,6 +130,10 @@ class SampleSink {
 struct SampleSummary {
   Estimates estimates;          ///< with the self-normalised posterior mean and sd
   double max_log_weight = 0.0;  ///< over all ranks' paths (resampling's fixed point)
+  /// The unweighted variance of the paths' end points per coordinate, in the coordinates the
+  /// paths ran in (x̂ when preconditioned): the proposal's spread, HMC's preconditioner. Unlike
+  /// the weighted variance it stays a good scale when the weights are degenerate.
+  std::vector<double> proposal_variance;
 };
 
 /// Collective: draws sample.count paths of the trained model (SDE with exact weights, or the

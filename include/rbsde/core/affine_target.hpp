@@ -40,6 +40,8 @@ class AffineTarget final : public Target {
   torch::Tensor sample_exact(int64_t n, uint64_t seed) const override;
   /// m + L x̂ for a batch x̂ [B, d], in x̂'s dtype: points in the inner target's coordinates.
   torch::Tensor to_target_space(const torch::Tensor& x_hat) const;
+  /// L⁻¹ (x − m) for a batch x [B, d] of the inner target's points: [B, d] float64.
+  torch::Tensor to_sampler_space(const torch::Tensor& x) const;
   const Target& inner() const { return *inner_; }
   const Affine& map() const { return map_; }
 

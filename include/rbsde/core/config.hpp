@@ -109,9 +109,10 @@ struct SampleConfig {
   std::string divergence = "auto";  ///< ode: exact | hutchinson | auto (exact for d <= 32)
   int64_t probes = 4;               ///< ode, hutchinson: Rademacher probes per divergence
   bool resample = true;             ///< systematic resampling into /resampled (method.md §5)
-  int64_t mala_steps = 0;           ///< MALA steps refining the resampled samples (needs resample)
-  double mala_step_size = 0.0;      ///< MALA step size; 0 = adapted in the first half of the steps
-  bool psis = false;                ///< also the moments with Pareto-smoothed weights (psis.hpp)
+  int64_t hmc_steps = 0;        ///< HMC iterations refining the resampled samples (needs resample)
+  int64_t leapfrog_steps = 10;  ///< leapfrog steps per HMC iteration (1: MALA)
+  double hmc_step_size = 0.0;   ///< leapfrog step size; 0 = adapted in the first half of the steps
+  bool psis = false;            ///< also the moments with Pareto-smoothed weights (psis.hpp)
 };
 
 /// reference.*: the long-run MALA reference sampler of `rbsde reference` (mcmc.hpp).

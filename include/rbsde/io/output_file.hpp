@@ -66,8 +66,8 @@ class OutputFile final : public SampleSink {
   void write_refined(int64_t offset, int64_t rows, const float* samples);
   /// Collective: reads rows [offset, offset + rows) of /refined/samples.
   void read_refined(int64_t offset, int64_t rows, float* samples);
-  /// Collective: attributes acceptance_rate and step_size of /refined/samples.
-  void write_refined_attributes(double acceptance_rate, double step_size);
+  /// Collective: attributes acceptance_rate, step_size and leapfrog_steps of /refined/samples.
+  void write_refined_attributes(double acceptance_rate, double step_size, int64_t leapfrog_steps);
   /// Collective: the InferenceData group /posterior of the equally weighted draws (ArviZ's
   /// netCDF layout, which xarray.open_dataset(path, group="posterior") and
   /// arviz.from_netcdf read): one float64 [chain = 1, draw = count] dataset per name, with the

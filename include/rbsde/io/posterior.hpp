@@ -1,7 +1,7 @@
 #pragma once
 /// \file posterior.hpp
 /// Bias correction of the weighted sample (method.md §5): global systematic resampling into equally
-/// weighted samples, and their MALA refinement on the exact target. Every step reads and writes the
+/// weighted samples, and their HMC refinement on the exact target. Every step reads and writes the
 /// output file collectively, sample.batch rows per rank at a time, and gives the same result on any
 /// number of ranks.
 #include <torch/torch.h>
@@ -44,24 +44,28 @@ int64_t systematic_position(int64_t count, int64_t prefix, int64_t total, double
 void resample_into(OutputFile& out, const SampleConfig& sample, int64_t dim, double max_log_weight,
                    const Communicator& comm);
 
-/// What MALA refinement reports.
+/// What HMC refinement reports.
 struct Refinement {
-  double acceptance_rate = 0.0;  ///< over the steps taken with the final step size
+  double acceptance_rate = 0.0;  ///< over the iterations taken with the final step size
   double step_size = 0.0;
 };
 
-/// Collective: sample.mala_steps MALA steps (mcmc.hpp) on the exact target from every row of
-/// /resampled/samples (written and synchronised), written to /refined/samples with the
-/// acceptance rate and step size as attributes. The rows are shared evenly over the ranks
-/// and refined sample.batch chains at a time; the chain of resampled row i draws its noise
-/// from the MCMC stream of sample.seed at chain index i. The preconditioner is `variance`
-/// (the posterior variance; a coordinate whose variance is not positive gets 1). With
-/// sample.mala_step_size 0, the first batch adapts ε over the first half of its steps, with
-/// one reduction of the acceptance count per step, and every later batch uses that ε
-/// throughout. The refined rows agree across numbers of ranks (to the rounding of the
-/// reduced variance) when the step size is given, or when every rank's share fits in one
-/// batch (the adapting batch then holds all chains); otherwise the adapted ε, and with it the
-/// rows, depend on which chains share the first batch.
+/// Collective: sample.hmc_steps HMC iterations of sample.leapfrog_steps leapfrog steps each
+/// (mcmc.hpp) on the exact target from every row of /resampled/samples (written and
+/// synchronised), written to /refined/samples with the acceptance rate, step size and
+/// leapfrog steps as attributes. `target` is the one the sampler ran on: on a preconditioned
+/// target the chains run in x̂ = L⁻¹ (x − m) and the refined rows are mapped back to x. The
+/// preconditioner is `variance`, in the sampler's coordinates (the proposal's variance; a
+/// coordinate whose variance is not positive gets 1). The rows are shared evenly over the
+/// ranks and refined sample.batch chains at a time; the chain of resampled row i draws its
+/// noise from the MCMC stream of sample.seed at chain index i. With sample.hmc_step_size 0,
+/// the first batch adapts ε over the first half of its iterations toward
+/// target_acceptance(leapfrog_steps), with one reduction of the acceptance count per
+/// iteration, and every later batch uses that ε throughout. The refined rows agree across
+/// numbers of ranks (to the rounding of the reduced variance) when the step size is given, or
+/// when every rank's share fits in one batch (the adapting batch then holds all chains);
+/// otherwise the adapted ε, and with it the rows, depend on which chains share the first
+/// batch.
 Refinement refine_into(OutputFile& out, const Target& target, const SampleConfig& sample,
                        const std::vector<double>& variance, const Communicator& comm);
 
@@ -72,7 +76,7 @@ Refinement refine_into(OutputFile& out, const Target& target, const SampleConfig
 std::vector<std::string> posterior_names(const Target& target, const TargetConfig& config);
 
 /// Collective: the InferenceData group /posterior (output_file.hpp) of the equally weighted
-/// draws, /refined/samples when sample.mala_steps > 0, else /resampled/samples (written and
+/// draws, /refined/samples when sample.hmc_steps > 0, else /resampled/samples (written and
 /// synchronised), in the constrained parameters of the module's constrain(x) when it has
 /// one, named by posterior_names. `target` is the configured target (not preconditioned).
 void posterior_into(OutputFile& out, const Target& target, const Config& config,
