@@ -30,9 +30,9 @@ namespace rbsde {
 /// The acceptance rate the step-size adaptation aims at with one leapfrog step: optimal for
 /// MALA in high dimension (Roberts & Rosenthal 1998).
 inline constexpr double kMalaTargetAcceptance = 0.574;
-/// ... and with more: Stan's default. On gp_pois_regr's curved posterior (docs/results.md)
-/// 0.8 refined as well as 0.75 and better than 0.65, the optimum for Gaussian targets
-/// (Beskos et al. 2013).
+/// The rate aimed at with more leapfrog steps: Stan's default. In a Python prototype of the
+/// refinement on gp_pois_regr's curved posterior (docs/results.md), 0.8 refined as well as
+/// 0.75 and better than 0.65, the optimum for Gaussian targets (Beskos et al. 2013).
 inline constexpr double kHmcTargetAcceptance = 0.8;
 /// The acceptance rate to adapt ε to for a number of leapfrog steps.
 double target_acceptance(int64_t leapfrog_steps);
