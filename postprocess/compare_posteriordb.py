@@ -1,7 +1,6 @@
-#!/usr/bin/python3
 """Compare an rbsde run of a posteriordb posterior with the database's reference draws.
 
-usage: compare_posteriordb.py RUN.h5 POSTERIOR [--mean-tol 0.1] [--sd-tol 0.1]
+usage: python3 -m postprocess compare-posteriordb RUN.h5 POSTERIOR [--mean-tol 0.1] [--sd-tol 0.1]
 
 POSTERIOR names a folder of data/posteriordb/ (e.g. kidiq-kidscore_momiq) or is a path to
 one. The run's equally weighted draws in constrained parameters come from its InferenceData
@@ -14,19 +13,18 @@ and the sd ratio; also the run's Pareto k^ and ESS. Exit status 0 when every mea
 import argparse
 import gzip
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
 
-import rbsde_output
-from rbsde_output import open_output
+from . import output
+from .output import open_output
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "posteriordb"
 
 
 def fail(message):
-    rbsde_output.fail("compare_posteriordb.py", message)
+    output.fail("postprocess compare-posteriordb", message)
 
 
 def reference_draws(posterior):
@@ -40,15 +38,16 @@ def reference_draws(posterior):
             for name in chains[0]}
 
 
-def main():
-    parser = argparse.ArgumentParser(description=__doc__.strip().splitlines()[0])
+def main(argv):
+    parser = argparse.ArgumentParser(prog="python3 -m postprocess compare-posteriordb",
+                                     description=__doc__.strip().splitlines()[0])
     parser.add_argument("run")
     parser.add_argument("posterior")
     parser.add_argument("--mean-tol", type=float, default=0.1)
     parser.add_argument("--sd-tol", type=float, default=0.1)
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     reference = reference_draws(args.posterior)
-    with open_output(args.run, "compare_posteriordb.py") as file:
+    with open_output(args.run, "postprocess compare-posteriordb") as file:
         if "posterior" not in file:
             fail(f"{args.run}: no /posterior group (the run needs sample.resample: true and a "
                  "target with parameter names)")
@@ -76,7 +75,3 @@ def main():
           f"{worst_sd:.3f} (tolerance {args.sd_tol}); Pareto k^ {k:.2f} (threshold "
           f"{threshold:.2f}), ESS {ess:.1f} of {count}: {'PASS' if ok else 'FAIL'}")
     return 0 if ok else 1
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,4 +1,3 @@
-#!/usr/bin/python3
 """Compares the posterior moments of rbsde runs with a reference file of `rbsde reference`.
 
 For each run: the largest |mean - reference mean| in reference posterior sds, for the
@@ -6,29 +5,30 @@ self-normalised importance-sampling estimate (/estimates/posterior_mean) and, wh
 the HMC-refined samples (/refined/samples); the largest relative sd error; and log Z (IS).
 Then the spread of log Z over the runs (e.g. seeds).
 
-    postprocess/compare_reference.py REFERENCE.h5 RUN.h5 [RUN.h5 ...]
+    python3 -m postprocess compare-reference REFERENCE.h5 RUN.h5 [RUN.h5 ...]
 """
 import argparse
 
 import numpy as np
 
-from rbsde_output import open_output
+from .output import open_output
 
 
-def main():
-    parser = argparse.ArgumentParser(description=__doc__,
+def main(argv):
+    parser = argparse.ArgumentParser(prog="python3 -m postprocess compare-reference",
+                                     description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("reference")
     parser.add_argument("runs", nargs="+")
-    args = parser.parse_args()
-    with open_output(args.reference, "compare_reference.py") as f:
+    args = parser.parse_args(argv)
+    with open_output(args.reference, "postprocess compare-reference") as f:
         ref_mean = f["reference/mean"][()]
         ref_sd = f["reference/sd"][()]
         ref_se = f["reference/mean_stderr"][()]
     print(f"reference: {args.reference}, largest mean s.e. {np.max(ref_se / ref_sd):.4f} sd")
     log_z = []
     for path in args.runs:
-        with open_output(path, "compare_reference.py") as f:
+        with open_output(path, "postprocess compare-reference") as f:
             est = f["estimates"]
             mean = est["posterior_mean"][()]
             sd = est["posterior_sd"][()]
@@ -47,6 +47,4 @@ def main():
     if len(log_z) > 1:
         print(f"log Z over {len(log_z)} runs: {np.mean(log_z):.4f}, range {np.ptp(log_z):.4f}")
 
-
-if __name__ == "__main__":
-    main()
+    return 0

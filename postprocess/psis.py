@@ -1,7 +1,6 @@
-#!/usr/bin/python3
 """Pareto-smoothed importance sampling of an rbsde run's weights, computed here from scratch.
 
-usage: psis.py RUN.h5
+usage: python3 -m postprocess psis RUN.h5
 
 Prints k^ (the generalized Pareto shape of the largest weights: above the threshold
 min(0.7, 1 - 1/log10 M) self-normalised estimates are not to be trusted), the tail length,
@@ -15,8 +14,7 @@ import sys
 
 import numpy as np
 
-import rbsde_output
-from rbsde_output import open_output
+from .output import fail, open_output
 
 
 def tail_length(count):
@@ -86,12 +84,12 @@ def weighted_moments(samples, log_weights):
 
 
 def main(argv):
-    if len(argv) != 2 or argv[1].startswith("-"):
+    if len(argv) != 1 or argv[0].startswith("-"):
         print(__doc__.strip().splitlines()[2], file=sys.stderr)
         return 2
-    with open_output(argv[1], "psis.py") as file:
+    with open_output(argv[0], "postprocess psis") as file:
         if "log_weights" not in file:
-            rbsde_output.fail("psis.py", f"{argv[1]}: no /log_weights (not a sampling run)")
+            fail("postprocess psis", f"{argv[0]}: no /log_weights (not a sampling run)")
         log_weights = file["log_weights"][...]
         samples = file["samples"][...].astype(np.float64)
         stored = dict(file["estimates"].attrs) if "estimates" in file else {}
@@ -110,7 +108,3 @@ def main(argv):
     if stored_mean is not None:
         print("stored_psis_mean " + " ".join(f"{v:.10g}" for v in stored_mean[:8]))
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main(sys.argv))

@@ -1,103 +1,77 @@
-#!/usr/bin/python3
-"""Summarise an rbsde run file and plot its samples and training curves.
+"""Summary of rbsde runs: the target, the evidence estimates with their errors, the weight
+diagnostics (ESS, Pareto k^), the posterior moments, HMC refinement and the timing table.
 
-usage: summary.py RUN.h5 [--png OUT.png] [--truth-log-z X]
+usage: python3 -m postprocess summary RUN [RUN ...] [--truth-log-z X]
 
-Prints the target, the evidence estimates, the weight diagnostics and the posterior moments,
-and draws three panels: (a) the first two coordinates of the equally weighted samples
-(/resampled/samples, or systematic resampling by the importance weights here when the run did
-not resample),
-(b) the training loss, (c) the network's log Z during training against the final IS estimate.
+RUN is an output file or a run directory of jobs/ (its output.h5). The exact log Z, when the
+target has one (gaussian, gmm, ...), comes from the run's summary line in its log; --truth-log-z
+gives it for the others.
 """
 import argparse
 import re
-import sys
 from pathlib import Path
 
 import h5py
-import numpy as np
 
-import rbsde_output
-from rbsde_output import open_output
+from .output import fail, open_output, read_timing, resolved_config
 
+PROGRAM = "postprocess summary"
 REQUIRED = ["samples", "log_weights", "training/loss", "training/log_z"]
 ESTIMATES = ["log_z_is", "log_z_is_stderr", "log_z_network", "elbo", "elbo_stderr", "ess",
              "ess_fraction", "pareto_k", "pareto_k_threshold", "count"]
 
 
-def fail(message):
-    rbsde_output.fail("summary.py", message)
-
-
-def yaml_child(text, section, key):
-    """Value of `key` directly under the top-level mapping `section` of block YAML, or None.
-
-    A few lines of regex instead of a YAML parser, which may not be installed."""
-    indent = None
-    in_section = False
-    for line in text.splitlines():
-        if not line.strip() or line.lstrip().startswith("#"):
-            continue
-        if not line[0].isspace():  # a top-level key opens or closes the section
-            in_section = re.match(rf"{re.escape(section)}\s*:\s*$", line) is not None
-            continue
-        if not in_section:
-            continue
-        depth = len(line) - len(line.lstrip())
-        indent = depth if indent is None else indent
-        match = re.match(rf"\s*{re.escape(key)}\s*:\s*(.*?)\s*$", line)
-        if depth == indent and match:
-            return match.group(1).strip("'\"")
-    return None
-
-
-def systematic_resample(log_weights, rng):
-    """Indices of len(log_weights) draws by systematic resampling with the normalised weights."""
-    weights = np.where(np.isfinite(log_weights), log_weights, -np.inf)
-    if not np.isfinite(weights).any():
-        fail("no finite log weight: cannot resample the samples for the plot")
-    weights = np.exp(weights - weights.max())
-    cumulative = np.cumsum(weights / weights.sum())
-    count = len(weights)
-    positions = (rng.random() + np.arange(count)) / count
-    return np.minimum(np.searchsorted(cumulative, positions), count - 1)
-
-
 def read_run(path):
-    file = open_output(path, "summary.py")
-    with file:
+    with open_output(path, PROGRAM) as file:
         for name in REQUIRED:
             if not isinstance(file.get(name), h5py.Dataset):
-                fail(f"{path}: missing dataset /{name}; is it an rbsde output file?")
+                fail(PROGRAM, f"{path}: missing dataset /{name}; is it an rbsde output file?")
         estimates = file.get("estimates")
         missing = [key for key in ESTIMATES if estimates is None or key not in estimates.attrs]
         if missing:
-            fail(f"{path}: missing attribute(s) {', '.join(missing)} of /estimates")
-        config = file.attrs.get("config", "")
-        run = {
-            "config": config.decode() if isinstance(config, bytes) else str(config),
+            fail(PROGRAM, f"{path}: missing attribute(s) {', '.join(missing)} of /estimates")
+        return {
+            "config": resolved_config(file),
             "shape": file["samples"].shape,
-            "points": file["samples"][:, :2].astype(np.float64),
-            "resampled": (file["resampled/samples"][:, :2].astype(np.float64)
-                          if "resampled/samples" in file else None),
             "posterior": ((file["estimates/posterior_mean"][:], file["estimates/posterior_sd"][:])
                           if "posterior_mean" in estimates else None),
             "refined": (dict(file["refined/samples"].attrs) if "refined/samples" in file else None),
-            "log_weights": file["log_weights"][:],
             "loss": file["training/loss"][:],
-            "log_z": file["training/log_z"][:],
             "estimates": {key: estimates.attrs[key].item() for key in ESTIMATES},
+            "timing": read_timing(file),
         }
-    return run
+
+
+def logged_truth(path):
+    """log_z_true of the summary line in a run directory's log, or None."""
+    log = Path(path) / "log"
+    if not log.is_file():
+        return None
+    match = re.search(r"rbsde-summary .*log_z_true=(\S+)", log.read_text(errors="replace"))
+    try:
+        return float(match.group(1)) if match else None
+    except ValueError:  # "unknown"
+        return None
+
+
+def timing_lines(timing):
+    lines = [f"{timing['ranks']} ranks x {timing['threads']} threads, d = {timing['dimension']}"]
+    if timing["iterations"] > 0:
+        lines[0] += (f", {timing['paths']} paths, {timing['iterations']} iterations at "
+                     f"{timing['seconds_per_iteration']:.4g} s/iteration")
+    lines.append(f"{'phase':<13} {'min s':>10} {'mean s':>10} {'max s':>10}")
+    for name, low, mean, high in zip(timing["phases"], timing["min"], timing["mean"], timing["max"]):
+        if high > 0:
+            lines.append(f"{name:<13} {low:10.3f} {mean:10.3f} {high:10.3f}")
+    return lines
 
 
 def print_summary(path, run, truth):
     e = run["estimates"]
-    name = yaml_child(run["config"], "target", "name") or "?"
-    dim = yaml_child(run["config"], "target", "dim") or str(run["shape"][1])
+    target = run["config"].get("target", {})
     lines = [
         ("run", str(path)),
-        ("target", f"{name} (dim {dim})"),
+        ("target", f"{target.get('name', '?')} (dim {target.get('dim', run['shape'][1])})"),
         ("samples", f"{run['shape'][0]}"),
         ("log Z (IS)", f"{e['log_z_is']:.6f} ± {e['log_z_is_stderr']:.6f}"),
         ("log Z (network)", f"{e['log_z_network']:.6f}"),
@@ -124,58 +98,20 @@ def print_summary(path, run, truth):
                   "n/a (no training record)"))
     for label, value in lines:
         print(f"{label:<16} {value}")
+    if run["timing"] is not None:
+        for i, line in enumerate(timing_lines(run["timing"])):
+            print(f"{'timing' if i == 0 else '':<16} {line}")
 
 
-def plot(run, truth, png):
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, (ax_samples, ax_loss, ax_log_z) = plt.subplots(1, 3, figsize=(15, 4.5))
-    points = run["resampled"]
-    if points is None:
-        points = run["points"][systematic_resample(run["log_weights"], np.random.default_rng(0))]
-    if points.shape[1] >= 2:
-        ax_samples.hist2d(points[:, 0], points[:, 1], bins=100, cmap="viridis")
-        ax_samples.set_ylabel("$x_2$")
-    else:
-        ax_samples.hist(points[:, 0], bins=100, density=True)
-    ax_samples.set_xlabel("$x_1$")
-    ax_samples.set_title("(a) samples, resampled by weight")
-
-    iterations = np.arange(1, len(run["loss"]) + 1)
-    ax_loss.plot(iterations, run["loss"])
-    ax_loss.set_yscale("log")
-    ax_loss.set(xlabel="iteration", ylabel="loss", title="(b) training loss")
-
-    ax_log_z.plot(np.arange(1, len(run["log_z"]) + 1), run["log_z"], label="network $c_\\theta$")
-    ax_log_z.axhline(run["estimates"]["log_z_is"], color="C1", label="final IS estimate")
-    if truth is not None:
-        ax_log_z.axhline(truth, color="k", linestyle="--", label="truth")
-    ax_log_z.set(xlabel="iteration", ylabel="log Z", title="(c) log Z during training")
-    ax_log_z.legend()
-    if len(run["loss"]) == 0:
-        for ax in (ax_loss, ax_log_z):
-            ax.text(0.5, 0.5, "no training record", ha="center", transform=ax.transAxes)
-
-    fig.tight_layout()
-    fig.savefig(png, dpi=120)
-    plt.close(fig)
-
-
-def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("run", type=Path, help="rbsde output file (HDF5)")
-    parser.add_argument("--png", type=Path, help="plot path (default: RUN with .png)")
+def main(argv):
+    parser = argparse.ArgumentParser(prog="python3 -m postprocess summary",
+                                     description=__doc__.splitlines()[0])
+    parser.add_argument("runs", nargs="+", type=Path, help="output files or run directories")
     parser.add_argument("--truth-log-z", type=float, help="exact log Z, for the error")
-    args = parser.parse_args()
-
-    run = read_run(args.run)
-    print_summary(args.run, run, args.truth_log_z)
-    png = args.png or args.run.with_suffix(".png")
-    plot(run, args.truth_log_z, png)
-    print(f"{'plot':<16} {png}")
-
-
-if __name__ == "__main__":
-    main()
+    args = parser.parse_args(argv)
+    for i, path in enumerate(args.runs):
+        if i:
+            print()
+        truth = args.truth_log_z if args.truth_log_z is not None else logged_truth(path)
+        print_summary(path, read_run(path), truth)
+    return 0

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs rbsde on the seven posteriordb examples with configs/posteriordb.yaml (only target.dim
 # and target.module differ) for each seed, and compares each run with the reference draws
-# (postprocess/compare_posteriordb.py: means within 0.1 reference sds, sds within 10 %).
+# (python3 -m postprocess compare-posteriordb: means within 0.1 reference sds, sds within 10 %).
 # Usage (from the repository root, after the build):
 #   bash examples/posteriordb/run.sh [RESULTS_DIR [SEED ...]]     defaults: results/posteriordb, 1 2 3
 # Environment: RBSDE (default build/rbsde), RANKS (default 2), POSTERIORS (default all seven,
@@ -42,7 +42,7 @@ for posterior in $posteriors; do
       failures=$((failures + 1))
       continue
     fi
-    verdict=$(/usr/bin/python3 "$root/postprocess/compare_posteriordb.py" "$run.h5" "$posterior" \
+    verdict=$(PYTHONPATH="$root" /usr/bin/python3 -m postprocess compare-posteriordb "$run.h5" "$posterior" \
       | tee "$run.compare" | tail -1)
     [[ $verdict == *PASS ]] || failures=$((failures + 1))
     echo "$posterior seed $seed ($(($(date +%s) - start)) s): $verdict"

@@ -49,6 +49,8 @@ constexpr const char* kUsage =
     "           and sample; writes output.path\n"
     "  reference  long-run MALA reference sampler of the target's posterior mean and sd\n"
     "           (reference.*); writes output.path\n"
+    "  config   print the resolved configuration (every key, with the overrides and\n"
+    "           defaults) as YAML; writes nothing\n"
     "\n"
     "options:\n"
     "  --resume          (run, train) continue from the checkpoint next to output.path\n"
@@ -101,16 +103,16 @@ Arguments parse_arguments(int argc, char** argv) {
     }
   }
   if (args.command != "run" && args.command != "train" && args.command != "sample" &&
-      args.command != "reference") {
+      args.command != "reference" && args.command != "config") {
     throw Error(args.command.empty()
-                    ? "no command given (run, train, sample or reference; see rbsde --help)"
+                    ? "no command given (run, train, sample, reference or config; see rbsde --help)"
                     : "unknown command '" + args.command +
-                          "' (accepted: run, train, sample, reference)");
+                          "' (accepted: run, train, sample, reference, config)");
   }
   if (args.config_path.empty()) {
     throw Error("no configuration file given (rbsde " + args.command + " CONFIG.yaml)");
   }
-  if (args.resume && (args.command == "sample" || args.command == "reference")) {
+  if (args.resume && args.command != "run" && args.command != "train") {
     throw Error("--resume continues training: use it with run or train");
   }
   return args;
@@ -220,16 +222,20 @@ void check_file_roles(const Arguments& args, const Config& config) {
   }
 }
 
+/// `config` with target.dim taken from its target where the configuration leaves it 0 (implied
+/// by the data file), so that the resolved YAML records it.
+Config with_target_dim(const Config& config, const Target& target, const std::string& path) {
+  if (config.target.dim != 0) return config;
+  return parse_config(config.resolved_yaml, {"target.dim=" + std::to_string(target.dim())}, path);
+}
+
 /// Collective (the preconditioner is computed on rank 0 and broadcast).
 Problem build_problem(const Arguments& args, const Communicator& comm) {
   Problem p;
   p.config = load_config(args.config_path, args.overrides);
   check_file_roles(args, p.config);
   auto target = make_target(p.config.target);
-  if (p.config.target.dim == 0) {  // taken from the data file: record it in the resolved YAML
-    p.config = parse_config(p.config.resolved_yaml, {"target.dim=" + std::to_string(target->dim())},
-                            args.config_path);
-  }
+  p.config = with_target_dim(p.config, *target, args.config_path);
   // The InferenceData names are checked now, not after training.
   if (p.config.sample.resample) posterior_names(*target, p.config.target);
   p.target = precondition(std::move(target), p.config.precondition, comm);
@@ -329,6 +335,16 @@ int run_phases(const Arguments& args, Problem& p, const Communicator& comm, Outp
                Clock::time_point start, double setup_seconds, int threads);
 /// The command, from set-up to the last output; `out` is the caller's (see execute).
 int run_command(const Arguments& args, const Communicator& comm, std::unique_ptr<OutputFile>& out) {
+  if (args.command == "config") {
+    std::string resolved;
+    collectively(comm, [&] {
+      const Config config = load_config(args.config_path, args.overrides);
+      resolved =
+          with_target_dim(config, *make_target(config.target), args.config_path).resolved_yaml;
+    });
+    if (comm.is_root()) std::fputs(resolved.c_str(), stdout);
+    return 0;
+  }
   const auto start = Clock::now();
   std::optional<Problem> problem;
   collectively(comm, [&] { problem.emplace(build_problem(args, comm)); });
@@ -430,6 +446,44 @@ int run_reference(const Problem& p, const Communicator& comm, OutputFile& out,
   return 0;
 }
 
+/// The timing table printed at the end of a run: min, mean and max seconds over the ranks and
+/// the mean's share of the whole run, for the phases that took time, and the rest of training.
+std::string format_timing(const TimingTable& t, double total_seconds) {
+  std::string text;
+  char line[160];
+  std::snprintf(line, sizeof line, "timing: %d rank%s x %d thread%s, d = %lld", t.ranks,
+                t.ranks == 1 ? "" : "s", t.threads, t.threads == 1 ? "" : "s",
+                static_cast<long long>(t.dimension));
+  text += line;
+  if (t.iterations > 0) {
+    std::snprintf(line, sizeof line, ", %lld paths, %lld iterations at %.4g s/iteration",
+                  static_cast<long long>(t.paths), static_cast<long long>(t.iterations),
+                  t.seconds_per_iteration);
+    text += line;
+  }
+  text += "\nphase              min s     mean s      max s   share\n";
+  const auto row = [&](const char* name, double min, double mean, double max) {
+    std::snprintf(line, sizeof line, "%-13s %10.3f %10.3f %10.3f %6.1f %%\n", name, min, mean, max,
+                  100.0 * mean / total_seconds);
+    text += line;
+  };
+  double training = 0.0;
+  for (const PhaseTiming& phase : t.phases) {
+    if (phase.max > 0.0) row(phase.phase.c_str(), phase.min, phase.mean, phase.max);
+    if (phase.phase != phase_name(Phase::kSampling) && phase.phase != phase_name(Phase::kOutput)) {
+      training += phase.mean;
+    }
+  }
+  if (t.iterations > 0) {
+    std::snprintf(line, sizeof line, "%-13s %10s %10.3f %10s %6.1f %%\n", "other (train)", "",
+                  t.train_seconds - training, "",
+                  100.0 * (t.train_seconds - training) / total_seconds);
+    text += line;
+  }
+  std::snprintf(line, sizeof line, "total %29.3f\n", total_seconds);
+  return text + line;
+}
+
 int run_phases(const Arguments& args, Problem& p, const Communicator& comm, OutputFile* out,
                Clock::time_point start, double setup_seconds, int threads) {
   if (args.command == "reference") {
@@ -437,6 +491,11 @@ int run_phases(const Arguments& args, Problem& p, const Communicator& comm, Outp
   }
   TrainingHistory history;
   double train_seconds = 0.0;
+  PhaseTimers timers;
+  TimingTable timing;
+  timing.ranks = comm.size();
+  timing.threads = threads;
+  timing.dimension = p.target->dim();
   if (args.command == "sample") {
     // Every rank reads the file at this point: a damaged one is reported once.
     collectively(comm,
@@ -461,6 +520,9 @@ int run_phases(const Arguments& args, Problem& p, const Communicator& comm, Outp
     }
     history = trainer.train();
     train_seconds = seconds_since(train_start);
+    timers = trainer.timers();
+    timing.paths = p.config.train.paths;
+    timing.iterations = trainer.iterations_run();
     if (trainer.stopped()) {
       if (comm.is_root()) {
         std::printf(
@@ -477,17 +539,34 @@ int run_phases(const Arguments& args, Problem& p, const Communicator& comm, Outp
 
   double sample_seconds = 0.0;
   std::optional<Estimates> estimates;
+  const auto sample_start = Clock::now();
   if (out) {
-    const auto sample_start = Clock::now();
-    out->write_metadata(p.config.resolved_yaml, kVersion);
-    TrainingHistory recorded = history;
-    if (const AffineTarget* affine = p.target->preconditioned()) {
-      out->write_preconditioning(affine->map(), p.config.precondition.kind);
-      for (double& c : recorded.log_z) c += affine->map().log_det();  // c_θ estimates log 𝒵̂
+    {
+      const auto timed = timers.measure(Phase::kOutput);
+      out->write_metadata(p.config.resolved_yaml, kVersion);
+      TrainingHistory recorded = history;
+      if (const AffineTarget* affine = p.target->preconditioned()) {
+        out->write_preconditioning(affine->map(), p.config.precondition.kind);
+        for (double& c : recorded.log_z) c += affine->map().log_det();  // c_θ estimates log 𝒵̂
+      }
+      out->write_training(recorded);
     }
-    out->write_training(recorded);
     estimates = sample_into(*out, *p.target, p.model, p.schedule, p.config, comm);
-    out->write_estimates(*estimates);
+    {
+      const auto timed = timers.measure(Phase::kOutput);
+      out->write_estimates(*estimates);
+    }
+    timers.add(Phase::kOutput, out->write_seconds());
+    timers.add(Phase::kSampling, seconds_since(sample_start) - timers.seconds(Phase::kOutput));
+  }
+  // Collective: the same seconds (the slowest rank's) in every rank's /timing attributes.
+  comm.allreduce_max(&train_seconds, 1);
+  timing.train_seconds = train_seconds;
+  timing.seconds_per_iteration =
+      timing.iterations > 0 ? train_seconds / static_cast<double>(timing.iterations) : NAN;
+  timing.phases = reduce_phase_timers(timers, comm);
+  if (out) {
+    out->write_timing(timing);
     out->commit();
     sample_seconds = seconds_since(sample_start);
   }
@@ -503,6 +582,7 @@ int run_phases(const Arguments& args, Problem& p, const Communicator& comm, Outp
       if (!warning.empty()) std::printf("%s\n", warning.c_str());
     }
     const auto truth = configured(*p.target).log_z();
+    std::printf("%s", format_timing(timing, seconds_since(start)).c_str());
     std::printf(
         "rbsde-summary command=%s target=%s dim=%lld ranks=%d threads=%d log_z_is=%.6f "
         "log_z_is_stderr=%.6f log_z_true=%s ess_fraction=%.6f pareto_k=%.4f setup_s=%.2f "

@@ -102,7 +102,7 @@ Trainer::Trainer(const Target& target, BsdeModel model, const SdeConfig& sde,
 }
 
 StepResult Trainer::reduce_diagnostics(const torch::Tensor& residual, const torch::Tensor& terminal,
-                                       double gamma) const {
+                                       double gamma) {
   const auto [sum, sum_of_squares] =
       ResidualLoss::local_sums(residual.detach().to(torch::kFloat64));
   const SignalRequests requests = take_signal_requests();
@@ -113,7 +113,10 @@ StepResult Trainer::reduce_diagnostics(const torch::Tensor& residual, const torc
                     torch::isnan(terminal).sum().item<double>(),
                     (terminal == INFINITY).sum().item<double>(),
                     (terminal == -INFINITY).sum().item<double>()};
-  comm_.allreduce_sum(sums, 7);
+  {
+    const auto timed = timers_.measure(Phase::kAllreduce);
+    comm_.allreduce_sum(sums, 7);
+  }
   const ResidualLoss::Moments moments = loss_.moments(sums[0], sums[1]);
   StepResult result;
   result.mean_residual = moments.mean;
@@ -140,7 +143,10 @@ void Trainer::allreduce_gradients() {
     }
     offset += p.numel();
   }
-  comm_.allreduce_sum(gradient_buffer_.data_ptr<float>(), gradient_buffer_.numel());
+  {
+    const auto timed = timers_.measure(Phase::kAllreduce);
+    comm_.allreduce_sum(gradient_buffer_.data_ptr<float>(), gradient_buffer_.numel());
+  }
   offset = 0;
   for (auto& p : parameters_) {
     p.mutable_grad() = gradient_buffer_.slice(0, offset, offset + p.numel()).view_as(p).clone();
@@ -157,11 +163,14 @@ StepResult Trainer::compute_gradients(int64_t iteration) {
 StepResult Trainer::step(int64_t iteration) {
   StepResult result = compute_gradients(iteration);
   allreduce_gradients();
-  if (train_.grad_clip > 0.0) torch::nn::utils::clip_grad_norm_(parameters_, train_.grad_clip);
-  for (auto& group : optimizer_->param_groups()) {
-    static_cast<torch::optim::AdamOptions&>(group.options()).lr(learning_rate_.at(iteration));
+  {
+    const auto timed = timers_.measure(Phase::kOptimizer);
+    if (train_.grad_clip > 0.0) torch::nn::utils::clip_grad_norm_(parameters_, train_.grad_clip);
+    for (auto& group : optimizer_->param_groups()) {
+      static_cast<torch::optim::AdamOptions&>(group.options()).lr(learning_rate_.at(iteration));
+    }
+    optimizer_->step();
   }
-  optimizer_->step();
   model_->set_constant(ResidualLoss::next_constant(model_->constant(), result.mean_residual));
   return result;
 }
@@ -193,8 +202,16 @@ StepResult Trainer::step_detached(int64_t iteration, double gamma) {
       step_record.post.push_back(record_.post[l][slot(n)]);
     }
     const auto x_now = x_path[slot(n)];
-    const auto z = model_->z_recording(grid_.s[n], x_now, step_record).contiguous();
-    fill_normal(xi[slot(n)].data_ptr<float>(), m, d, key, paths_.begin, static_cast<uint32_t>(n));
+    torch::Tensor z;
+    {
+      const auto timed = timers_.measure(Phase::kForward);
+      z = model_->z_recording(grid_.s[n], x_now, step_record).contiguous();
+    }
+    {
+      const auto timed = timers_.measure(Phase::kNoise);
+      fill_normal(xi[slot(n)].data_ptr<float>(), m, d, key, paths_.begin, static_cast<uint32_t>(n));
+    }
+    const auto timed = timers_.measure(Phase::kPathKernel);
     training_step(StepConstants(grid_, n, d), x_now.data_ptr<float>(), z.data_ptr<float>(),
                   model_->has_gain() ? step_record.gain.data_ptr<float>() : nullptr,
                   xi[slot(n)].data_ptr<float>(), x_path[slot(n) + 1].data_ptr<float>(),
@@ -206,7 +223,10 @@ StepResult Trainer::step_detached(int64_t iteration, double gamma) {
 
   // Pass 1: simulate, accumulating Y in float64.
   auto y = torch::zeros({m}, torch::kFloat64);
-  fill_normal(x_path[0].data_ptr<float>(), m, d, key, paths_.begin, kInitialStep);
+  {
+    const auto timed = timers_.measure(Phase::kNoise);
+    fill_normal(x_path[0].data_ptr<float>(), m, d, key, paths_.begin, kInitialStep);
+  }
   const auto x0 = x_path[0].clone();
   for (int64_t n = 0; n < n_steps; ++n) {
     simulate_step(n, y);
@@ -215,8 +235,12 @@ StepResult Trainer::step_detached(int64_t iteration, double gamma) {
   torch::Tensor residual, terminal;
   {
     torch::NoGradGuard no_grad;
-    terminal =
-        annealing_.terminal(target_, x_path[slot(n_steps - 1) + 1], gamma).to(torch::kFloat64);
+    {
+      const auto timed = timers_.measure(Phase::kTarget);
+      terminal =
+          annealing_.terminal(target_, x_path[slot(n_steps - 1) + 1], gamma).to(torch::kFloat64);
+    }
+    const auto timed = timers_.measure(Phase::kForward);
     residual = model_->y0(x0.to(torch::kFloat64)) + y - terminal;
   }
   const StepResult result = reduce_diagnostics(residual, terminal, gamma);
@@ -235,12 +259,14 @@ StepResult Trainer::step_detached(int64_t iteration, double gamma) {
     auto y_again = torch::zeros({m}, torch::kFloat64);
     for (int64_t n = 0; n < n_steps; ++n) {
       simulate_step(n, y_again);
+      const auto timed = timers_.measure(Phase::kBackward);
       model_->accumulate_gradient(s_.slice(0, n, n + 1), x_path.slice(0, 0, 1),
                                   xi.slice(0, 0, 1) * sqrt_h_[n] * weight, record_);
       advance_slot();
     }
   } else {
     // Recorded: all (s_n, X_n) in a few large batches instead of N small ones.
+    const auto timed = timers_.measure(Phase::kBackward);
     const int64_t rows_per_step = std::max<int64_t>(m * model_->blocks(), 1);
     const int64_t steps_per_chunk = std::max<int64_t>(1, kRowsPerChunk / rows_per_step);
     for (int64_t n0 = 0; n0 < n_steps; n0 += steps_per_chunk) {
@@ -256,6 +282,7 @@ StepResult Trainer::step_detached(int64_t iteration, double gamma) {
     }
   }
   if (model_->has_y0_residual()) {
+    const auto timed = timers_.measure(Phase::kBackward);
     (model_->y0_residual(x0) * weight.view({m})).sum().backward();
   }
   return result;
@@ -266,23 +293,40 @@ StepResult Trainer::step_coupled(int64_t iteration, double gamma) {
   const int64_t d = model_->dim();
   const NoiseKey key{train_.seed, NoiseStream::kTraining, static_cast<uint32_t>(iteration)};
   auto x = torch::empty({m, d}, torch::kFloat32);
-  fill_normal(x.data_ptr<float>(), m, d, key, paths_.begin, kInitialStep);
-  auto y = model_->y0(x);
+  {
+    const auto timed = timers_.measure(Phase::kNoise);
+    fill_normal(x.data_ptr<float>(), m, d, key, paths_.begin, kInitialStep);
+  }
+  // The path kernel runs inside the graph here: its time counts as forward.
+  torch::Tensor y;
+  {
+    const auto timed = timers_.measure(Phase::kForward);
+    y = model_->y0(x);
+  }
   auto xi = torch::empty({m, d}, torch::kFloat32);
   for (int64_t n = 0; n < grid_.steps; ++n) {
     const StepConstants step(grid_, n, d);
-    fill_normal(xi.data_ptr<float>(), m, d, key, paths_.begin, static_cast<uint32_t>(n));
+    {
+      const auto timed = timers_.measure(Phase::kNoise);
+      fill_normal(xi.data_ptr<float>(), m, d, key, paths_.begin, static_cast<uint32_t>(n));
+    }
+    const auto timed = timers_.measure(Phase::kForward);
     const auto z = model_->z(grid_.s[n], x);
     const auto z2 = z.pow(2).sum(1);  // u = Z carries the gradient: the coupled deep BSDE
     y = y + y_increment(step, z2, z2, (z * xi).sum(1));
     x = LinearStep<double>(step.grid_gains)(x, z, xi);
     xi = torch::empty({m, d}, torch::kFloat32);  // the old one is saved for backward
   }
-  const auto terminal = annealing_.terminal(target_, x, gamma);
+  torch::Tensor terminal;
+  {
+    const auto timed = timers_.measure(Phase::kTarget);
+    terminal = annealing_.terminal(target_, x, gamma);
+  }
   const auto residual = y - terminal;
   const StepResult result = reduce_diagnostics(residual, terminal.detach(), gamma);
   const auto factors =
       loss_.gradient_factors(residual.detach().to(torch::kFloat64), result.mean_residual, comm_);
+  const auto timed = timers_.measure(Phase::kBackward);
   (residual * factors.to(residual.scalar_type())).sum().backward();
   return result;
 }
@@ -322,6 +366,7 @@ TrainingHistory Trainer::train() {
     history_.time.push_back(time_offset + elapsed);
     history_.gamma.push_back(result.gamma);
     next_iteration_ = k + 1;
+    ++iterations_run_;
     if (!std::isfinite(result.loss)) throw diverged(k + 1, result);
     if (comm_.is_root() && ((k + 1) % every == 0 || k + 1 == total)) {
       const double rate = static_cast<double>(k + 1 - first) / elapsed;

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <array>
+#include <chrono>
 #include <filesystem>
 #include <numeric>
 #include <string>
@@ -50,6 +51,21 @@ void require_open(hid_t file, const char* method, const std::string& path) {
                 "': write every part before committing");
   }
 }
+
+/// Adds the seconds of its life to a write-time total.
+class WriteClock {
+ public:
+  explicit WriteClock(double& total) : total_(total), start_(std::chrono::steady_clock::now()) {}
+  ~WriteClock() {
+    total_ += std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
+  }
+  WriteClock(const WriteClock&) = delete;
+  WriteClock& operator=(const WriteClock&) = delete;
+
+ private:
+  double& total_;
+  std::chrono::steady_clock::time_point start_;
+};
 
 /// A transfer property list that makes H5Dwrite collective over all ranks of the file.
 hid_t collective_transfer(const std::string& file) {
@@ -291,6 +307,7 @@ void OutputFile::create_samples(int64_t count, int64_t dim) {
 bool OutputFile::write_rows(hid_t dataset, hid_t memory_type, int dims, int64_t offset,
                             int64_t rows, int64_t columns, const void* data, const char* name) {
   const std::string what = std::string("writing rows of /") + name;
+  const WriteClock clock(write_seconds_);
   const RowSelection selection(dataset, dims, offset, rows, columns, what, tmp_path_);
   const double nothing = 0.0;  // H5Dwrite wants a non-null buffer even for an empty selection
   checked(H5Dwrite(dataset, memory_type, selection.memory_space.get(), selection.file_space.get(),
@@ -495,6 +512,7 @@ hid_t OutputFile::create_draw_variable(hid_t group, const std::string& name,
 
 void OutputFile::write_draws(hid_t dataset, int64_t offset, int64_t rows, const double* values,
                              const std::string& what) {
+  const WriteClock clock(write_seconds_);
   Hdf5Handle file_space(checked(H5Dget_space(dataset), what, tmp_path_), H5Sclose);
   const hsize_t extent[2] = {1, static_cast<hsize_t>(rows)};
   Hdf5Handle memory_space(checked(H5Screate_simple(2, extent, nullptr), what, tmp_path_), H5Sclose);
@@ -602,6 +620,37 @@ void OutputFile::write_reference(const ReferenceMoments& reference) {
        {std::pair{"chains", reference.chains}, std::pair{"warmup", reference.warmup},
         std::pair{"steps", reference.steps}}) {
     write_scalar_attribute(group.get(), name, H5T_STD_I64LE, H5T_NATIVE_INT64, value, tmp_path_);
+  }
+}
+
+void OutputFile::write_timing(const TimingTable& table) {
+  require_open(file_, "write_timing", path_);
+  Hdf5Handle group(checked(H5Gcreate2(file_, "timing", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT),
+                           "creating group /timing", tmp_path_),
+                   H5Gclose);
+  std::vector<double> min, mean, max;
+  std::string phases;
+  for (const PhaseTiming& p : table.phases) {
+    min.push_back(p.min);
+    mean.push_back(p.mean);
+    max.push_back(p.max);
+    phases += (phases.empty() ? "" : " ") + p.phase;
+  }
+  write_vector(group.get(), "timing", "min", min, comm_.is_root(), tmp_path_);
+  write_vector(group.get(), "timing", "mean", mean, comm_.is_root(), tmp_path_);
+  write_vector(group.get(), "timing", "max", max, comm_.is_root(), tmp_path_);
+  write_string_attribute(group.get(), "phases", phases, tmp_path_);
+  for (const auto& [name, value] : {std::pair<const char*, int64_t>{"ranks", table.ranks},
+                                    {"threads", table.threads},
+                                    {"paths", table.paths},
+                                    {"dimension", table.dimension},
+                                    {"iterations", table.iterations}}) {
+    write_scalar_attribute(group.get(), name, H5T_STD_I64LE, H5T_NATIVE_INT64, value, tmp_path_);
+  }
+  for (const auto& [name, value] :
+       {std::pair{"train_seconds", table.train_seconds},
+        std::pair{"seconds_per_iteration", table.seconds_per_iteration}}) {
+    write_scalar_attribute(group.get(), name, H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, value, tmp_path_);
   }
 }
 

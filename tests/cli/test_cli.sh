@@ -193,11 +193,12 @@ for f in small np2; do
 done
 
 # PSIS: k^ and the smoothed moments of the 2-rank run (the tail gathered over the ranks) agree
-# with postprocess/psis.py, a second implementation, on the file's weights and float32 samples.
-/usr/bin/python3 - "$source_dir/postprocess" "$work/out/np2.h5" <<'PY' && pass || fail "PSIS against postprocess/psis.py"
+# with postprocess/psis.py (python3 -m postprocess psis), a second implementation, on the file's weights and float32 samples.
+/usr/bin/python3 - "$source_dir" "$work/out/np2.h5" <<'PY' && pass || fail "PSIS against postprocess/psis.py"
 import sys
 sys.path.insert(0, sys.argv[1])
-import h5py, numpy as np, psis
+import h5py, numpy as np
+from postprocess import psis
 with h5py.File(sys.argv[2], "r") as f:
     lw, x, e = f["log_weights"][:], f["samples"][:].astype(np.float64), f["estimates"]
     k = psis.pareto_k(lw)
@@ -212,7 +213,7 @@ with h5py.File(sys.argv[2], "r") as f:
     assert not np.allclose(mean, raw_mean, rtol=1e-9, atol=0), "smoothing changed nothing"
 PY
 grep -q "^Pareto k^ *= [0-9.-]* *(largest 68 weights; reliable below 0.63)" "$work/np2.log" \
-  && psis_out=$(/usr/bin/python3 "$source_dir/postprocess/psis.py" "$work/out/np2.h5") \
+  && psis_out=$(cd "$source_dir" && /usr/bin/python3 -m postprocess psis "$work/out/np2.h5") \
   && grep -q "^stored_pareto_k " <<<"$psis_out" \
   && pass || fail "Pareto k^ printed: $(cat "$work/np2.log")"
 
@@ -532,20 +533,24 @@ else
   fail "pilot run on 2 ranks: $(cat "$work/pilot.log")"
 fi
 
-# postprocess/summary.py reads a complete file; a file without the completeness attribute (an
+# python3 -m postprocess summary, samples and training read a complete file; a file without the completeness attribute (an
 # interrupted run's, or another program's) is refused by the pilot reader and by postprocess/
 # with a clear message.
-/usr/bin/python3 "$source_dir/postprocess/summary.py" "$work/out/laplace.h5" --png "$work/laplace.png" \
-  > "$work/summary.log" 2>&1 && pass || fail "postprocess/summary.py: $(cat "$work/summary.log")"
+for command in summary samples training; do
+  (cd "$source_dir" && /usr/bin/python3 -m postprocess $command "$work/out/laplace.h5") \
+    > "$work/$command.log" 2>&1 && pass || fail "postprocess $command: $(cat "$work/$command.log")"
+done
+[[ -f $work/out/laplace_samples.png && -f $work/out/laplace_training.pdf ]] && pass \
+  || fail "postprocess samples/training plots: $(ls "$work/out")"
 cp "$work/out/laplace.h5" "$work/laplace.h5" && cp "$work/out/laplace.h5" "$work/incomplete.h5"
 /usr/bin/python3 -c 'import sys, h5py; h5py.File(sys.argv[1], "r+").attrs.__delitem__("complete")' \
   "$work/incomplete.h5"
 expect_error "incomplete pilot file" "'$work/incomplete.h5': is not a complete rbsde output file" \
   "$rbsde" run "$work/small.yaml" --set precondition.kind=pilot \
   --set precondition.pilot="$work/incomplete.h5"
-for command in "summary.py $work/incomplete.h5" "compare_reference.py $work/incomplete.h5 $work/laplace.h5" \
-  "mode_weights.py $work/incomplete.h5 $source_dir/data/gmm40_means.csv"; do
-  out=$(/usr/bin/python3 "$source_dir/postprocess/"$command 2>&1)
+for command in "summary $work/incomplete.h5" "compare-reference $work/incomplete.h5 $work/laplace.h5" \
+  "samples $work/incomplete.h5 --means $source_dir/data/gmm40_means.csv"; do
+  out=$(cd "$source_dir" && /usr/bin/python3 -m postprocess $command 2>&1)
   [[ $? -eq 1 && $out == *"$work/incomplete.h5: not a complete rbsde output file"* ]] && pass \
     || fail "postprocess/$command on an incomplete file: $out"
 done

@@ -15,6 +15,7 @@
 #include "rbsde/core/target.hpp"
 #include "rbsde/error.hpp"
 #include "rbsde/parallel/communicator.hpp"
+#include "rbsde/parallel/timers.hpp"
 
 namespace rbsde {
 
@@ -63,6 +64,11 @@ class Trainer {
   StepResult compute_gradients(int64_t iteration);
   /// The annealed terminal condition of the run (objective.hpp).
   const Annealing& annealing() const { return annealing_; }
+  /// This rank's seconds in the training phases (kNoise to kOptimizer) since construction.
+  const PhaseTimers& timers() const { return timers_; }
+  /// The iterations run by this trainer since construction (not those of a resumed run's
+  /// checkpoint): what timers() measured.
+  int64_t iterations_run() const { return iterations_run_; }
 
  private:
   StepResult step_detached(int64_t iteration, double gamma);
@@ -72,7 +78,7 @@ class Trainer {
   /// One reduction over ranks of the residual moments and the signal requests: fills
   /// loss, mean_residual and the signal fields of a StepResult.
   StepResult reduce_diagnostics(const torch::Tensor& residual, const torch::Tensor& terminal,
-                                double gamma) const;
+                                double gamma);
   /// The error of a non-finite loss at `iteration` (1-based), with the counts of non-finite
   /// terminal values.
   CollectiveError diverged(int64_t iteration, const StepResult& result) const;
@@ -93,6 +99,8 @@ class Trainer {
   int64_t next_iteration_ = 0;
   TrainingHistory history_;
   bool stopped_ = false;
+  PhaseTimers timers_;
+  int64_t iterations_run_ = 0;
   torch::Tensor gradient_buffer_;  // flat float32, one slot per parameter element
   // Detached paths, with S = N slots (recorded) or S = 1 (train.constant_memory):
   torch::Tensor x_path_;          // X_n of this rank's paths [S + 1, M_local, d]

@@ -12,6 +12,7 @@
 #include "rbsde/bsde/results.hpp"
 #include "rbsde/bsde/sampler.hpp"
 #include "rbsde/parallel/communicator.hpp"
+#include "rbsde/parallel/timers.hpp"
 
 namespace rbsde {
 
@@ -78,6 +79,11 @@ class OutputFile final : public SampleSink {
   /// Collective: the group /reference: datasets mean, sd and mean_stderr [d], attributes
   /// acceptance_rate, step_size, chains, warmup and steps.
   void write_reference(const ReferenceMoments& reference);
+  /// Collective: the group /timing: datasets min, mean and max (float64 [phases], seconds
+  /// over the ranks), the string attribute phases (their names, space-separated, in Phase
+  /// order), and attributes ranks, threads, paths, dimension, iterations, train_seconds and
+  /// seconds_per_iteration.
+  void write_timing(const TimingTable& table);
   /// Collective: closes the file and renames it to its final path.
   void commit();
   /// Not collective: removes the uncommitted `<path>.tmp` from this rank, for a failure that
@@ -87,6 +93,8 @@ class OutputFile final : public SampleSink {
   /// Whether HDF5 reported both transfers of the last write_samples() call (samples and log
   /// weights) as collective MPI-IO (H5Pget_mpio_actual_io_mode); tests check it.
   bool last_write_collective() const { return last_write_collective_; }
+  /// Seconds this rank spent in the collective writes of rows and draws (the output phase).
+  double write_seconds() const { return write_seconds_; }
 
  private:
   /// A chunked dataset of `rows` rows: 1-D when columns is 0, else [rows, columns].
@@ -127,6 +135,7 @@ class OutputFile final : public SampleSink {
   int64_t dim_ = 0;
   bool committed_ = false;
   bool last_write_collective_ = false;
+  double write_seconds_ = 0.0;
 };
 
 }  // namespace rbsde

@@ -1,0 +1,63 @@
+"""Training curves of an rbsde run: the loss, the network's log Z (c_theta) against the final
+importance-sampling estimate (and the exact value where known), and exp(-loss), the ESS/M that
+log-normal weights with the loss as variance would have, against the measured ESS/M.
+
+usage: python3 -m postprocess training RUN [--truth-log-z X] [--out PATH]
+
+RUN is an output file or a run directory. Writes PATH.png and PATH.pdf (default: RUN's stem +
+_training).
+"""
+import argparse
+from pathlib import Path
+
+import numpy as np
+
+from .output import open_output, resolved_config, save_figure
+from .summary import logged_truth
+
+
+def main(argv):
+    parser = argparse.ArgumentParser(prog="python3 -m postprocess training",
+                                     description=__doc__.splitlines()[0])
+    parser.add_argument("run", type=Path, help="output file or run directory")
+    parser.add_argument("--truth-log-z", type=float, help="exact log Z")
+    parser.add_argument("--out", type=Path, help="output path without suffix")
+    args = parser.parse_args(argv)
+    with open_output(args.run, "postprocess training") as file:
+        config = resolved_config(file)
+        loss, log_z = file["training/loss"][()], file["training/log_z"][()]
+        estimates = dict(file["estimates"].attrs)
+    truth = args.truth_log_z if args.truth_log_z is not None else logged_truth(args.run)
+
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    target, train = config.get("target", {}), config.get("train", {})
+    fig, (ax_loss, ax_log_z, ax_ess) = plt.subplots(1, 3, figsize=(15, 4.6))
+    iterations = np.arange(1, len(loss) + 1)
+    ax_loss.plot(iterations, loss, label="loss (variance of the residual)")
+    ax_loss.set_yscale("log")
+    ax_loss.set(xlabel="iteration", ylabel="loss (nats$^2$)", title="loss")
+    ax_log_z.plot(iterations, log_z, label="network $c_\\theta$")
+    ax_log_z.axhline(estimates["log_z_is"], color="C1", label="final IS estimate")
+    if truth is not None:
+        ax_log_z.axhline(truth, color="k", linestyle="--", label="exact")
+    ax_log_z.set(xlabel="iteration", ylabel="log Z (nats)", title="log Z estimates")
+    ax_ess.plot(iterations, np.exp(-np.asarray(loss)), label="exp(−loss)")
+    ax_ess.axhline(estimates["ess_fraction"], color="C1", label="measured ESS/M (final)")
+    ax_ess.set_yscale("log")
+    ax_ess.set(xlabel="iteration", ylabel="ESS/M (fraction of paths)", title="ESS/M")
+    for ax in (ax_loss, ax_log_z, ax_ess):
+        ax.legend()
+        if len(loss) == 0:
+            ax.text(0.5, 0.5, "no training record", ha="center", transform=ax.transAxes)
+    fig.suptitle(f"training of {target.get('name', '?')} (d = {target.get('dim', '?')}): "
+                 f"{len(loss)} iterations, {train.get('paths', '?')} paths")
+    fig.tight_layout()
+    stem = args.out or Path(str(args.run / "output" if args.run.is_dir()
+                                else args.run.with_suffix("")) + "_training")
+    for written in save_figure(fig, stem):
+        print(f"plot {written}")
+    plt.close(fig)
+    return 0
