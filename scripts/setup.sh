@@ -12,7 +12,8 @@ packages=(
   libeigen3-dev libyaml-cpp-dev
   libtrilinos-kokkos-dev                 # Kokkos build of the path kernels (serial on Debian)
   libgtest-dev googletest
-  python3-h5py python3-numpy python3-matplotlib
+  python3-h5py python3-numpy python3-matplotlib python3-yaml
+  python3-pytest                         # the tests of postprocess/
   python3-torch                          # TorchScript user targets: the example and its test
   python3-xarray python3-h5netcdf        # the InferenceData groups of an output file, as users read them
 )

@@ -1,0 +1,122 @@
+"""pytest tests of `python3 -m postprocess` on small output files generated here: every command
+reads them, writes PNG and PDF, and computes what it prints from their contents."""
+import subprocess
+import sys
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))
+from postprocess import samples, scaling  # noqa: E402
+
+PHASES = "noise path_kernel forward target backward allreduce optimizer sampling output"
+
+
+def write_run(path, ranks=1, paths=256, seconds_per_iteration=0.02, config=None, rng=None):
+    """A complete output file of a 2-D gmm run: samples from the mixture with equal weights."""
+    rng = rng or np.random.default_rng(0)
+    config = config or ("target:\n  name: gmm\n  dim: 2\n  weights: [0.5, 0.5]\n"
+                        "  means: [[-3, 0], [3, 0]]\n  covariances: [1, 1]\n"
+                        f"train:\n  paths: {paths}\n")
+    count = 4000
+    x = rng.standard_normal((count, 2))
+    x[:, 0] += np.where(np.arange(count) < count // 2, -3.0, 3.0)
+    iterations = 50
+    with h5py.File(path, "w") as f:
+        f.attrs["config"] = config
+        f.attrs["complete"] = np.int32(1)
+        f["samples"] = x.astype(np.float32)
+        f["log_weights"] = np.zeros(count)
+        f["resampled/samples"] = x.astype(np.float32)
+        f["training/loss"] = np.geomspace(1.0, 0.01, iterations)
+        f["training/log_z"] = np.linspace(-1.0, 0.0, iterations)
+        e = f.create_group("estimates")
+        for key, value in dict(log_z_is=0.01, log_z_is_stderr=0.02, log_z_network=0.0, elbo=-0.1,
+                               elbo_stderr=0.01, ess=count, ess_fraction=1.0, pareto_k=0.1,
+                               pareto_k_threshold=0.7, count=count).items():
+            e.attrs[key] = value
+        e["posterior_mean"] = x.mean(0)
+        e["posterior_sd"] = x.std(0)
+        t = f.create_group("timing")
+        t.attrs["phases"] = PHASES
+        per_phase = np.array([1, 1, 3, 1, 3, 1, 1, 2, 1], dtype=np.float64)
+        train = seconds_per_iteration * iterations
+        t["mean"] = per_phase / per_phase[:7].sum() * train * 0.9
+        t["min"], t["max"] = 0.9 * t["mean"][()], 1.1 * t["mean"][()]
+        for key, value in dict(ranks=ranks, threads=1, paths=paths, dimension=2,
+                               iterations=iterations).items():
+            t.attrs[key] = np.int64(value)
+        t.attrs["train_seconds"] = train
+        t.attrs["seconds_per_iteration"] = seconds_per_iteration
+
+
+def run(*args):
+    return subprocess.run([sys.executable, "-m", "postprocess", *map(str, args)], cwd=ROOT,
+                          capture_output=True, text=True)
+
+
+def test_summary_prints_estimates_and_timing(tmp_path):
+    write_run(tmp_path / "run.h5")
+    result = run("summary", tmp_path / "run.h5", "--truth-log-z", "0")
+    assert result.returncode == 0, result.stderr
+    assert "log Z (IS)       0.010000 ± 0.020000" in result.stdout
+    assert "IS error +0.010000 = +0.50 stderr" in result.stdout
+    assert "backward" in result.stdout and "0.02 s/iteration" in result.stdout
+
+
+def test_samples_and_training_write_png_and_pdf(tmp_path):
+    write_run(tmp_path / "run.h5")
+    result = run("samples", tmp_path / "run.h5")
+    assert result.returncode == 0, result.stderr
+    # Equal modes 6 sd apart: the nearest-mean shares are 0.5 within the 0.0013 beyond the middle.
+    assert "total variation from the exact weights: 0.00" in result.stdout, result.stdout
+    result = run("training", tmp_path / "run.h5")
+    assert result.returncode == 0, result.stderr
+    for name in ("run_samples", "run_samples_modes", "run_training"):
+        for suffix in (".png", ".pdf"):
+            assert (tmp_path / (name + suffix)).stat().st_size > 1000
+
+
+def test_exact_marginals_of_a_gaussian():
+    weights, means, variances = samples.mixture(
+        {"name": "gaussian", "dim": 2, "mean": [1, 2], "covariance": [[2, 0.5], [0.5, 3]]})
+    assert weights.tolist() == [1.0]
+    assert means.tolist() == [[1.0, 2.0]] and variances.tolist() == [[2.0, 3.0]]
+
+
+def test_mode_shares_follow_the_weights():
+    x = np.array([[-3.0, 0.0], [-2.5, 0.0], [3.0, 0.0]])
+    shares = samples.mode_shares(x, np.log([1.0, 1.0, 2.0]), np.array([[-3.0, 0], [3.0, 0]]))
+    assert shares == pytest.approx([0.5, 0.5])
+
+
+@pytest.mark.parametrize("kind", ["strong", "weak"])
+def test_scaling_study(tmp_path, kind):
+    study = tmp_path / f"{kind}-1"
+    study.mkdir()
+    (study / "study").write_text(kind + "\n")
+    timings = {1: 0.04, 2: 0.025} if kind == "strong" else {1: 0.04, 2: 0.05}
+    for ranks, seconds in timings.items():
+        (study / f"ranks-{ranks}").mkdir()
+        write_run(study / f"ranks-{ranks}" / "output.h5", ranks=ranks,
+                  paths=256 * (ranks if kind == "weak" else 1), seconds_per_iteration=seconds)
+    result = run("scaling", study)
+    assert result.returncode == 0, result.stderr
+    assert "80.0%" in result.stdout, result.stdout
+    assert (study / "scaling.png").stat().st_size > 1000 and (study / "scaling.pdf").exists()
+    ranks, seconds, speedup, eff = scaling.metrics(kind, scaling.read_study(study)[1])
+    assert speedup.tolist() == pytest.approx([1.0, 1.6])
+    assert eff.tolist() == pytest.approx([1.0, 0.8])
+
+
+def test_bad_input_is_one_clear_error(tmp_path):
+    result = run("summary", tmp_path / "missing.h5")
+    assert result.returncode == 1 and "no such file" in result.stderr
+    (tmp_path / "empty").mkdir()
+    result = run("scaling", tmp_path / "empty")
+    assert result.returncode == 1 and "no file 'study'" in result.stderr
+    result = run("nonsense")
+    assert result.returncode == 2 and "unknown command 'nonsense'" in result.stderr
