@@ -74,7 +74,7 @@ struct TimingTable {
   int64_t paths = 0;  ///< train.paths (all ranks)
   int64_t dimension = 0;
   int64_t iterations = 0;              ///< training iterations this process ran (0: none)
-  double train_seconds = 0.0;          ///< the training phase, rank 0's wall clock
+  double train_seconds = 0.0;          ///< the training phase's wall clock, slowest rank
   double seconds_per_iteration = 0.0;  ///< train_seconds / iterations (NaN without training)
 };
 
