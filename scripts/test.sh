@@ -10,7 +10,11 @@ set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 bash "$root/scripts/build.sh" -DRBSDE_WERROR=ON
 # Tests run one at a time: each statistical test uses both cores of a CI machine.
-(cd "$root/build" && ctest --output-on-failure --timeout 900)
+status=0
+(cd "$root/build" && ctest --output-on-failure --timeout 900) || status=$?
+# ctest keeps a passing test's output in its log only: show the SLURM test's jobs (ids, states).
+grep '^slurm: ' "$root/build/Testing/Temporary/LastTest.log" || true
+((status == 0)) || exit "$status"
 
 # Warnings are the first build's to check: -O3 with the sanitizers adds false ones.
 cmake -S "$root" -B "$root/build-kokkos" -DCMAKE_BUILD_TYPE=Release -DRBSDE_KOKKOS=ON \

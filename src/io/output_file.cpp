@@ -4,7 +4,6 @@
 
 #include <algorithm>
 #include <array>
-#include <chrono>
 #include <filesystem>
 #include <numeric>
 #include <string>
@@ -51,21 +50,6 @@ void require_open(hid_t file, const char* method, const std::string& path) {
                 "': write every part before committing");
   }
 }
-
-/// Adds the seconds of its life to a write-time total.
-class WriteClock {
- public:
-  explicit WriteClock(double& total) : total_(total), start_(std::chrono::steady_clock::now()) {}
-  ~WriteClock() {
-    total_ += std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
-  }
-  WriteClock(const WriteClock&) = delete;
-  WriteClock& operator=(const WriteClock&) = delete;
-
- private:
-  double& total_;
-  std::chrono::steady_clock::time_point start_;
-};
 
 /// A transfer property list that makes H5Dwrite collective over all ranks of the file.
 hid_t collective_transfer(const std::string& file) {
@@ -307,7 +291,7 @@ void OutputFile::create_samples(int64_t count, int64_t dim) {
 bool OutputFile::write_rows(hid_t dataset, hid_t memory_type, int dims, int64_t offset,
                             int64_t rows, int64_t columns, const void* data, const char* name) {
   const std::string what = std::string("writing rows of /") + name;
-  const WriteClock clock(write_seconds_);
+  const ScopedSeconds timed(write_seconds_);
   const RowSelection selection(dataset, dims, offset, rows, columns, what, tmp_path_);
   const double nothing = 0.0;  // H5Dwrite wants a non-null buffer even for an empty selection
   checked(H5Dwrite(dataset, memory_type, selection.memory_space.get(), selection.file_space.get(),
@@ -512,7 +496,7 @@ hid_t OutputFile::create_draw_variable(hid_t group, const std::string& name,
 
 void OutputFile::write_draws(hid_t dataset, int64_t offset, int64_t rows, const double* values,
                              const std::string& what) {
-  const WriteClock clock(write_seconds_);
+  const ScopedSeconds timed(write_seconds_);
   Hdf5Handle file_space(checked(H5Dget_space(dataset), what, tmp_path_), H5Sclose);
   const hsize_t extent[2] = {1, static_cast<hsize_t>(rows)};
   Hdf5Handle memory_space(checked(H5Screate_simple(2, extent, nullptr), what, tmp_path_), H5Sclose);

@@ -94,7 +94,12 @@ real=$work/real      # the files of the real run, to corrupt
 out=$work/out        # output.path of the runs
 home=$work/home      # the runs' working directory (relative paths land here)
 logs=$work/logs      # the runs' stdout and stderr (not scanned for leftovers)
-mkdir -p "$corpus" "$real" "$out" "$home" "$logs"
+mkdir -p "$corpus" "$real" "$out" "$home" "$logs" "$work/ompi"
+# Isolated singletons share one Open MPI session directory (jf.0) under the temporary
+# directory, and a run that ends removes it: with the shards running side by side, another
+# shard's run lost its directory under it once (MPI_File_open failed in mca_sharedfp_sm).
+# Each shard keeps its own.
+export OMPI_MCA_orte_tmpdir_base=$work/ompi
 # The largest resident size of a run's processes, from GNU time where there is one.
 measure=()
 [[ -x /usr/bin/time ]] && measure=(/usr/bin/time -o "$logs/run.rss" -f %M)

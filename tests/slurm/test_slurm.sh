@@ -12,9 +12,9 @@ source_dir=$2
 work=$(mktemp -d /tmp/rbsde-slurm.XXXXXX)
 started=()
 failures=0
-pass() { echo "PASS: $1"; }
-fail() { echo "FAIL: $1"; failures=$((failures + 1)); }
-skip() { echo "SKIPPED: SLURM cannot start here: $1"; exit 77; }
+pass() { echo "slurm: PASS: $1"; }
+fail() { echo "slurm: FAIL: $1"; failures=$((failures + 1)); }
+skip() { echo "slurm: SKIPPED: SLURM cannot start here: $1"; exit 77; }
 cleanup() {
   for pid in "${started[@]}"; do kill "$pid" 2>/dev/null; done
   for pid in "${started[@]}"; do
@@ -85,7 +85,7 @@ for _ in $(seq 60); do
 done
 sinfo -h -o %t | grep -q -E '^idle' \
   || skip "the node did not come up: $(sinfo 2>&1), $(tail -5 "$work/slurmd.log" "$work/slurmctld.log")"
-echo "one-node SLURM up: $(sinfo -h -o '%P %D %t %N')"
+echo "slurm: one-node SLURM up: $(sinfo -h -o '%P %D %t %N')"
 
 # wait_job ID SECONDS: waits until the job has ended; prints and returns its state.
 job_state() { scontrol show job "$1" 2>/dev/null | sed -n 's/.*JobState=\([A-Z_]*\).*/\1/p'; }
@@ -96,7 +96,7 @@ wait_job() {
     case $state in COMPLETED | FAILED | CANCELLED | TIMEOUT | NODE_FAIL | OUT_OF_MEMORY) break ;; esac
     sleep 1
   done
-  echo "job $id: $state ($(scontrol show job "$id" | grep -o 'Restarts=[0-9]*'))" >&2
+  echo "slurm: job $id: $state ($(scontrol show job "$id" | grep -o 'Restarts=[0-9]*'))" >&2
   echo "$state"
 }
 
@@ -107,7 +107,7 @@ tiny=(--set train.iterations=60 --set sample.count=1000 --set network.width=16)
 
 # 1. The single run.
 id=$(sbatch --parsable --output="$work/single-%j.out" jobs/rbsde.sbatch "$work/tiny.yaml" "${tiny[@]}")
-echo "submitted jobs/rbsde.sbatch as job $id"
+echo "slurm: submitted jobs/rbsde.sbatch as job $id"
 state=$(wait_job "$id" 300)
 if [[ $state == COMPLETED && -f $work/runs/rbsde-$id/output.h5 && -f $work/runs/rbsde-$id/config.yaml ]] \
   && grep -q "ranks 2" "$work/runs/rbsde-$id/log"; then
@@ -118,7 +118,7 @@ fi
 
 # 2. A two-point strong-scaling study, and its plot.
 id=$(sbatch --parsable --output="$work/strong-%j.out" jobs/strong_scaling.sbatch "$work/tiny.yaml" "${tiny[@]}")
-echo "submitted jobs/strong_scaling.sbatch as job $id"
+echo "slurm: submitted jobs/strong_scaling.sbatch as job $id"
 state=$(wait_job "$id" 300)
 if [[ $state == COMPLETED ]] && PYTHONPATH=$source_dir /usr/bin/python3 -m postprocess scaling \
   "$work/runs/strong-$id" > "$work/scaling.log" 2>&1 && [[ -s $work/runs/strong-$id/scaling.png ]]; then
@@ -130,11 +130,11 @@ fi
 # 3. Preemption: the time-limit warning (SIGUSR1 to the batch script, sent here at once
 # instead of waiting for the limit) requeues the job, SIGTERM makes rbsde write its
 # checkpoint, and the restarted job resumes to the result of an uninterrupted run.
-long=("${tiny[@]}" --set train.iterations=3000 --set train.log_every=50)
+long=("${tiny[@]}" --set train.iterations=3000 --set train.paths=128 --set train.log_every=50)
 RBSDE_JOB_ID=uninterrupted bash jobs/preemptible.sbatch "$work/tiny.yaml" "${long[@]}" \
   > "$work/uninterrupted.out" 2>&1 || fail "uninterrupted run: $(tail -20 "$work/uninterrupted.out")"
 id=$(sbatch --parsable --output="$work/long-%j.out" jobs/preemptible.sbatch "$work/tiny.yaml" "${long[@]}")
-echo "submitted jobs/preemptible.sbatch as job $id"
+echo "slurm: submitted jobs/preemptible.sbatch as job $id"
 for _ in $(seq 300); do
   grep -q "^train " "$work/runs/long-$id/log" 2>/dev/null && break
   sleep 0.2

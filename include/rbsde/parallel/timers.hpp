@@ -31,28 +31,27 @@ inline constexpr int kPhaseCount = 9;
 /// The phase's name in /timing and the table: noise, path_kernel, forward, ...
 const char* phase_name(Phase phase);
 
+/// Adds the seconds from its construction to its destruction to a total.
+class ScopedSeconds {
+ public:
+  explicit ScopedSeconds(double& total) : total_(total), start_(std::chrono::steady_clock::now()) {}
+  ~ScopedSeconds() {
+    total_ += std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
+  }
+  ScopedSeconds(const ScopedSeconds&) = delete;
+  ScopedSeconds& operator=(const ScopedSeconds&) = delete;
+
+ private:
+  double& total_;
+  std::chrono::steady_clock::time_point start_;
+};
+
 /// Seconds per phase on this rank.
 class PhaseTimers {
  public:
-  /// Adds the seconds from its construction to its destruction to a phase.
-  class Scope {
-   public:
-    Scope(PhaseTimers& timers, Phase phase)
-        : timers_(timers), phase_(phase), start_(std::chrono::steady_clock::now()) {}
-    ~Scope() {
-      timers_.add(phase_,
-                  std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count());
-    }
-    Scope(const Scope&) = delete;
-    Scope& operator=(const Scope&) = delete;
-
-   private:
-    PhaseTimers& timers_;
-    Phase phase_;
-    std::chrono::steady_clock::time_point start_;
-  };
-
-  [[nodiscard]] Scope measure(Phase phase) { return Scope(*this, phase); }
+  [[nodiscard]] ScopedSeconds measure(Phase phase) {
+    return ScopedSeconds(seconds_[static_cast<int>(phase)]);
+  }
   void add(Phase phase, double seconds) { seconds_[static_cast<int>(phase)] += seconds; }
   double seconds(Phase phase) const { return seconds_[static_cast<int>(phase)]; }
 
