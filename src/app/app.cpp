@@ -17,6 +17,7 @@
 #include "rbsde/bsde/mcmc.hpp"
 #include "rbsde/bsde/model.hpp"
 #include "rbsde/bsde/sampler.hpp"
+#include "rbsde/bsde/smc.hpp"
 #include "rbsde/bsde/trainer.hpp"
 #include "rbsde/core/schedule.hpp"
 #include "rbsde/core/target.hpp"
@@ -47,8 +48,9 @@ constexpr const char* kUsage =
     "  train    train only; writes the network parameters and training history (.pt)\n"
     "  sample   load saved network parameters (sample.model, default output.path with .pt)\n"
     "           and sample; writes output.path\n"
-    "  reference  long-run MALA reference sampler of the target's posterior mean and sd\n"
-    "           (reference.*); writes output.path\n"
+    "  reference  reference sampler of the target (reference.*): long-run MALA chains for\n"
+    "           the posterior mean and sd, or with --set reference.method=smc adaptive-\n"
+    "           tempering SMC for log Z (with its spread over runs) too; writes output.path\n"
     "  config   print the resolved configuration (every key, with the overrides and\n"
     "           defaults) as YAML; writes nothing\n"
     "\n"
@@ -92,6 +94,10 @@ Arguments parse_arguments(int argc, char** argv) {
       args.overrides.push_back(arg.substr(6));
     } else if (arg == "--resume") {
       args.resume = true;
+    } else if (arg == "--method" || arg.rfind("--method=", 0) == 0) {
+      throw Error("unknown option '" + arg +
+                  "': the reference sampler is a configuration key, --set reference.method=smc "
+                  "(or mala)");
     } else if (!arg.empty() && arg[0] == '-') {
       throw Error("unknown option '" + arg + "' (see rbsde --help)");
     } else if (args.command.empty()) {
@@ -410,7 +416,9 @@ int execute(const Arguments& args, const Communicator& comm) {
 int run_reference(const Problem& p, const Communicator& comm, OutputFile& out,
                   Clock::time_point start, double setup_seconds, int threads) {
   const auto reference_start = Clock::now();
-  const ReferenceMoments r = reference_moments(*p.target, p.config.reference, comm);
+  const bool smc = p.config.reference.method == "smc";
+  const ReferenceMoments r = smc ? smc_reference(*p.target, p.config.reference, comm)
+                                 : reference_moments(*p.target, p.config.reference, comm);
   out.write_metadata(p.config.resolved_yaml, kVersion);
   out.write_reference(r);
   out.commit();
@@ -429,19 +437,31 @@ int run_reference(const Problem& p, const Communicator& comm, OutputFile& out,
       std::printf("%10zu %11.5f +- %-9.2e %11.5f\n", j, r.mean[j], r.mean_stderr[j], r.sd[j]);
     }
     if (shown < r.mean.size()) std::printf("(%zu more in the file)\n", r.mean.size() - shown);
-    std::printf(
-        "MALA: %lld chains x %lld steps after %lld warm-up, acceptance %.3f, step size "
-        "%.4g, smallest ESS %.0f\n",
-        static_cast<long long>(r.chains), static_cast<long long>(r.steps),
-        static_cast<long long>(r.warmup), r.acceptance_rate, r.step_size, min_ess);
+    if (smc) {
+      const auto truth = configured(*p.target).log_z();
+      std::printf(
+          "SMC: %lld runs x %lld particles, %lld temperatures, %lld moves each, acceptance "
+          "%.3f, %lld evaluations of log pi\nlog Z (SMC) %.4f +- %.4f over the runs%s\n",
+          static_cast<long long>(r.log_z_runs.size()), static_cast<long long>(r.chains),
+          static_cast<long long>(r.temperatures), static_cast<long long>(r.steps),
+          r.acceptance_rate, static_cast<long long>(r.evaluations), r.log_z, r.log_z_stderr,
+          truth ? (", exact " + std::to_string(*truth)).c_str() : "");
+    } else {
+      std::printf(
+          "MALA: %lld chains x %lld steps after %lld warm-up, acceptance %.3f, step size "
+          "%.4g, smallest ESS %.0f\n",
+          static_cast<long long>(r.chains), static_cast<long long>(r.steps),
+          static_cast<long long>(r.warmup), r.acceptance_rate, r.step_size, min_ess);
+    }
     std::printf("wrote %s (/reference)\n", p.config.output.path.c_str());
     std::printf(
-        "rbsde-summary command=reference target=%s dim=%lld ranks=%d threads=%d "
-        "acceptance=%.4f step_size=%.6g min_ess=%.1f setup_s=%.2f reference_s=%.2f "
-        "total_s=%.2f\n",
-        p.target->name().c_str(), static_cast<long long>(p.target->dim()), comm.size(), threads,
-        r.acceptance_rate, r.step_size, min_ess, setup_seconds, reference_seconds,
-        seconds_since(start));
+        "rbsde-summary command=reference method=%s target=%s dim=%lld ranks=%d threads=%d "
+        "acceptance=%.4f step_size=%.6g min_ess=%.1f log_z=%.6f log_z_stderr=%.6f "
+        "evaluations=%lld setup_s=%.2f reference_s=%.2f total_s=%.2f\n",
+        r.method.c_str(), p.target->name().c_str(), static_cast<long long>(p.target->dim()),
+        comm.size(), threads, r.acceptance_rate, r.step_size, min_ess, smc ? r.log_z : NAN,
+        smc ? r.log_z_stderr : NAN, static_cast<long long>(r.evaluations), setup_seconds,
+        reference_seconds, seconds_since(start));
   }
   return 0;
 }

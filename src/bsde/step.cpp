@@ -20,7 +20,9 @@ StepConstants::StepConstants(const TimeGrid& grid, int64_t n, int64_t dim)
       log_a(std::log(a)),
       k_variance(-std::expm1(2.0 * log_a)),  // 1 − a², accurate for a ≈ 1
       y_constant(-0.5 * b * static_cast<double>(dim) * h),
-      grid_gains{grid.x_gain[n], grid.z_gain[n], grid.noise[n]} {}
+      k_log_normaliser(-0.5 * static_cast<double>(dim) * std::log(k_variance)),
+      grid_gains{grid.x_gain[n], grid.z_gain[n], grid.noise[n]},
+      grid_log_noises(static_cast<double>(dim) * std::log(grid_gains.noise)) {}
 
 StepGains gain_step(const StepConstants& step, double gain) {
   const double rate = step.log_a + step.root_b * gain * step.h;  // λ h
@@ -30,9 +32,9 @@ StepGains gain_step(const StepConstants& step, double gain) {
           std::sqrt(step.b * step.h * phi(2.0 * rate))};
 }
 
-void training_step(const StepConstants& step, const float* x, const float* z, const float* gain,
-                   float* xi, float* x_next, double* y, int64_t rows, int64_t explorers,
-                   int64_t dim) {
+void training_step(const StepConstants& step, YStep y_step, const float* x, const float* z,
+                   const float* gain, float* xi, float* x_next, double* y, int64_t rows,
+                   int64_t explorers, int64_t dim) {
   const LinearStep<float> grid_step(step.grid_gains);
   const float reference_gain = static_cast<float>(-step.root_b);
   const float root_h = static_cast<float>(step.root_h);
@@ -40,45 +42,48 @@ void training_step(const StepConstants& step, const float* x, const float* z, co
     float* xi_row = xi + i * dim;
     const float* x_row = x + i * dim;
     const float* z_row = z + i * dim;
+    const float* gain_row = gain != nullptr ? gain + i * dim : nullptr;
     float* next_row = x_next + i * dim;
-    double z2 = 0.0, z_xi = 0.0;
-    if (i >= explorers) {  // the model's own control u = Z, so u·Z = |Z|²
-      if (gain != nullptr) {
-        const float* gain_row = gain + i * dim;
-        for (int64_t j = 0; j < dim; ++j) {
-          const LinearStep<double> own(gain_step(step, gain_row[j]));
-          next_row[j] = static_cast<float>(own(static_cast<double>(x_row[j]), z_row[j], xi_row[j]));
-        }
-      } else {
-        for (int64_t j = 0; j < dim; ++j) next_row[j] = grid_step(x_row[j], z_row[j], xi_row[j]);
-      }
-      for (int64_t j = 0; j < dim; ++j) {
-        z2 += static_cast<double>(z_row[j]) * z_row[j];
-        z_xi += static_cast<double>(z_row[j]) * xi_row[j];
-      }
-      y[i] += y_increment(step, z2, z2, z_xi);
-      return;
-    }
-    double u_z = 0.0;
+    const bool own = i >= explorers;
+    // Euler: u·Z, |Z|², Z·ξ. Exact: |ξ'|², Σ log noise (gain head), |X_n − a X_{n+1}|².
+    double sums[3] = {0.0, 0.0, 0.0};
     for (int64_t j = 0; j < dim; ++j) {
-      const float u = reference_gain * x_row[j];
-      next_row[j] = grid_step(x_row[j], u, xi_row[j]);
-      z2 += static_cast<double>(z_row[j]) * z_row[j];
-      z_xi += static_cast<double>(z_row[j]) * xi_row[j];
-      u_z += static_cast<double>(u) * z_row[j];
-      xi_row[j] += (u - z_row[j]) * root_h;
+      // The model's step q_n: the gain head's gains, else the grid's.
+      const StepGains gains = gain_row != nullptr ? gain_step(step, gain_row[j]) : step.grid_gains;
+      const float u = own ? z_row[j] : reference_gain * x_row[j];
+      if (own && gain_row != nullptr) {
+        next_row[j] = static_cast<float>(
+            LinearStep<double>(gains)(static_cast<double>(x_row[j]), z_row[j], xi_row[j]));
+      } else {
+        next_row[j] = grid_step(x_row[j], u, xi_row[j]);
+      }
+      if (y_step == YStep::kEuler) {
+        sums[0] += static_cast<double>(u) * z_row[j];
+        sums[1] += static_cast<double>(z_row[j]) * z_row[j];
+        sums[2] += static_cast<double>(z_row[j]) * xi_row[j];
+        xi_row[j] = root_h * (xi_row[j] + (u - z_row[j]) * root_h);
+      } else {
+        const double x_now = x_row[j], x_new = next_row[j];
+        const double q_residual =
+            (x_new - LinearStep<double>(gains)(x_now, z_row[j], 0.0)) / gains.noise;
+        const double k_residual = x_now - step.a * x_new;
+        sums[0] += q_residual * q_residual;
+        if (gain_row != nullptr) sums[1] += std::log(gains.noise);
+        sums[2] += k_residual * k_residual;
+        xi_row[j] = static_cast<float>(gains.z_gain / gains.noise * q_residual);
+      }
     }
-    y[i] += y_increment(step, u_z, z2, z_xi);
+    if (y_step == YStep::kEuler) {
+      y[i] += y_increment(step, sums[0], sums[1], sums[2]);
+    } else {
+      y[i] -= log_weight_increment(step, sums[0],
+                                   gain_row != nullptr ? sums[1] : step.grid_log_noises, sums[2]);
+    }
   });
 }
 
 void weighted_step(const StepConstants& step, double* x, const float* z, const float* gain,
                    const double* xi, double* log_weight, int64_t rows, int64_t dim) {
-  const double d = static_cast<double>(dim);
-  // log q_n's normalisers enter per coordinate with the gain, at once without.
-  const double normalisers =
-      gain != nullptr ? -0.5 * d * std::log(step.k_variance)
-                      : d * (std::log(step.grid_gains.noise) - 0.5 * std::log(step.k_variance));
   const LinearStep<double> grid_step(step.grid_gains);
   for_each_path(rows, [=](int64_t i) {
     double* x_row = x + i * dim;
@@ -100,7 +105,8 @@ void weighted_step(const StepConstants& step, double* x, const float* z, const f
       k_residual2 += k_residual * k_residual;
       x_row[j] = x_next;
     }
-    log_weight[i] += -0.5 * k_residual2 / step.k_variance + 0.5 * xi2 + log_noises + normalisers;
+    log_weight[i] += log_weight_increment(
+        step, xi2, gain != nullptr ? log_noises : step.grid_log_noises, k_residual2);
   });
 }
 

@@ -41,7 +41,8 @@ Trainer::Trainer(const Target& target, BsdeModel model, const SdeConfig& sde,
       paths_(path_range(train.paths, comm.rank(), comm.size())),
       annealing_(train),
       learning_rate_(train),
-      loss_(train) {
+      loss_(train),
+      y_step_(train.y_step == "euler" ? YStep::kEuler : YStep::kExact) {
   if (target_.dim() != model_->dim()) {
     throw CollectiveError("target.dim: the target has dimension " + std::to_string(target_.dim()) +
                           " but the network " + std::to_string(model_->dim()));
@@ -82,7 +83,6 @@ Trainer::Trainer(const Target& target, BsdeModel model, const SdeConfig& sde,
     });
   }
   s_ = torch::tensor(std::vector<double>(grid_.s.begin(), grid_.s.end() - 1)).to(torch::kFloat32);
-  sqrt_h_ = torch::tensor(grid_.h).sqrt().to(torch::kFloat32);
 
   // Every rank starts from rank 0's parameters, whatever its local initialisation.
   torch::NoGradGuard no_grad;
@@ -212,7 +212,7 @@ StepResult Trainer::step_detached(int64_t iteration, double gamma) {
       fill_normal(xi[slot(n)].data_ptr<float>(), m, d, key, paths_.begin, static_cast<uint32_t>(n));
     }
     const auto timed = timers_.measure(Phase::kPathKernel);
-    training_step(StepConstants(grid_, n, d), x_now.data_ptr<float>(), z.data_ptr<float>(),
+    training_step(StepConstants(grid_, n, d), y_step_, x_now.data_ptr<float>(), z.data_ptr<float>(),
                   model_->has_gain() ? step_record.gain.data_ptr<float>() : nullptr,
                   xi[slot(n)].data_ptr<float>(), x_path[slot(n) + 1].data_ptr<float>(),
                   y.data_ptr<double>(), m, explorers, d);
@@ -245,10 +245,9 @@ StepResult Trainer::step_detached(int64_t iteration, double gamma) {
   }
   const StepResult result = reduce_diagnostics(residual, terminal, gamma);
 
-  // Pass 2: with u detached, ∂Y_N/∂Z_n = ΔB_n + (u − Z) h (just ΔB_n on the model's own
-  // paths, u = Z), kept as √h ξ_n by training_step, so ∇L = Σ_i g_i Σ_n √h ξ_n·∇Z_θ(s_n, X_n)
-  // with g_i = (2/M) r̃_i for the centred residual r̃ (train.tilt 0): a backward over the
-  // recorded hidden layers of the (s_n, X_n).
+  // Pass 2: with the paths detached, training_step left ∂Y_N/∂Z_n in ξ_n (ΔB_n on the model's
+  // own paths), so ∇L = Σ_i g_i Σ_n ξ_n·∇Z_θ(s_n, X_n) with g_i = (2/M) r̃_i for the centred
+  // residual r̃ (train.tilt 0): a backward over the recorded hidden layers of the (s_n, X_n).
   const auto weight = loss_.gradient_factors(residual, result.mean_residual, comm_)
                           .to(torch::kFloat32)
                           .view({1, m, 1});
@@ -261,7 +260,7 @@ StepResult Trainer::step_detached(int64_t iteration, double gamma) {
       simulate_step(n, y_again);
       const auto timed = timers_.measure(Phase::kBackward);
       model_->accumulate_gradient(s_.slice(0, n, n + 1), x_path.slice(0, 0, 1),
-                                  xi.slice(0, 0, 1) * sqrt_h_[n] * weight, record_);
+                                  xi.slice(0, 0, 1) * weight, record_);
       advance_slot();
     }
   } else {
@@ -271,14 +270,13 @@ StepResult Trainer::step_detached(int64_t iteration, double gamma) {
     const int64_t steps_per_chunk = std::max<int64_t>(1, kRowsPerChunk / rows_per_step);
     for (int64_t n0 = 0; n0 < n_steps; n0 += steps_per_chunk) {
       const int64_t n1 = std::min(n_steps, n0 + steps_per_chunk);
-      const auto delta_b = xi.slice(0, n0, n1) * sqrt_h_.slice(0, n0, n1).view({-1, 1, 1});
       BsdeModelImpl::Record chunk;
       for (size_t l = 0; l < record_.pre.size(); ++l) {
         chunk.pre.push_back(record_.pre[l].slice(0, n0, n1));
         chunk.post.push_back(record_.post[l].slice(0, n0, n1));
       }
-      model_->accumulate_gradient(s_.slice(0, n0, n1), x_path.slice(0, n0, n1), delta_b * weight,
-                                  chunk);
+      model_->accumulate_gradient(s_.slice(0, n0, n1), x_path.slice(0, n0, n1),
+                                  xi.slice(0, n0, n1) * weight, chunk);
     }
   }
   if (model_->has_y0_residual()) {
@@ -312,9 +310,18 @@ StepResult Trainer::step_coupled(int64_t iteration, double gamma) {
     }
     const auto timed = timers_.measure(Phase::kForward);
     const auto z = model_->z(grid_.s[n], x);
-    const auto z2 = z.pow(2).sum(1);  // u = Z carries the gradient: the coupled deep BSDE
-    y = y + y_increment(step, z2, z2, (z * xi).sum(1));
-    x = LinearStep<double>(step.grid_gains)(x, z, xi);
+    const auto x_next = LinearStep<double>(step.grid_gains)(x, z, xi);
+    if (y_step_ == YStep::kEuler) {
+      const auto z2 = z.pow(2).sum(1);  // u = Z carries the gradient: the coupled deep BSDE
+      y = y + y_increment(step, z2, z2, (z * xi).sum(1));
+    } else {
+      // On its own reparameterised paths q_n's residual is ξ_n: the gradient flows through
+      // k_n's residual X_n − a X_{n+1} (and the terminal condition).
+      const auto k_residual = x.to(torch::kFloat64) - step.a * x_next.to(torch::kFloat64);
+      y = y - log_weight_increment(step, xi.to(torch::kFloat64).pow(2).sum(1), step.grid_log_noises,
+                                   k_residual.pow(2).sum(1));
+    }
+    x = x_next;
     xi = torch::empty({m, d}, torch::kFloat32);  // the old one is saved for backward
   }
   torch::Tensor terminal;

@@ -56,6 +56,8 @@ const std::vector<std::string> kIntegrators = {"euler", "exponential"};
 const std::vector<std::string> kActivations = {"silu", "tanh", "relu", "gelu"};
 const std::vector<std::string> kLrSchedules = {"cosine", "constant"};
 const std::vector<std::string> kAnnealPaths = {"bridge", "tempered"};
+const std::vector<std::string> kYSteps = {"exact", "euler"};
+const std::vector<std::string> kReferenceMethods = {"mala", "smc"};
 const std::vector<std::string> kSampleMethods = {"sde", "ode"};
 const std::vector<std::string> kDivergences = {"exact", "hutchinson", "auto"};
 constexpr int64_t kMaxProbes = int64_t{1} << 28;
@@ -992,6 +994,11 @@ const std::vector<Option>& options() {
           "bridge: the terminal condition γ log π̃ + (1 − γ) log N(0, I), exact for the untrained "
           "model at γ = 0; tempered: γ log π̃, which keeps every mode of a mixture at its share "
           "while γ rises (gmm40.yaml)"),
+      choice<&Config::train, &TrainConfig::y_step>(
+          "train.y_step", kYSteps,
+          "the Y recursion of training: exact, Y += log q_n − log k_n (the loss is the variance "
+          "of the sampler's log weight); euler, the Euler step of dY (the seed method's; its "
+          "error grows with d)"),
       plain<&Config::train, &TrainConfig::detach_paths>(
           "train.detach_paths", "true or false",
           "false: the coupled deep BSDE (gradients through X and ∇ log π̃)"),
@@ -1106,22 +1113,53 @@ const std::vector<Option>& options() {
           "sample.psis", "true or false",
           "also the posterior moments with Pareto-smoothed weights (/estimates/psis_mean, _sd)"),
 
+      choice<&Config::reference, &ReferenceConfig::method>(
+          "reference.method", kReferenceMethods,
+          "rbsde reference: mala, long-run MALA chains for the posterior moments; smc, "
+          "adaptive-tempering SMC for log 𝒵 (with its spread over reference.runs) and the "
+          "moments"),
       plain<&Config::reference, &ReferenceConfig::chains>(
-          "reference.chains", ">= 2", "rbsde reference: chains, shared over the ranks",
+          "reference.chains", ">= 2", "mala: chains, shared over the ranks",
           [](const Reader& in, const Config& c) {
             // The standard error of the mean is the spread of the chains' means.
             in.require(c.reference.chains >= 2, "reference.chains", ">= 2", c.reference.chains);
           }),
       plain<&Config::reference, &ReferenceConfig::warmup>(
-          "reference.warmup", ">= 4", "rbsde reference: adaptation steps per chain",
+          "reference.warmup", ">= 4", "mala: adaptation steps per chain",
           [](const Reader& in, const Config& c) {
             // The warm-up is cut in quarters (mcmc.hpp).
             in.require(c.reference.warmup >= 4, "reference.warmup", ">= 4", c.reference.warmup);
           }),
       plain<&Config::reference, &ReferenceConfig::steps>(
-          "reference.steps", ">= 1", "rbsde reference: sampling steps per chain",
+          "reference.steps", ">= 1", "mala: sampling steps per chain",
           [](const Reader& in, const Config& c) {
             in.require(c.reference.steps >= 1, "reference.steps", ">= 1", c.reference.steps);
+          }),
+      plain<&Config::reference, &ReferenceConfig::particles>(
+          "reference.particles", "in [2, 2^31)", "smc: particles, shared over the ranks",
+          [](const Reader& in, const Config& c) {
+            // Systematic resampling's positions are exact below 2^31 (io/posterior.hpp).
+            in.require(c.reference.particles >= 2 && c.reference.particles < (int64_t{1} << 31),
+                       "reference.particles", "in [2, 2^31)", c.reference.particles);
+          }),
+      plain<&Config::reference, &ReferenceConfig::moves>(
+          "reference.moves", "in [1, 10^6]", "smc: MALA steps per temperature",
+          [](const Reader& in, const Config& c) {
+            in.require(c.reference.moves >= 1 && c.reference.moves <= 1000000, "reference.moves",
+                       "in [1, 10^6]", c.reference.moves);
+          }),
+      plain<&Config::reference, &ReferenceConfig::runs>(
+          "reference.runs", "in [1, 10^6]", "smc: independent runs, whose spread is log 𝒵's error",
+          [](const Reader& in, const Config& c) {
+            in.require(c.reference.runs >= 1 && c.reference.runs <= 1000000, "reference.runs",
+                       "in [1, 10^6]", c.reference.runs);
+          }),
+      plain<&Config::reference, &ReferenceConfig::ess>(
+          "reference.ess", "in (0, 1)",
+          "smc: the fraction of the particles' effective sample size each temperature step keeps",
+          [](const Reader& in, const Config& c) {
+            in.require(c.reference.ess > 0.0 && c.reference.ess < 1.0, "reference.ess", "in (0, 1)",
+                       c.reference.ess);
           }),
       plain<&Config::reference, &ReferenceConfig::seed>("reference.seed", "integer in [0, 2^64)",
                                                         "rbsde reference: seed"),

@@ -596,13 +596,29 @@ void OutputFile::write_reference(const ReferenceMoments& reference) {
   write_vector(group.get(), "reference", "sd", reference.sd, comm_.is_root(), tmp_path_);
   write_vector(group.get(), "reference", "mean_stderr", reference.mean_stderr, comm_.is_root(),
                tmp_path_);
-  for (const auto& [name, value] : {std::pair{"acceptance_rate", reference.acceptance_rate},
-                                    std::pair{"step_size", reference.step_size}}) {
+  write_string_attribute(group.get(), "method", reference.method, tmp_path_);
+  const bool smc = reference.method == "smc";
+  std::vector<std::pair<const char*, double>> reals = {
+      {"acceptance_rate", reference.acceptance_rate}, {"step_size", reference.step_size}};
+  std::vector<std::pair<const char*, int64_t>> integers;
+  if (smc) {
+    write_vector(group.get(), "reference", "log_z_runs", reference.log_z_runs, comm_.is_root(),
+                 tmp_path_);
+    reals.insert(reals.end(),
+                 {{"log_z", reference.log_z}, {"log_z_stderr", reference.log_z_stderr}});
+    integers = {{"particles", reference.chains},
+                {"moves", reference.steps},
+                {"runs", static_cast<int64_t>(reference.log_z_runs.size())},
+                {"temperatures", reference.temperatures},
+                {"evaluations", reference.evaluations}};
+  } else {
+    integers = {
+        {"chains", reference.chains}, {"warmup", reference.warmup}, {"steps", reference.steps}};
+  }
+  for (const auto& [name, value] : reals) {
     write_scalar_attribute(group.get(), name, H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, value, tmp_path_);
   }
-  for (const auto& [name, value] :
-       {std::pair{"chains", reference.chains}, std::pair{"warmup", reference.warmup},
-        std::pair{"steps", reference.steps}}) {
+  for (const auto& [name, value] : integers) {
     write_scalar_attribute(group.get(), name, H5T_STD_I64LE, H5T_NATIVE_INT64, value, tmp_path_);
   }
 }

@@ -422,7 +422,7 @@ TEST(ConfigErrors, UnknownKeyInEverySectionNamesFileKeyAndAcceptedKeys) {
   expect_error(kMinimal + "train:\n  iteratons: 10\n",
                {"configs/test.yaml: unknown key 'train.iteratons' (accepted: iterations, paths, "
                 "seed, lr, lr_schedule, lr_final, grad_clip, anneal_gamma0, anneal_fraction, "
-                "anneal_path, detach_paths, constant_memory, explore, tilt, log_every, "
+                "anneal_path, y_step, detach_paths, constant_memory, explore, tilt, log_every, "
                 "checkpoint_every)"});
 }
 

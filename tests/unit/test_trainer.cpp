@@ -49,11 +49,14 @@ std::vector<torch::Tensor> gradients(BsdeModel& model) {
   return grads;
 }
 
-// Autograd through the Y recursion with the driver for an arbitrary control,
-// Y += (u·Z − ½|Z|² − ½ b d) h + Z·ΔB, X detached: u = Z detached on the model's own paths and
-// u = −√b X on the first `explorers` paths (train.explore). The loss is the residual's variance
-// over paths weighted p ∝ exp(−κ r) with the weights held fixed (train.tilt κ; uniform for
-// κ = 0). Returns the unweighted variance and mean residual (what the trainer reports) and
+// Autograd through the residual with X detached: u = Z detached on the model's own paths and
+// u = −√b X on the first `explorers` paths (train.explore). train.y_step exact: the residual is
+// c_θ + r_θ(X₀) − log w, log w = log π̃_γ(X_N) + Σ log k_n − log N(X₀; 0, I) − Σ log q_n
+// written out from method.md §5 with every 2π, q_n the model's step (with the gain head's
+// gains held fixed) evaluated at the path's X_{n+1}. euler: the Y recursion with the driver for
+// an arbitrary control, Y += (u·Z − ½|Z|² − ½ b d) h + Z·ΔB. The loss is the residual's
+// variance over paths weighted p ∝ exp(−κ r) with the weights held fixed (train.tilt κ; uniform
+// for κ = 0). Returns the unweighted variance and mean residual (what the trainer reports) and
 // leaves ∇L in the model's .grad().
 std::pair<double, double> autograd_loss(const Config& config, const Target& target,
                                         BsdeModel& model, int64_t iteration, double gamma,
@@ -65,8 +68,10 @@ std::pair<double, double> autograd_loss(const Config& config, const Target& targ
   const auto explorer = (torch::arange(m) < explorers).unsqueeze(1);
   auto x = torch::empty({m, d});
   fill_normal(x.data_ptr<float>(), m, d, key, 0, kInitialStep);
-  auto y = (BsdeModelImpl::log_reference(x) + model->constant() + model->y0_residual(x))
-               .to(torch::kFloat64);
+  const auto x0 = x.clone();
+  const bool exact = config.train.y_step == "exact";
+  auto y = torch::zeros({m}, torch::kFloat64);      // euler: Y_n − Y₀
+  auto log_w = torch::zeros({m}, torch::kFloat64);  // exact: Σ (log k_n − log q_n)
   for (int64_t n = 0; n < grid.steps; ++n) {
     const double b = grid.b[n], h = grid.h[n];
     auto xi = torch::empty({m, d});
@@ -75,29 +80,51 @@ std::pair<double, double> autograd_loss(const Config& config, const Target& targ
     const auto u = torch::where(explorer, -std::sqrt(b) * x, z.detach());
     y = y + ((u * z).sum(1) - 0.5 * z.pow(2).sum(1) - 0.5 * b * d) * h +
         std::sqrt(h) * (z * xi).sum(1);
-    // The grid's step (Euler: x_gain = 1 + ½ b h, z_gain = √b h, noise = √(b h)), written
-    // as an increment of x like the trainer's float32 kernel.
-    const auto grid_step = x + (grid.x_gain[n] - 1.0) * x + grid.z_gain[n] * u + grid.noise[n] * xi;
-    if (!gain.defined()) {
-      x = grid_step;
-      continue;
-    }
-    // network.gain: the model's own paths take gain_step's gains, coordinate by coordinate
-    // (in float64, like the trainer's kernel); explorers the grid's reference step.
-    auto own = torch::empty({m, d}, torch::kFloat64);
-    for (int64_t i = 0; i < m; ++i) {
-      for (int64_t j = 0; j < d; ++j) {
-        const StepGains step = gain_step(StepConstants(grid, n, d), gain[i][j].item<double>());
-        own[i][j] = step.x_gain * x[i][j].item<double>() + step.z_gain * u[i][j].item<double>() +
-                    step.noise * xi[i][j].item<double>();
+    // The model's step q_n: mean x_gain X + z_gain Z and noise of the grid (Euler:
+    // x_gain = 1 + ½ b h, z_gain = √b h, noise = √(b h)), or with network.gain gain_step's,
+    // coordinate by coordinate in float64 like the trainer's kernel.
+    auto x_gain = torch::full({m, d}, grid.x_gain[n], torch::kFloat64);
+    auto z_gain = torch::full({m, d}, grid.z_gain[n], torch::kFloat64);
+    auto noise = torch::full({m, d}, grid.noise[n], torch::kFloat64);
+    if (gain.defined()) {
+      for (int64_t i = 0; i < m; ++i) {
+        for (int64_t j = 0; j < d; ++j) {
+          const StepGains step = gain_step(StepConstants(grid, n, d), gain[i][j].item<double>());
+          x_gain[i][j] = step.x_gain;
+          z_gain[i][j] = step.z_gain;
+          noise[i][j] = step.noise;
+        }
       }
     }
-    x = torch::where(explorer, grid_step, own.to(torch::kFloat32));
+    // The path: explorers the grid's reference step, written as an increment of x like the
+    // trainer's float32 kernel; the model's own paths q_n's step.
+    const auto grid_step = x + (grid.x_gain[n] - 1.0) * x + grid.z_gain[n] * u + grid.noise[n] * xi;
+    const auto own = gain.defined()
+                         ? (x_gain * x.to(torch::kFloat64) + z_gain * u.to(torch::kFloat64) +
+                            noise * xi.to(torch::kFloat64))
+                               .to(torch::kFloat32)
+                         : grid_step;
+    const auto x_next = torch::where(explorer, grid_step, own).detach();
+    const auto x64 = x.to(torch::kFloat64), next64 = x_next.to(torch::kFloat64);
+    const auto q_mean = x_gain * x64 + z_gain * z.to(torch::kFloat64);
+    const auto log_q =
+        (-0.5 * ((next64 - q_mean) / noise).pow(2) - noise.log() - 0.5 * std::log(2.0 * M_PI))
+            .sum(1);
+    const double k_variance = 1.0 - grid.a[n] * grid.a[n];
+    const auto log_k = (-0.5 * (x64 - grid.a[n] * next64).pow(2) / k_variance -
+                        0.5 * std::log(2.0 * M_PI * k_variance))
+                           .sum(1);
+    log_w = log_w + log_k - log_q;
+    x = x_next;
   }
   const double reference_share = config.train.anneal_path == "tempered" ? 0.0 : 1.0 - gamma;
   const auto terminal =
-      gamma * target.log_prob(x) + reference_share * BsdeModelImpl::log_reference(x);
-  const auto residual = y - terminal.to(torch::kFloat64);
+      (gamma * target.log_prob(x) + reference_share * BsdeModelImpl::log_reference(x))
+          .to(torch::kFloat64);
+  const auto offset = (model->constant() + model->y0_residual(x0)).to(torch::kFloat64);
+  const auto log_reference = BsdeModelImpl::log_reference(x0.to(torch::kFloat64));
+  const auto residual =
+      exact ? offset - (terminal + log_w - log_reference) : log_reference + offset + y - terminal;
   const auto p = torch::softmax(-config.train.tilt * residual.detach(), 0);
   (p * (residual - (p * residual).sum().detach()).pow(2)).sum().backward();
   const auto r = residual.detach();
@@ -122,11 +149,11 @@ void expect_same_step(const StepResult& result, const std::vector<torch::Tensor>
 }
 
 // The trainer's detached gradient (one simulation without a graph recording the
-// pre-activations, then a hand-written backward over all of them with ∂Y_N/∂Z_n = ΔB_n)
-// equals autograd through the Y recursion with u = Z detached (method.md §4): one step at an
-// iteration where γ < 1, so the annealed terminal condition is exercised too, both from the
-// same random parameters.
-void expect_step_equals_autograd(const Config& config) {
+// pre-activations and leaving ∂Y_{n+1}/∂Z_n in ξ_n, then a hand-written backward over all of
+// them) equals autograd through the residual with the paths detached (method.md §4), for the
+// exact and the Euler Y step: one step at an iteration where γ < 1, so the annealed terminal
+// condition is exercised too, both from the same random parameters.
+void expect_step_equals_autograd_with(const Config& config) {
   const int64_t iteration = 2;
   const int64_t explorers = std::llround(config.train.explore * config.train.paths);
   const auto target = make_target(config.target);
@@ -140,6 +167,15 @@ void expect_step_equals_autograd(const Config& config) {
   auto model = random_model(config, schedule);
   const auto reference = autograd_loss(config, *target, model, iteration, gamma, explorers);
   expect_same_step(result, gradients(fast_model), reference, gradients(model));
+}
+
+void expect_step_equals_autograd(const Config& config) {
+  for (const char* y_step : {"exact", "euler"}) {
+    SCOPED_TRACE(std::string("train.y_step ") + y_step);
+    Config with_step = config;
+    with_step.train.y_step = y_step;
+    expect_step_equals_autograd_with(with_step);
+  }
 }
 
 class DetachedGradient : public ::testing::TestWithParam<std::tuple<std::string, int64_t>> {};

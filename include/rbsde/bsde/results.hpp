@@ -44,16 +44,25 @@ struct Estimates {
   std::vector<double> psis_sd;
 };
 
-/// What the MALA reference sampler measured (mcmc.hpp), identical on every rank.
+/// What a reference sampler measured, identical on every rank: the long-run MALA chains
+/// (mcmc.hpp, method "mala") or adaptive-tempering SMC (smc.hpp, method "smc").
 struct ReferenceMoments {
-  std::vector<double> mean;         ///< posterior mean per coordinate
-  std::vector<double> sd;           ///< posterior standard deviation per coordinate
-  std::vector<double> mean_stderr;  ///< Monte Carlo standard error of `mean` (across chains)
-  double acceptance_rate = 0.0;     ///< over the sampling steps of all chains
-  double step_size = 0.0;           ///< MALA step size after the warm-up
-  int64_t chains = 0;
-  int64_t warmup = 0;
-  int64_t steps = 0;  ///< sampling steps per chain
+  std::string method = "mala";
+  std::vector<double> mean;  ///< posterior mean per coordinate
+  std::vector<double> sd;    ///< posterior standard deviation per coordinate
+  /// Monte Carlo standard error of `mean`: across chains (mala), across runs (smc)
+  std::vector<double> mean_stderr;
+  double acceptance_rate = 0.0;  ///< over the sampling steps (mala) or all moves (smc)
+  double step_size = 0.0;        ///< MALA step size after the warm-up (smc: the last one)
+  int64_t chains = 0;            ///< chains (mala) or particles (smc)
+  int64_t warmup = 0;            ///< mala: adaptation steps per chain
+  int64_t steps = 0;             ///< sampling steps per chain (mala), moves per temperature (smc)
+  // smc only:
+  std::vector<double> log_z_runs;  ///< log 𝒵 of each independent run
+  double log_z = 0.0;              ///< their mean
+  double log_z_stderr = 0.0;       ///< their sd / √runs (0 for one run)
+  int64_t temperatures = 0;        ///< tempering steps, all runs
+  int64_t evaluations = 0;  ///< evaluations of log π̃ (most with ∇), all particles and runs
 };
 
 /// One rank's rows of the per-path datasets (each `rows` long; `samples` rows × d).

@@ -10,6 +10,7 @@
 #include "rbsde/bsde/model.hpp"
 #include "rbsde/bsde/objective.hpp"
 #include "rbsde/bsde/results.hpp"
+#include "rbsde/bsde/step.hpp"
 #include "rbsde/core/config.hpp"
 #include "rbsde/core/schedule.hpp"
 #include "rbsde/core/target.hpp"
@@ -93,6 +94,7 @@ class Trainer {
   Annealing annealing_;
   LearningRate learning_rate_;
   ResidualLoss loss_;
+  YStep y_step_;  // train.y_step
   std::unique_ptr<torch::optim::Adam> optimizer_;
   std::vector<torch::Tensor> parameters_;
   CheckpointWriter checkpoint_;
@@ -104,10 +106,9 @@ class Trainer {
   torch::Tensor gradient_buffer_;  // flat float32, one slot per parameter element
   // Detached paths, with S = N slots (recorded) or S = 1 (train.constant_memory):
   torch::Tensor x_path_;          // X_n of this rank's paths [S + 1, M_local, d]
-  torch::Tensor xi_;              // ξ_n [S, M_local, d]
+  torch::Tensor xi_;              // ξ_n, then ∂(Y_{n+1} − Y_n)/∂Z_n [S, M_local, d]
   BsdeModelImpl::Record record_;  // per hidden layer [S, M_local, width], pre and post
   torch::Tensor s_;               // s_0 … s_{N−1} [N] float32
-  torch::Tensor sqrt_h_;          // √h_n [N] float32
 };
 
 }  // namespace rbsde

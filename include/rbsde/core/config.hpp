@@ -82,6 +82,10 @@ struct TrainConfig {
   /// bridge: γ log π̃ + (1 − γ) log N(0, I); tempered: γ log π̃ (every mode of a mixture
   /// keeps its share while γ rises, where the bridge starts the outer ones damped)
   std::string anneal_path = "bridge";
+  /// The Y recursion of training (step.hpp): exact, Y_{n+1} = Y_n + log q_n − log k_n, so
+  /// the loss is the variance of the sampler's log weight; euler, the Euler step of dY (the
+  /// seed method's), whose error grows with d.
+  std::string y_step = "exact";
   bool detach_paths = true;  ///< false: coupled deep BSDE (gradients through X)
   /// Re-simulate the paths for the backward instead of recording them (method.md §4): memory
   /// O(M (d + width)) instead of O(N M (d + width)), about 1.3x the time. Detached paths only.
@@ -115,11 +119,17 @@ struct SampleConfig {
   bool psis = false;            ///< also the moments with Pareto-smoothed weights (psis.hpp)
 };
 
-/// reference.*: the long-run MALA reference sampler of `rbsde reference` (mcmc.hpp).
+/// reference.*: the reference samplers of `rbsde reference`: long-run MALA (mcmc.hpp) or
+/// adaptive-tempering SMC (smc.hpp).
 struct ReferenceConfig {
-  int64_t chains = 64;    ///< independent chains, global over all ranks
-  int64_t warmup = 2000;  ///< adaptation steps per chain (step size and preconditioner)
-  int64_t steps = 10000;  ///< sampling steps per chain after the warm-up
+  std::string method = "mala";  ///< mala (posterior moments) | smc (also log 𝒵)
+  int64_t chains = 64;          ///< mala: independent chains, global over all ranks
+  int64_t warmup = 2000;        ///< mala: adaptation steps per chain (step size, preconditioner)
+  int64_t steps = 10000;        ///< mala: sampling steps per chain after the warm-up
+  int64_t particles = 4096;     ///< smc: particles, global over all ranks
+  int64_t moves = 10;           ///< smc: MALA steps per temperature
+  int64_t runs = 4;             ///< smc: independent runs (the spread of log 𝒵)
+  double ess = 0.5;             ///< smc: the ESS fraction each temperature step keeps
   uint64_t seed = 3;
 };
 

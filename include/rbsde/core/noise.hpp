@@ -10,13 +10,14 @@ namespace rbsde {
 /// What a noise draw is for; different streams never share a counter. kProbes: the
 /// Rademacher probes of the ODE sampler's Hutchinson divergence (epoch = probe index);
 /// kMcmc keys the MALA chains (reference sampler and refinement), kResampling the one uniform
-/// of systematic resampling.
+/// of systematic resampling, kSmc the SMC reference (epoch = run).
 enum class NoiseStream : uint32_t {
   kTraining = 1,
   kSampling = 2,
   kProbes = 3,
   kMcmc = 4,
-  kResampling = 5
+  kResampling = 5,
+  kSmc = 6
 };
 
 /// The step index that keys the initial point X₀ (steps 0 … N−1 key the increments ξ_n).
