@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
 #include <string>
 
 #include "rbsde/bsde/mcmc.hpp"
@@ -189,6 +190,17 @@ void posterior_into(OutputFile& out, const Target& target, const Config& config,
   const auto* module = dynamic_cast<const TorchScriptTarget*>(&target);
   const bool constrained = module && module->has_constrain();
   const std::vector<std::string> names = posterior_names(target, config.target);
+  if (static_cast<int64_t>(names.size()) > kMaxPosteriorVariables) {
+    if (comm.is_root()) {
+      std::printf(
+          "note: no /posterior (InferenceData) for %zu parameters, more than the %lld this HDF5 "
+          "layout takes; the draws are in /%s/samples\n",
+          names.size(), static_cast<long long>(kMaxPosteriorVariables),
+          sample.hmc_steps > 0 ? "refined" : "resampled");
+      std::fflush(stdout);
+    }
+    return;
+  }
   out.create_posterior(names);
   const PathRange mine = path_range(sample.count, comm.rank(), comm.size());
   const int64_t rounds = rounds_for(sample.count, sample.batch, comm);

@@ -58,10 +58,16 @@ Refinement refine_into(OutputFile& out, const Target& target, const SampleConfig
 /// naming target.names otherwise).
 std::vector<std::string> posterior_names(const Target& target, const TargetConfig& config);
 
+/// The most parameters /posterior holds, one dataset each: every dataset attached to the
+/// dimension scales chain and draw lengthens their REFERENCE_LIST attribute, which HDF5 refuses
+/// past 4,085 (64 KiB; with the 1.8 format a parallel file still failed near 4,094).
+inline constexpr int64_t kMaxPosteriorVariables = 4000;
+
 /// Collective: the InferenceData group /posterior (output_file.hpp) of the equally weighted
-/// draws, /refined/samples when sample.hmc_steps > 0, else /resampled/samples (written and
-/// synchronised), in the constrained parameters of the module's constrain(x) when it has
-/// one, named by posterior_names. `target` is the configured target (not preconditioned).
+/// draws (skipped, with a note, for more than kMaxPosteriorVariables parameters), /refined/samples
+/// when sample.hmc_steps > 0, else /resampled/samples (written and synchronised), in the
+/// constrained parameters of the module's constrain(x) when it has one, named by posterior_names.
+/// `target` is the configured target (not preconditioned).
 void posterior_into(OutputFile& out, const Target& target, const Config& config,
                     const Communicator& comm);
 
