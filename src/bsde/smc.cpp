@@ -146,8 +146,15 @@ Run smc_run(const Target& target, const ReferenceConfig& reference, int64_t run,
     const auto ratio = log_ratio(target, result.x);
     result.evaluations += particles;
     // The particles with a density at all set the ESS to keep.
-    double finite = static_cast<double>(torch::isfinite(ratio).sum().item<int64_t>());
-    comm.allreduce_sum(&finite, 1);
+    double counts[2] = {static_cast<double>(torch::isfinite(ratio).sum().item<int64_t>()),
+                        static_cast<double>(torch::isposinf(ratio).sum().item<int64_t>())};
+    comm.allreduce_sum(counts, 2);
+    const double finite = counts[0];
+    if (counts[1] > 0.0) {
+      throw Error("SMC reference: log π̃ is +∞ at " + std::to_string(std::llround(counts[1])) +
+                  " particles at temperature " + std::to_string(lambda) +
+                  "; the target's log density must be finite or −∞");
+    }
     if (finite == 0.0) {
       throw Error("SMC reference: log π̃ is −∞ or NaN at every particle at temperature " +
                   std::to_string(lambda) + "; check the target near the reference N(0, I)" +
