@@ -1,6 +1,6 @@
 #pragma once
-// Helpers shared by the unit tests: Eigen/torch conversions, a fixed SPD matrix, and a
-// private temporary directory per test.
+// Helpers shared by the unit tests: a correlated Gaussian, Eigen/torch conversions, a fixed SPD
+// matrix, and a private temporary directory per test.
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 #include <unistd.h>
@@ -10,7 +10,22 @@
 #include <fstream>
 #include <string>
 
+#include "rbsde/core/target.hpp"
+
 namespace rbsde::test {
+
+/// A correlated Gaussian in d = 5 with a non-zero mean (covariance eigenvalues 0.09 to 2.1).
+inline Gaussian correlated_gaussian() {
+  Eigen::VectorXd mean(5);
+  mean << 1.0, -2.0, 0.5, 3.0, 0.0;
+  Eigen::MatrixXd a(5, 5);
+  a << 1.0, 0.0, 0.0, 0.0, 0.0,  //
+      0.6, 0.8, 0.0, 0.0, 0.0,   //
+      -0.3, 0.2, 0.5, 0.0, 0.0,  //
+      0.0, 0.5, -0.4, 1.2, 0.0,  //
+      0.2, 0.0, 0.3, -0.2, 0.4;
+  return Gaussian(mean, a * a.transpose());
+}
 
 inline Eigen::MatrixXd to_eigen(const torch::Tensor& t) {
   const auto c = t.to(torch::kFloat64).contiguous();

@@ -10,6 +10,7 @@
 #include <random>
 #include <vector>
 
+#include "helpers.hpp"
 #include "rbsde/bsde/mcmc.hpp"
 #include "rbsde/bsde/sampler.hpp"
 #include "rbsde/core/noise.hpp"
@@ -21,24 +22,11 @@
 namespace rbsde {
 namespace {
 
-/// A correlated Gaussian in d = 5 with a non-zero mean (covariance eigenvalues 0.09 to 2.1).
-Gaussian correlated_gaussian() {
-  Eigen::VectorXd mean(5);
-  mean << 1.0, -2.0, 0.5, 3.0, 0.0;
-  Eigen::MatrixXd a(5, 5);
-  a << 1.0, 0.0, 0.0, 0.0, 0.0,  //
-      0.6, 0.8, 0.0, 0.0, 0.0,   //
-      -0.3, 0.2, 0.5, 0.0, 0.0,  //
-      0.0, 0.5, -0.4, 1.2, 0.0,  //
-      0.2, 0.0, 0.3, -0.2, 0.4;
-  return Gaussian(mean, a * a.transpose());
-}
-
 /// Runs 400 chains of `leapfrog_steps` leapfrog steps of size ε from exact draws of the
 /// correlated Gaussian for 500 iterations and checks that they keep it: started at exact
 /// draws, an exact kernel stays exact, so every chain's average is unbiased.
 void expect_keeps_correlated_gaussian(int64_t leapfrog_steps, double step_size) {
-  const Gaussian target = correlated_gaussian();
+  const Gaussian target = test::correlated_gaussian();
   const int64_t chains = 400, steps = 500, d = 5;
   Chains state = start_chains(target, target.sample_exact(chains, 5), 0);
   const Eigen::VectorXd variances = target.covariance().diagonal();
@@ -101,7 +89,7 @@ TEST(Hmc, LeapfrogTrajectoriesKeepACorrelatedGaussianAndRecoverItsMoments) {
 
 TEST(Hmc, OneLeapfrogStepIsMala) {
   // The proposal y = x + ½ε²P∇log π̃(x) + ε√P ξ, with ξ the chain's noise at that step.
-  const Gaussian target = correlated_gaussian();
+  const Gaussian target = test::correlated_gaussian();
   const int64_t chains = 50, d = 5;
   Chains state = start_chains(target, target.sample_exact(chains, 3), 7);
   const auto x = state.x.clone(), grad = state.grad.clone();
@@ -120,7 +108,7 @@ TEST(Hmc, OneLeapfrogStepIsMala) {
 }
 
 TEST(Hmc, ChainsDoNotDependOnHowTheyAreSplit) {
-  const Gaussian target = correlated_gaussian();
+  const Gaussian target = test::correlated_gaussian();
   const auto start = torch::zeros({10, 5}, torch::kFloat64);
   const auto preconditioner = torch::ones({5}, torch::kFloat64);
   const NoiseKey key{4, NoiseStream::kMcmc, 0};
@@ -160,7 +148,7 @@ TEST(Hmc, RejectsTrajectoriesOutsideTheSupport) {
 }
 
 TEST(Reference, RecoversTheMomentsOfAGaussian) {
-  const Gaussian target = correlated_gaussian();
+  const Gaussian target = test::correlated_gaussian();
   Communicator comm(MPI_COMM_SELF);
   ReferenceConfig settings;
   settings.chains = 64;
@@ -190,7 +178,7 @@ TEST(Reference, RecoversTheMomentsOfAGaussian) {
 }
 
 TEST(Reference, StartsFromGivenPointsAndChecksTheirShape) {
-  const Gaussian target = correlated_gaussian();
+  const Gaussian target = test::correlated_gaussian();
   Communicator comm(MPI_COMM_SELF);
   ReferenceConfig settings;
   settings.chains = 8;

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cmath>
 
+#include "helpers.hpp"
 #include "rbsde/bsde/smc.hpp"
 #include "rbsde/core/config.hpp"
 #include "rbsde/core/target.hpp"
@@ -40,15 +41,8 @@ TEST(TemperedTarget, EndsAtTheReferenceAndTheTarget) {
 // so the mean of 8 is within 0.03 of the truth at 4 standard errors; the moments are checked
 // against the exact ones to 5 % of the sd.
 TEST(Smc, RecoversTheEvidenceAndMomentsOfACorrelatedGaussian) {
-  Eigen::VectorXd mean(5);
-  mean << 1.0, -2.0, 0.5, 3.0, 0.0;
-  Eigen::MatrixXd a(5, 5);
-  a << 1.0, 0.0, 0.0, 0.0, 0.0,  //
-      0.6, 0.8, 0.0, 0.0, 0.0,   //
-      -0.3, 0.2, 0.5, 0.0, 0.0,  //
-      0.0, 0.5, -0.4, 1.2, 0.0,  //
-      0.2, 0.0, 0.3, -0.2, 0.4;
-  const Gaussian target(mean, a * a.transpose());
+  const Gaussian target = test::correlated_gaussian();
+  const Eigen::VectorXd& mean = target.mean();
   const Communicator comm(MPI_COMM_WORLD);
   const ReferenceMoments r = smc_reference(target, smc_config(2048, 8), comm);
   EXPECT_EQ(r.method, "smc");
