@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "rbsde/bsde/mcmc.hpp"
+#include "rbsde/bsde/model.hpp"
 #include "rbsde/core/affine_target.hpp"
 #include "rbsde/core/noise.hpp"
 #include "rbsde/core/resampling.hpp"
@@ -26,15 +27,10 @@ constexpr int kBisections = 60;
 /// Temperatures a run may take before it is stopped as stuck.
 constexpr int64_t kMaxTemperatures = 100000;
 
-/// log N(x; 0, I) per row of x [B, d] (float64).
-torch::Tensor log_reference(const torch::Tensor& x) {
-  return -0.5 * x.pow(2).sum(1) - 0.5 * static_cast<double>(x.size(1)) * std::log(2.0 * M_PI);
-}
-
 /// ℓ = log π̃ − log N(0, I) at x [B, d] without a graph; NaN (no density) counts as −∞.
 torch::Tensor log_ratio(const Target& target, const torch::Tensor& x) {
   torch::NoGradGuard no_grad;
-  const auto ratio = target.log_prob(x) - log_reference(x);
+  const auto ratio = target.log_prob(x) - BsdeModelImpl::log_reference(x);
   return torch::where(torch::isnan(ratio), torch::full_like(ratio, -INFINITY), ratio);
 }
 
@@ -104,12 +100,18 @@ torch::Tensor resample(const torch::Tensor& x, const torch::Tensor& log_weights,
   return resampled;
 }
 
+/// Σ x and Σ x² of each coordinate over all ranks' particles x [m, d]: [2 d].
+torch::Tensor global_sums(const torch::Tensor& x, const Communicator& comm) {
+  auto sums = torch::cat({x.sum(0), x.pow(2).sum(0)}).contiguous();
+  comm.allreduce_sum(sums.data_ptr<double>(), sums.numel());
+  return sums;
+}
+
 /// The variance of each coordinate over all ranks' particles; 1 where it is not positive.
 torch::Tensor particle_variance(const torch::Tensor& x, int64_t particles,
                                 const Communicator& comm) {
   const int64_t d = x.size(1);
-  auto sums = torch::cat({x.sum(0), x.pow(2).sum(0)}).contiguous();
-  comm.allreduce_sum(sums.data_ptr<double>(), sums.numel());
+  const auto sums = global_sums(x, comm);
   const auto mean = sums.slice(0, 0, d) / static_cast<double>(particles);
   const auto variance = sums.slice(0, d, 2 * d) / static_cast<double>(particles) - mean.pow(2);
   return torch::where(torch::isfinite(variance) & (variance > 0), variance,
@@ -212,9 +214,9 @@ std::vector<double> to_vector(const torch::Tensor& t) {
 }  // namespace
 
 torch::Tensor TemperedTarget::log_prob(const torch::Tensor& x) const {
-  const auto reference = log_reference(x);
-  if (lambda_ == 0.0) return reference;
   if (lambda_ == 1.0) return target_.log_prob(x);
+  const auto reference = BsdeModelImpl::log_reference(x);
+  if (lambda_ == 0.0) return reference;
   return lambda_ * target_.log_prob(x) + (1.0 - lambda_) * reference;
 }
 
@@ -234,8 +236,7 @@ ReferenceMoments smc_reference(const Target& target, const ReferenceConfig& refe
     const auto start = std::chrono::steady_clock::now();
     const Run r = smc_run(target, reference, run, comm);
     const auto x = affine ? affine->to_target_space(r.x) : r.x;
-    auto sums = torch::cat({x.sum(0), x.pow(2).sum(0)}).contiguous();
-    comm.allreduce_sum(sums.data_ptr<double>(), sums.numel());
+    const auto sums = global_sums(x, comm);
     means[run].copy_(sums.slice(0, 0, d) / static_cast<double>(particles));
     squares += sums.slice(0, d, 2 * d);
     const double log_z = r.log_z + (affine ? affine->map().log_det() : 0.0);

@@ -48,8 +48,11 @@ void training_step(const StepConstants& step, YStep y_step, const float* x, cons
     // Euler: u·Z, |Z|², Z·ξ. Exact: |ξ'|², Σ log noise (gain head), |X_n − a X_{n+1}|².
     double sums[3] = {0.0, 0.0, 0.0};
     for (int64_t j = 0; j < dim; ++j) {
-      // The model's step q_n: the gain head's gains, else the grid's.
-      const StepGains gains = gain_row != nullptr ? gain_step(step, gain_row[j]) : step.grid_gains;
+      // The model's step q_n: the gain head's gains, else the grid's (an explorer's Euler Y
+      // step needs neither: it moves on the grid's step).
+      const StepGains gains = gain_row != nullptr && (own || y_step == YStep::kExact)
+                                  ? gain_step(step, gain_row[j])
+                                  : step.grid_gains;
       const float u = own ? z_row[j] : reference_gain * x_row[j];
       if (own && gain_row != nullptr) {
         next_row[j] = static_cast<float>(

@@ -1138,7 +1138,7 @@ const std::vector<Option>& options() {
       plain<&Config::reference, &ReferenceConfig::particles>(
           "reference.particles", "in [2, 2^31)", "smc: particles, shared over the ranks",
           [](const Reader& in, const Config& c) {
-            // Systematic resampling's positions are exact below 2^31 (io/posterior.hpp).
+            // Systematic resampling's positions are exact below 2^31 (core/resampling.hpp).
             in.require(c.reference.particles >= 2 && c.reference.particles < (int64_t{1} << 31),
                        "reference.particles", "in [2, 2^31)", c.reference.particles);
           }),
