@@ -43,13 +43,15 @@ std::string shape_string(const torch::Tensor& x) {
   return out.str();
 }
 
-/// ∇² (−log π̃) at `point` [d] (float64) by autograd. The gradient is taken at a batch of
-/// copies of the point; differentiating entry i_r of copy r's gradient once more gives row
-/// i_r of the Hessian, so a chunk of rows costs one double-backward pass.
-Eigen::MatrixXd energy_hessian(const Target& target, const torch::Tensor& point) {
+/// Visits the rows of ∇² (−log π̃) at `point` [d] (float64), by autograd, in chunks:
+/// visit(begin, block) with block the rows [begin, begin + rows) as a row-major [rows, d]
+/// matrix. The gradient is taken at a batch of copies of the point; differentiating entry i_r
+/// of copy r's gradient once more gives row i_r of the Hessian, so a chunk of rows costs one
+/// double-backward pass.
+template <class Visit>
+void visit_energy_hessian_rows(const Target& target, const torch::Tensor& point, Visit visit) {
   const int64_t d = point.size(0);
   const int64_t chunk = std::max<int64_t>(1, std::min<int64_t>(d, kHessianBatchElements / d));
-  Eigen::MatrixXd hessian(d, d);
   for (int64_t begin = 0; begin < d; begin += chunk) {
     const int64_t rows = std::min(chunk, d - begin);
     const auto copies = point.detach().unsqueeze(0).expand({rows, d}).clone().requires_grad_(true);
@@ -67,10 +69,27 @@ Eigen::MatrixXd energy_hessian(const Target& target, const torch::Tensor& point)
     }
     block = block.defined() && !block._is_zerotensor() ? block.to(torch::kFloat64).contiguous()
                                                        : torch::zeros({rows, d}, torch::kFloat64);
-    hessian.middleRows(begin, rows) =
-        Eigen::Map<const RowMajorMatrix>(block.data_ptr<double>(), rows, d);
+    visit(begin, Eigen::Map<const RowMajorMatrix>(block.data_ptr<double>(), rows, d));
   }
+}
+
+/// ∇² (−log π̃) at `point` [d], symmetrised.
+Eigen::MatrixXd energy_hessian(const Target& target, const torch::Tensor& point) {
+  const int64_t d = point.size(0);
+  Eigen::MatrixXd hessian(d, d);
+  visit_energy_hessian_rows(target, point, [&](int64_t begin, const auto& block) {
+    hessian.middleRows(begin, block.rows()) = block;
+  });
   return 0.5 * (hessian + hessian.transpose());
+}
+
+/// The diagonal of ∇² (−log π̃) at `point` [d]: O(d) memory, the time of the full Hessian.
+Eigen::VectorXd energy_hessian_diagonal(const Target& target, const torch::Tensor& point) {
+  Eigen::VectorXd diagonal(point.size(0));
+  visit_energy_hessian_rows(target, point, [&](int64_t begin, const auto& block) {
+    for (int64_t r = 0; r < block.rows(); ++r) diagonal(begin + r) = block(r, begin + r);
+  });
+  return diagonal;
 }
 
 }  // namespace
@@ -136,6 +155,12 @@ Affine prior_map(const Target& target) {
   return *prior;
 }
 
+std::string resolved_form(const PreconditionConfig& config, int64_t d) {
+  if (config.form != "auto") return config.form;
+  if (d <= kDenseMapMaxDim) return "cholesky";
+  return config.kind == "pilot" ? "diagonal" : "curvature";
+}
+
 /// The Laplace approximation N(mode, H⁻¹) of the target, as x = mode + L x̂.
 Affine laplace_map(const Target& target, const PreconditionConfig& config) {
   torch::AutoGradMode enable_grad(true);
@@ -180,42 +205,53 @@ Affine laplace_map(const Target& target, const PreconditionConfig& config) {
     throw Error(what + ": log π̃ or its gradient is not finite" + reached +
                 "; use precondition.kind: prior, pilot or config");
   }
-  const Eigen::MatrixXd hessian = energy_hessian(target, mode);
-  if (!hessian.allFinite()) {
-    throw Error(what + ": the Hessian of log π̃ is not finite" + reached +
-                "; use precondition.kind: prior, pilot or config");
-  }
-
+  const std::string form = resolved_form(config, d);
   Affine map;
-  Eigen::MatrixXd covariance;
+  Eigen::VectorXd variances;  // diag(H⁻¹), or 1 / diag(H) for the curvature form
   Eigen::VectorXd newton_step;
-  const Eigen::MatrixXd identity = Eigen::MatrixXd::Identity(d, d);
-  if (config.form == "cholesky") {
-    const Eigen::LLT<Eigen::MatrixXd> llt(hessian);
-    const std::string not_positive =
-        what + ": the Hessian of −log π̃ is not positive definite" + reached +
-        "; try precondition.form: diagonal, or precondition.kind: prior or config";
-    if (llt.info() != Eigen::Success) throw Error(not_positive);
-    covariance = llt.solve(identity);
-    const Eigen::LLT<Eigen::MatrixXd> factor(0.5 * (covariance + covariance.transpose()));
-    if (factor.info() != Eigen::Success) throw Error(not_positive);
-    map.cholesky = factor.matrixL();
-    newton_step = llt.solve(gradient);
-  } else {
-    // Only the variances diag(H⁻¹) are needed; H itself may be indefinite.
-    const Eigen::PartialPivLU<Eigen::MatrixXd> lu(hessian);
-    covariance = lu.solve(identity);
-    if (!covariance.allFinite() || (covariance.diagonal().array() <= 0.0).any()) {
-      throw Error(what +
-                  ": the Hessian of −log π̃ is singular or its inverse has non-positive "
-                  "variances" +
-                  reached + "; use precondition.kind: prior or config");
+  if (form == "curvature") {
+    const Eigen::VectorXd curvature = energy_hessian_diagonal(target, mode);
+    if (!curvature.allFinite() || (curvature.array() <= 0.0).any()) {
+      throw Error(what + ": a diagonal entry of the Hessian of −log π̃ is not finite and positive" +
+                  reached + "; use precondition.kind: prior, pilot or config");
     }
-    map.diagonal = covariance.diagonal().array().sqrt();
-    newton_step = lu.solve(gradient);
+    variances = curvature.cwiseInverse();
+    map.diagonal = variances.cwiseSqrt();
+    newton_step = gradient.cwiseProduct(variances);
+  } else {
+    const Eigen::MatrixXd hessian = energy_hessian(target, mode);
+    if (!hessian.allFinite()) {
+      throw Error(what + ": the Hessian of log π̃ is not finite" + reached +
+                  "; use precondition.kind: prior, pilot or config");
+    }
+    const Eigen::MatrixXd identity = Eigen::MatrixXd::Identity(d, d);
+    if (form == "cholesky") {
+      const Eigen::LLT<Eigen::MatrixXd> llt(hessian);
+      const std::string not_positive =
+          what + ": the Hessian of −log π̃ is not positive definite" + reached +
+          "; try precondition.form: diagonal, or precondition.kind: prior or config";
+      if (llt.info() != Eigen::Success) throw Error(not_positive);
+      const Eigen::MatrixXd covariance = llt.solve(identity);
+      const Eigen::LLT<Eigen::MatrixXd> factor(0.5 * (covariance + covariance.transpose()));
+      if (factor.info() != Eigen::Success) throw Error(not_positive);
+      map.cholesky = factor.matrixL();
+      variances = covariance.diagonal();
+      newton_step = llt.solve(gradient);
+    } else {
+      // Only the variances diag(H⁻¹) are needed; H itself may be indefinite.
+      const Eigen::PartialPivLU<Eigen::MatrixXd> lu(hessian);
+      variances = lu.solve(identity).diagonal();
+      if (!variances.allFinite() || (variances.array() <= 0.0).any()) {
+        throw Error(what +
+                    ": the Hessian of −log π̃ is singular or its inverse has non-positive "
+                    "variances" +
+                    reached + "; use precondition.kind: prior or config");
+      }
+      map.diagonal = variances.cwiseSqrt();
+      newton_step = lu.solve(gradient);
+    }
   }
-  const double remaining =
-      (newton_step.array().abs() / covariance.diagonal().array().sqrt()).maxCoeff();
+  const double remaining = (newton_step.array().abs() / variances.array().sqrt()).maxCoeff();
   if (!(remaining <= kModeTolerance)) {
     throw Error(what + ": L-BFGS did not reach the mode in precondition.iterations = " +
                 std::to_string(config.iterations) + " iterations" + reached +
@@ -228,8 +264,8 @@ Affine laplace_map(const Target& target, const PreconditionConfig& config) {
   map.centre = to_eigen(mode) - newton_step;
   std::printf(
       "precondition: laplace: L-BFGS stopped after %lld evaluations of log pi at log pi = %.6g, "
-      "gradient norm %.3g, %.2g sd from the mode by a Newton step\n",
-      static_cast<long long>(evaluations), log_target, gradient.norm(), remaining);
+      "gradient norm %.3g, %.2g sd from the mode by a Newton step; form %s\n",
+      static_cast<long long>(evaluations), log_target, gradient.norm(), remaining, form.c_str());
   std::fflush(stdout);
   return map;
 }

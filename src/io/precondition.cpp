@@ -91,7 +91,7 @@ Affine pilot_map(const PreconditionConfig& config, int64_t d) {
   Eigen::VectorXd log_weights;
   read_pilot(config.pilot, d, samples, log_weights);
   const std::string what = "precondition.pilot: '" + config.pilot + "'";
-  Affine map = weighted_moment_map(samples, log_weights, config.form, what);
+  Affine map = weighted_moment_map(samples, log_weights, resolved_form(config, d), what);
   Eigen::VectorXd w = (log_weights.array() - log_weights.maxCoeff()).exp();
   w /= w.sum();
   std::printf("precondition: pilot %s: %lld samples, ESS %.1f\n", config.pilot.c_str(),

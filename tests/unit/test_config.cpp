@@ -376,7 +376,7 @@ TEST(Config, TorchScriptNeedsModuleAndDim) {
   EXPECT_EQ(config.target.method, "");  // log_prob if the module has one, else forward
   // A posterior has no built-in map: preconditioned automatically unless set.
   EXPECT_EQ(config.precondition.kind, "auto");
-  EXPECT_EQ(config.precondition.form, "cholesky");
+  EXPECT_EQ(config.precondition.form, "auto");  // cholesky up to d = kDenseMapMaxDim
   EXPECT_EQ(rbsde::parse_config("target: {name: gaussian, dim: 2}").precondition.kind, "none");
   EXPECT_EQ(rbsde::parse_config("target: {name: logreg_sonar}").precondition.kind, "auto");
   EXPECT_EQ(rbsde::parse_config("target: {name: torchscript, dim: 2, module: banana.pt}\n"

@@ -243,6 +243,18 @@ TEST(Preconditioner, ConfigCentreAndScaleInEveryForm) {
   }
 }
 
+TEST(Preconditioner, DefaultKindIsAutoForPosteriorsAndHighDimension) {
+  const auto kind = [](const std::string& target) {
+    return parse_config("target: " + target).precondition.kind;
+  };
+  EXPECT_EQ(kind("{name: gaussian, dim: 1000}"), "none");
+  EXPECT_EQ(kind("{name: gaussian, dim: 1001}"), "auto");
+  EXPECT_EQ(kind("{name: funnel, dim: 2000}"), "auto");
+  EXPECT_EQ(kind("{name: many_well, dim: 2000}"), "none");  // a mixture: Laplace holds one mode
+  EXPECT_EQ(kind("{name: logreg_sonar}"), "auto");
+  EXPECT_EQ(kind("{name: gaussian, dim: 2000}\nprecondition: {kind: none}"), "none");
+}
+
 TEST(Preconditioner, ConfigErrorsNameTheKey) {
   const auto message = [](const std::string& yaml) {
     return error_message([&] { parse_precondition(yaml); });
@@ -262,6 +274,8 @@ TEST(Preconditioner, ConfigErrorsNameTheKey) {
        {"precondition.pilot is used only by precondition.kind: pilot", "here", "laplace"}},
       {"{scale: 2}", {"precondition.scale is used only by precondition.kind: config"}},
       {"{kind: prior, form: diagonal}", {"precondition.form", "laplace, pilot"}},
+      {"{kind: pilot, pilot: run.h5, form: curvature}",
+       {"precondition.form", "curvature", "laplace or auto"}},
       {"{kinds: laplace}", {"unknown key 'precondition.kinds'"}},
   };
   for (const auto& [yaml, fragments] : cases) {
@@ -304,21 +318,58 @@ TEST(Preconditioner, LaplaceRecoversAGaussianExactly) {
   const Eigen::VectorXd sd = covariance.diagonal().array().sqrt();
   PreconditionConfig config;
   config.kind = "laplace";
-  for (const std::string form : {"cholesky", "diagonal"}) {
+  // curvature: the conditional sds (Σ⁻¹)_ii^−½, smaller than the marginal ones here.
+  const Eigen::VectorXd conditional_sd = covariance.inverse().diagonal().array().rsqrt();
+  for (const std::string form : {"auto", "cholesky", "diagonal", "curvature"}) {
     config.form = form;
     const Affine map = make_preconditioner(target, config, comm);
     // The Laplace approximation of a Gaussian is the Gaussian. The autograd Hessian of a
     // quadratic is exact up to rounding, and so is the final Newton step to the mode (L-BFGS
-    // alone stops about 6e-6 sd away): rounding of values near 30 is 1e-13 sd.
-    EXPECT_LT(((map.centre - mean).array().abs() / sd.array()).maxCoeff(), 1e-9) << form;
-    if (form == "cholesky") {
-      ASSERT_FALSE(map.is_diagonal());
+    // alone stops about 6e-6 sd away): rounding of values near 30 is 1e-13 sd. The curvature
+    // form's Newton step uses only diag(H), so from where L-BFGS stopped it is not exact.
+    const double centre_tolerance = form == "curvature" ? 1e-4 : 1e-9;
+    EXPECT_LT(((map.centre - mean).array().abs() / sd.array()).maxCoeff(), centre_tolerance)
+        << form;
+    if (form == "cholesky" || form == "auto") {  // auto: cholesky in d = 3
+      ASSERT_FALSE(map.is_diagonal()) << form;
       EXPECT_LT((map.cholesky - cholesky).cwiseAbs().maxCoeff(), 1e-9 * cholesky.norm());
     } else {
       ASSERT_TRUE(map.is_diagonal());
-      EXPECT_LT((map.diagonal - sd).cwiseAbs().maxCoeff(), 1e-9 * sd.norm());
+      const Eigen::VectorXd& expected = form == "diagonal" ? sd : conditional_sd;
+      EXPECT_LT((map.diagonal - expected).cwiseAbs().maxCoeff(), 1e-9 * expected.norm()) << form;
     }
   }
+}
+
+TEST(Preconditioner, AutoFormIsDenseUpToKDenseMapMaxDim) {
+  PreconditionConfig config;
+  for (const std::string kind : {"laplace", "auto", "pilot"}) {
+    config.kind = kind;
+    config.form = "auto";
+    EXPECT_EQ(resolved_form(config, kDenseMapMaxDim), "cholesky") << kind;
+    EXPECT_EQ(resolved_form(config, kDenseMapMaxDim + 1),
+              kind == "pilot" ? "diagonal" : "curvature")
+        << kind;
+    config.form = "diagonal";
+    EXPECT_EQ(resolved_form(config, 10), "diagonal") << kind;
+  }
+}
+
+TEST(Preconditioner, LaplaceAboveTheDenseLimitKeepsOnlyTheHessiansDiagonal) {
+  Communicator comm(MPI_COMM_WORLD);
+  // N(μ, diag(σ²)) in d = 5000 > kDenseMapMaxDim: form auto is curvature, exact for independent
+  // coordinates (a dense Hessian would take 200 MB).
+  const int64_t d = kDenseMapMaxDim + 904;
+  const Eigen::VectorXd mean = Eigen::VectorXd::LinSpaced(d, -3.0, 5.0);
+  const Eigen::VectorXd variances = Eigen::VectorXd::LinSpaced(d, 0.05, 4.0);
+  const auto target = Gaussian::diagonal(mean, variances);
+  PreconditionConfig config;
+  config.kind = "laplace";
+  const Affine map = make_preconditioner(*target, config, comm);
+  ASSERT_TRUE(map.is_diagonal());
+  const Eigen::VectorXd sd = variances.cwiseSqrt();
+  EXPECT_LT(((map.centre - mean).array().abs() / sd.array()).maxCoeff(), 1e-6);
+  EXPECT_LT(((map.diagonal - sd).array().abs() / sd.array()).maxCoeff(), 1e-9);
 }
 
 TEST(Preconditioner, LaplaceErrors) {
@@ -345,6 +396,15 @@ TEST(Preconditioner, LaplaceErrors) {
   const std::string diagonal = error_message([&] { make_preconditioner(flat, config, comm); });
   EXPECT_NE(diagonal.find("singular"), std::string::npos) << diagonal;
   EXPECT_NE(diagonal.find("precondition.kind: prior or config"), std::string::npos) << diagonal;
+
+  // log π̃ = −½ x₀² + 0 · x₁: no curvature along x₁, so no curvature-form map.
+  config.form = "curvature";
+  const FunctionTarget uncurved(2, [](const torch::Tensor& x) {
+    return -0.5 * x.select(1, 0).square() + 0.0 * x.select(1, 1);
+  });
+  const std::string zero = error_message([&] { make_preconditioner(uncurved, config, comm); });
+  EXPECT_NE(zero.find("diagonal entry of the Hessian"), std::string::npos) << zero;
+  EXPECT_NE(zero.find("not finite and positive"), std::string::npos) << zero;
 
   // log π̃ = log x₀ − x₀ is −∞ at the start point 0.
   const FunctionTarget gamma(1, [](const torch::Tensor& x) { return (x.log() - x).squeeze(1); });

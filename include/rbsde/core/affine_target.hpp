@@ -62,10 +62,17 @@ Affine identity_map(int64_t d);
 Affine configured_map(const PreconditionConfig& config, int64_t d);
 /// prior: target.prior(); an Error naming the target if it has none.
 Affine prior_map(const Target& target);
+/// The largest d for which precondition.form: auto builds a dense map: above it a d x d
+/// Hessian or covariance (8 d² bytes, 0.8 GB at d = 10⁴, and O(d³) to factor) would dominate
+/// the run.
+constexpr int64_t kDenseMapMaxDim = 4096;
+/// precondition.form with auto resolved for dimension d: cholesky up to kDenseMapMaxDim, above
+/// it curvature (laplace, auto) or diagonal (pilot).
+std::string resolved_form(const PreconditionConfig& config, int64_t d);
 /// laplace: m = argmax log π̃ by L-BFGS (float64, strong Wolfe line search, at most
 /// precondition.iterations iterations, from the prior centre or 0), H = −∇² log π̃(m) by
-/// autograd; L = chol(H⁻¹), or diag(H⁻¹)^½ with precondition.form: diagonal. Prints what it
-/// found.
+/// autograd; by resolved_form: L = chol(H⁻¹), diag(H⁻¹)^½ (diagonal) or diag(H)^−½
+/// (curvature, which needs only H's diagonal: O(d) memory). Prints what it found.
 Affine laplace_map(const Target& target, const PreconditionConfig& config);
 /// pilot: the self-normalised weighted mean and covariance (variances with form: diagonal) of
 /// samples [n, d] with log weights [n]; errors name `what`.

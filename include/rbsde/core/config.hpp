@@ -154,9 +154,10 @@ struct PreconditionConfig {
   Eigen::VectorXd centre;
   Eigen::VectorXd scale_diagonal;
   Eigen::MatrixXd scale_covariance;
-  std::string form = "cholesky";  ///< laplace, pilot: cholesky (full L) | diagonal
-  int64_t iterations = 1000;      ///< laplace: L-BFGS iterations at most
-  std::string pilot;              ///< pilot: the output file (HDF5) of an earlier run (required)
+  /// laplace, pilot: auto (by d: resolved_form) | cholesky (full L) | diagonal | curvature
+  std::string form = "auto";
+  int64_t iterations = 1000;  ///< laplace: L-BFGS iterations at most
+  std::string pilot;          ///< pilot: the output file (HDF5) of an earlier run (required)
 };
 
 struct Config {

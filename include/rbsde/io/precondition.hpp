@@ -19,8 +19,10 @@ namespace rbsde {
 ///   prior    target.prior(); an Error naming the target if it has none
 ///   laplace  m = argmax log π̃ by L-BFGS (float64, strong Wolfe line search, at most
 ///            precondition.iterations iterations, from the prior centre or 0), H = −∇² log π̃(m)
-///            by autograd; L = chol(H⁻¹), or diag(H⁻¹)^½ with precondition.form: diagonal
-///   pilot    self-normalised weighted mean and covariance (variances with form: diagonal)
+///            by autograd; L = chol(H⁻¹), diag(H⁻¹)^½ (form: diagonal) or diag(H)^−½
+///            (form: curvature, the auto form above kDenseMapMaxDim dimensions)
+///   pilot    self-normalised weighted mean and covariance (variances with form: diagonal,
+///            the auto form above kDenseMapMaxDim dimensions)
 ///            of /samples and /log_weights in the HDF5 file precondition.pilot
 ///   auto     laplace if it succeeds; else m and diag(L) the mean and sd of a short MALA
 ///            run (32 chains, 500 + 500 steps) on rank 0; it prints what it chose and why
