@@ -12,16 +12,6 @@ namespace rbsde {
 
 namespace {
 
-/// log π̃(x) [C] and ∇log π̃(x) [C, d] by autograd, for x [C, d] float64.
-std::pair<torch::Tensor, torch::Tensor> log_prob_and_grad(const Target& target,
-                                                          const torch::Tensor& x) {
-  torch::AutoGradMode enable(true);
-  const auto xg = x.detach().requires_grad_(true);
-  const auto log_prob = target.log_prob(xg);
-  const auto grad = torch::autograd::grad({log_prob.sum()}, {xg})[0];
-  return {log_prob.detach(), grad.detach()};
-}
-
 /// The mean over all chains of all ranks of x [C_local, d] (an [d] tensor, one reduction).
 torch::Tensor global_mean(const torch::Tensor& x, int64_t chains, const Communicator& comm) {
   auto sum = x.sum(0).contiguous();
@@ -75,7 +65,7 @@ Chains start_chains(const Target& target, const torch::Tensor& x, int64_t first)
     chains.grad = torch::empty_like(chains.x);
     return chains;
   }
-  std::tie(chains.log_prob, chains.grad) = log_prob_and_grad(target, chains.x);
+  std::tie(chains.log_prob, chains.grad) = log_prob_and_gradient(target, chains.x);
   return chains;
 }
 
@@ -100,7 +90,7 @@ torch::Tensor hmc_step(const Target& target, Chains& chains, double step_size,
   torch::Tensor log_prob_y, grad_y;
   for (int64_t l = 0; l < leapfrog_steps; ++l) {
     y = y + step_size * root_p * momentum;
-    std::tie(log_prob_y, grad_y) = log_prob_and_grad(target, y);
+    std::tie(log_prob_y, grad_y) = log_prob_and_gradient(target, y);
     const double kick = l + 1 < leapfrog_steps ? step_size : 0.5 * step_size;
     momentum = momentum + kick * root_p * grad_y;
   }

@@ -91,6 +91,14 @@ void accumulate(torch::Tensor& parameter, const torch::Tensor& gradient) {
 
 }  // namespace
 
+torch::Tensor score_feature(const Target& target, const torch::Tensor& x) {
+  // In float32, as the network and the training paths run; on a copy made outside inference
+  // mode, so that autograd can run on it.
+  c10::InferenceMode normal_mode(false);
+  const auto x32 = x.to(torch::kFloat32, /*non_blocking=*/false, /*copy=*/true);
+  return log_prob_and_gradient(target, x32).second + x32;
+}
+
 BsdeModelImpl::BsdeModelImpl(int64_t dim, const NetworkConfig& network,
                              const NoiseSchedule& schedule)
     : dim_(dim),
@@ -124,6 +132,9 @@ BsdeModelImpl::BsdeModelImpl(int64_t dim, const NetworkConfig& network,
   }
   output_ = register_module(
       "output", zero_linear(network.width, gain_ ? 2 * block_dim_ : block_dim_, /*bias=*/true));
+  if (network.score) {
+    score_gain_ = register_module("score", zero_linear(n_time, 1, /*bias=*/true));
+  }
   if (network.y0_residual) {
     // A small network: the Gaussian reference already carries Y₀'s main part. No output
     // bias: a constant shift is c's, and a second one would have no gradient at all.
@@ -164,27 +175,47 @@ torch::Tensor BsdeModelImpl::output(const torch::Tensor& s, const torch::Tensor&
   return output_->forward(h);
 }
 
-torch::Tensor BsdeModelImpl::z(const torch::Tensor& s, const torch::Tensor& x) {
+torch::Tensor BsdeModelImpl::score_gain(const torch::Tensor& s, const torch::Tensor& score) {
+  if (score.defined() != has_score()) {
+    throw Error(has_score() ? "internal: network.score's Z_θ needs the feature φ(x)"
+                            : "internal: φ(x) given to a network without network.score");
+  }
+  return has_score() ? score_gain_->forward(time_features(s)).squeeze(1) : torch::Tensor();
+}
+
+torch::Tensor BsdeModelImpl::z(const torch::Tensor& s, const torch::Tensor& x,
+                               const torch::Tensor& score) {
   const auto blocks = x.reshape({x.size(0), x.size(1) * blocks_, block_dim_});
   const auto root_b_s = root_b(s).view({-1, 1, 1});
   const auto out = output(s, blocks);
   const auto z = gain_ ? head_a(out) + gain_fraction(out) * root_b_s * blocks : out;
-  return z.view_as(x) - root_b_s * x;
+  const auto a = score_gain(s, score);
+  const auto mlp = z.view_as(x) - root_b_s * x;
+  return a.defined() ? mlp + root_b_s * a.view({-1, 1, 1}) * score : mlp;
 }
 
-torch::Tensor BsdeModelImpl::z(double s, const torch::Tensor& x) { return z_gain(s, x).z; }
+torch::Tensor BsdeModelImpl::z(double s, const torch::Tensor& x, const torch::Tensor& score) {
+  return z_gain(s, x, score).z;
+}
 
-BsdeModelImpl::ZGain BsdeModelImpl::z_gain(double s, const torch::Tensor& x) {
+BsdeModelImpl::ZGain BsdeModelImpl::z_gain(double s, const torch::Tensor& x,
+                                           const torch::Tensor& score) {
   const auto time = torch::full({1}, s, x.options());
   const auto blocks = x.reshape({1, x.size(0) * blocks_, block_dim_});
   const auto out = output(time, blocks);
   const double root_b_s = schedule_.root_b(s);
-  if (!gain_) return {out.view_as(x) - root_b_s * x, torch::Tensor()};
+  const auto a = score_gain(time, score);
+  const auto add_score = [&](const torch::Tensor& z) {
+    return a.defined() ? z + root_b_s * a * score : z;
+  };
+  if (!gain_) return {add_score(out.view_as(x) - root_b_s * x), torch::Tensor()};
   const auto g = gain_fraction(out) * root_b_s;
-  return {(head_a(out) + g * blocks).view_as(x) - root_b_s * x, g.contiguous().view_as(x)};
+  return {add_score((head_a(out) + g * blocks).view_as(x) - root_b_s * x),
+          g.contiguous().view_as(x)};
 }
 
-torch::Tensor BsdeModelImpl::z_recording(double s, const torch::Tensor& x, Record& record) {
+torch::Tensor BsdeModelImpl::z_recording(double s, const torch::Tensor& x, Record& record,
+                                         const torch::Tensor& score) {
   const auto time = torch::full({1}, s, x.options());
   at::addmm_out(record.pre[0], input_t_->forward(time_features(time)),
                 x.reshape({x.size(0) * blocks_, block_dim_}), input_x_->weight.t());
@@ -195,9 +226,15 @@ torch::Tensor BsdeModelImpl::z_recording(double s, const torch::Tensor& x, Recor
   }
   const auto out = torch::addmm(output_->bias, record.post.back(), output_->weight.t());
   const double root_b_s = schedule_.root_b(s);
-  if (!gain_) return out.view_as(x) - root_b_s * x;
-  record.gain = (gain_fraction(out) * root_b_s).contiguous().view_as(x);
-  return head_a(out).view_as(x) + (record.gain - root_b_s) * x;
+  const auto a = score_gain(time, score);
+  torch::Tensor z;
+  if (gain_) {
+    record.gain = (gain_fraction(out) * root_b_s).contiguous().view_as(x);
+    z = head_a(out).view_as(x) + (record.gain - root_b_s) * x;
+  } else {
+    z = out.view_as(x) - root_b_s * x;
+  }
+  return a.defined() ? z + root_b_s * a * score : z;
 }
 
 torch::Tensor BsdeModelImpl::head_a(const torch::Tensor& out) const {
@@ -247,6 +284,13 @@ void BsdeModelImpl::accumulate_gradient(const torch::Tensor& s, const torch::Ten
   const auto per_time = grad_pre.view({times, rows / times, width}).sum(1);  // [K, width]
   accumulate(input_t_->weight, per_time.t().mm(time_features(s)));
   accumulate(input_t_->bias, per_time.sum(0));
+}
+
+void BsdeModelImpl::accumulate_score_gradient(const torch::Tensor& s, const torch::Tensor& q) {
+  torch::NoGradGuard no_grad;
+  const auto weight = (root_b(s) * q).view({1, -1});  // √b(s_k) q_k, [1, K]
+  accumulate(score_gain_->weight, weight.mm(time_features(s)));
+  accumulate(score_gain_->bias, weight.sum(1));
 }
 
 torch::Tensor BsdeModelImpl::log_reference(const torch::Tensor& x) {

@@ -104,7 +104,8 @@ SampleBatch simulate_paths(const Target& target, BsdeModel& model, const TimeGri
   batch.y0_offset = model->y0_offset(x);
   auto log_weight = -BsdeModelImpl::log_reference(x);
   for (int64_t n = 0; n < grid.steps; ++n) {
-    const auto [z_raw, gain] = model->z_gain(grid.s[n], x.to(torch::kFloat32));
+    const auto score = model->has_score() ? score_feature(target, x) : torch::Tensor();
+    const auto [z_raw, gain] = model->z_gain(grid.s[n], x.to(torch::kFloat32), score);
     const auto z = z_raw.contiguous();
     fill_normal(xi.data_ptr<double>(), rows, d, key, first_path, static_cast<uint32_t>(n));
     weighted_step(StepConstants(grid, n, d), x.data_ptr<double>(), z.data_ptr<float>(),

@@ -82,6 +82,8 @@ Trainer::Trainer(const Target& target, BsdeModel model, const SdeConfig& sde,
       }
     });
   }
+  if (model_->has_score())
+    score_dots_ = torch::empty({grid_.steps, paths_.count()}, torch::kFloat32);
   s_ = torch::tensor(std::vector<double>(grid_.s.begin(), grid_.s.end() - 1)).to(torch::kFloat32);
 
   // Every rank starts from rank 0's parameters, whatever its local initialisation.
@@ -194,6 +196,11 @@ StepResult Trainer::step_detached(int64_t iteration, double gamma) {
   const auto slot = [&](int64_t n) { return slots == 1 ? int64_t{0} : n; };
   BsdeModelImpl::Record step_record;
   const auto simulate_step = [&](int64_t n, torch::Tensor& y) {
+    torch::Tensor score;  // φ(X_n), by autograd: outside inference mode
+    if (model_->has_score()) {
+      const auto timed = timers_.measure(Phase::kTarget);
+      score = score_feature(target_, x_path[slot(n)]);
+    }
     torch::InferenceMode inference;
     step_record.pre.clear();
     step_record.post.clear();
@@ -205,7 +212,7 @@ StepResult Trainer::step_detached(int64_t iteration, double gamma) {
     torch::Tensor z;
     {
       const auto timed = timers_.measure(Phase::kForward);
-      z = model_->z_recording(grid_.s[n], x_now, step_record).contiguous();
+      z = model_->z_recording(grid_.s[n], x_now, step_record, score).contiguous();
     }
     {
       const auto timed = timers_.measure(Phase::kNoise);
@@ -216,6 +223,7 @@ StepResult Trainer::step_detached(int64_t iteration, double gamma) {
                   model_->has_gain() ? step_record.gain.data_ptr<float>() : nullptr,
                   xi[slot(n)].data_ptr<float>(), x_path[slot(n) + 1].data_ptr<float>(),
                   y.data_ptr<double>(), m, explorers, d);
+    if (score.defined()) score_dots_[n].copy_((xi[slot(n)] * score).sum(1));
   };
   const auto advance_slot = [&]() {  // constant memory: X_{n+1} becomes the next step's X_n
     if (slots == 1) x_path[0].copy_(x_path[1]);
@@ -278,6 +286,10 @@ StepResult Trainer::step_detached(int64_t iteration, double gamma) {
       model_->accumulate_gradient(s_.slice(0, n0, n1), x_path.slice(0, n0, n1),
                                   xi.slice(0, n0, n1) * weight, chunk);
     }
+  }
+  if (model_->has_score()) {
+    const auto timed = timers_.measure(Phase::kBackward);
+    model_->accumulate_score_gradient(s_, (score_dots_ * weight.view({1, m})).sum(1));
   }
   if (model_->has_y0_residual()) {
     const auto timed = timers_.measure(Phase::kBackward);

@@ -232,6 +232,15 @@ torch::Tensor Target::sample_exact(int64_t /*n*/, uint64_t /*seed*/) const {
   throw Error("target '" + name() + "' has no exact sampler");
 }
 
+std::pair<torch::Tensor, torch::Tensor> log_prob_and_gradient(const Target& target,
+                                                              const torch::Tensor& x) {
+  torch::AutoGradMode enable(true);
+  const auto input = x.detach().requires_grad_(true);
+  const auto log_prob = target.log_prob(input);
+  const auto gradient = torch::autograd::grad({log_prob.sum()}, {input})[0];
+  return {log_prob.detach(), gradient.detach()};
+}
+
 // ---------------------------------------------------------------------------------------------
 // Gaussian
 

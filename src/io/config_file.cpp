@@ -946,6 +946,24 @@ const std::vector<Option>& options() {
                   "exact gain step)");
             }
           }),
+      plain<&Config::network, &NetworkConfig::score>(
+          "network.score", "true or false",
+          "a target-score feature: Z_θ = … + √b a_θ(s) (∇log π̃(x) + x), a_θ a learnt function "
+          "of time starting at 0; one gradient of log π̃ per path and step (training and "
+          "sampling); for posteriors far from Gaussian in many coordinates (lgcp.yaml); needs "
+          "detached paths and sample.method: sde",
+          [](const Reader&, const Config& c) {
+            if (c.network.score && !c.train.detach_paths) {
+              throw Error(
+                  "network.score: needs train.detach_paths: true (the coupled pass would need "
+                  "second derivatives of log π̃)");
+            }
+            if (c.network.score && c.sample.method != "sde") {
+              throw Error(
+                  "network.score: needs sample.method: sde (the probability-flow ODE would need "
+                  "the trace of log π̃'s Hessian)");
+            }
+          }),
       plain<&Config::network, &NetworkConfig::blocks>(
           "network.blocks", ">= 1, divides d",
           "k > 1: one MLP shared by the k blocks of d/k consecutive coordinates, each block of Z "

@@ -54,10 +54,11 @@ torch::Tensor shape_record(int64_t dim, const NetworkConfig& network) {
   const std::array<const char*, 4> activations = {"silu", "tanh", "relu", "gelu"};
   const auto activation =
       std::find(activations.begin(), activations.end(), network.activation) - activations.begin();
-  return torch::tensor({dim, network.width, network.depth, network.time_features,
-                        static_cast<int64_t>(network.y0_residual), activation, network.blocks,
-                        int64_t{network.gain ? kBoundedGain : 0}},
-                       torch::kInt64);
+  return torch::tensor(
+      {dim, network.width, network.depth, network.time_features,
+       static_cast<int64_t>(network.y0_residual), activation, network.blocks,
+       int64_t{network.gain ? kBoundedGain : 0}, static_cast<int64_t>(network.score)},
+      torch::kInt64);
 }
 }  // namespace
 
@@ -142,15 +143,16 @@ TrainingHistory load_model(const std::string& path, BsdeModel& model,
     load_archive(archive, path);
     torch::Tensor shape;
     archive.read("shape", shape);
-    // Files written before network.blocks and network.gain existed record six or seven
-    // entries: one block, no gain.
+    // Files written before network.blocks, network.gain and network.score existed record
+    // six, seven or eight entries: one block, no gain, no score.
     if (shape.numel() == 6) shape = torch::cat({shape, torch::ones({1}, torch::kInt64)});
     if (shape.numel() == 7) shape = torch::cat({shape, torch::zeros({1}, torch::kInt64)});
+    if (shape.numel() == 8) shape = torch::cat({shape, torch::zeros({1}, torch::kInt64)});
     if (!torch::equal(shape, shape_record(model->dim(), network))) {
       throw Error("network parameters '" + path +
                   "' were trained with other settings (target.dim, network.width, depth, "
-                  "activation, time_features, y0_residual, blocks, gain must match the training "
-                  "run)");
+                  "activation, time_features, y0_residual, blocks, gain, score must match the "
+                  "training run)");
     }
     model->load(archive);
     history = read_history(archive);

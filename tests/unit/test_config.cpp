@@ -163,6 +163,7 @@ void expect_same(const rbsde::Config& a, const rbsde::Config& b) {
   EXPECT_EQ(a.network.time_features, b.network.time_features);
   EXPECT_EQ(a.network.y0_residual, b.network.y0_residual);
   EXPECT_EQ(a.network.gain, b.network.gain);
+  EXPECT_EQ(a.network.score, b.network.score);
   EXPECT_EQ(a.network.blocks, b.network.blocks);
   EXPECT_EQ(a.train.iterations, b.train.iterations);
   EXPECT_EQ(a.train.paths, b.train.paths);
@@ -584,6 +585,17 @@ TEST(ConfigErrors, MissingRequiredKeys) {
   expect_error("target: {name: gaussian}", {"missing required key 'target.dim'"});
   expect_error("", {"missing required key 'target.name'"});
   expect_error("target: {name: gmm, dim: 2}", {"missing required key 'target.means'"});
+}
+
+// network.score's feature has no second derivative in the coupled pass or the ODE sampler.
+TEST(ConfigErrors, ScoreNeedsDetachedPathsAndTheSdeSampler) {
+  expect_error(kMinimal, {"network.score=true", "train.detach_paths=false"},
+               {"network.score", "train.detach_paths"});
+  expect_error(kMinimal, {"network.score=true", "sample.method=ode"},
+               {"network.score", "sample.method: sde"});
+  const auto config = rbsde::parse_config(kMinimal, {"network.score=true"});
+  EXPECT_TRUE(config.network.score);
+  expect_round_trip(config);
 }
 
 // network.gain's exact step exists only in the exponential integrator and the detached pass.

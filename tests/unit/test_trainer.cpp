@@ -76,7 +76,8 @@ std::pair<double, double> autograd_loss(const Config& config, const Target& targ
     const double b = grid.b[n], h = grid.h[n];
     auto xi = torch::empty({m, d});
     fill_normal(xi.data_ptr<float>(), m, d, key, 0, static_cast<uint32_t>(n));
-    const auto [z, gain] = model->z_gain(grid.s[n], x);
+    const auto score = model->has_score() ? score_feature(target, x) : torch::Tensor();
+    const auto [z, gain] = model->z_gain(grid.s[n], x, score);
     const auto u = torch::where(explorer, -std::sqrt(b) * x, z.detach());
     y = y + ((u * z).sum(1) - 0.5 * z.pow(2).sum(1) - 0.5 * b * d) * h +
         std::sqrt(h) * (z * xi).sum(1);
@@ -251,6 +252,21 @@ TEST(DetachedGradient, WithTheGainHeadEqualsAutograd) {
   }
 }
 
+// network.score: Z_θ gains √b a_θ(s) φ(X), φ the target's score plus X; a_θ's gradient is the
+// weighted Σ (∂Y/∂Z_n)·φ(X_n) of each step (random weights: a_θ ≠ 0, so the paths depend on
+// the feature too), with the gain head, exploration paths and constant memory.
+TEST(DetachedGradient, WithTheScoreFeatureEqualsAutograd) {
+  for (bool constant_memory : {false, true}) {
+    for (bool gain : {false, true}) {
+      Config config = parse_config(kSmall, {"sde.integrator=exponential", "network.score=true"});
+      config.network.gain = gain;
+      config.train.constant_memory = constant_memory;
+      config.train.explore = gain ? 0.25 : 0.0;
+      expect_step_equals_autograd(config);
+    }
+  }
+}
+
 INSTANTIATE_TEST_SUITE_P(ActivationsAndDepths, DetachedGradient,
                          ::testing::Combine(::testing::Values("silu", "tanh", "relu", "gelu"),
                                             ::testing::Values(1, 3)));
@@ -383,6 +399,32 @@ TEST(Model, UntrainedDriftIsTheStationaryOrnsteinUhlenbeck) {
   EXPECT_TRUE(torch::allclose(batched[1], model->z(2.0, xs[1]), 1e-6, 1e-6));
 }
 
+// φ(x) = ∇log π̃(x) + x: for N(μ, diag σ²) it is x − (x − μ)/σ², and the untrained a_θ = 0
+// leaves Z the stationary OU drift whatever φ is; a_θ = 1 at s = T is Z = √b ∇log π̃.
+TEST(Model, ScoreFeatureIsTheTargetScoreLessTheReferences) {
+  const Config config = parse_config(kSmall, {"network.score=true"});
+  const auto target = make_target(config.target);
+  const auto x = torch::randn({5, 3});
+  const auto mean = torch::tensor({1.0f, -0.5f, 0.2f}),
+             variance = torch::tensor({0.5f, 1.5f, 0.8f});
+  const auto phi = score_feature(*target, x);
+  EXPECT_TRUE(torch::allclose(phi, x - (x - mean) / variance, 1e-5, 1e-5));
+  EXPECT_TRUE(torch::allclose(score_feature(*target, x.to(torch::kFloat64)), phi, 1e-6, 1e-6));
+
+  const auto schedule = NoiseSchedule::from_config(config.sde);
+  BsdeModel model(3, config.network, schedule);
+  torch::NoGradGuard no_grad;
+  const double horizon = schedule.horizon, root_b = std::sqrt(schedule.b(horizon));
+  EXPECT_TRUE(torch::allclose(model->z(horizon, x, phi), -root_b * x, 1e-6, 1e-6));
+  model->named_parameters()["score.bias"].fill_(1.0);  // a_θ = 1 at every time
+  EXPECT_TRUE(
+      torch::allclose(model->z(horizon, x, phi) - model->z(horizon, x, torch::zeros_like(x)),
+                      root_b * phi, 1e-5, 1e-5));
+  EXPECT_TRUE(
+      torch::allclose(model->z(horizon, x, phi), root_b * (-(x - mean) / variance), 1e-5, 1e-5));
+  EXPECT_THROW(model->z(horizon, x), Error);  // the feature is required
+}
+
 // With blocks, Z's block j depends on block j of x alone, through the same function for
 // every block: the MLP part of a point equals the MLP part of its blocks moved to block 0.
 TEST(Model, BlocksShareOneNetwork) {
@@ -432,7 +474,9 @@ TEST(Model, SaveAndLoadRoundTripAndRefuseOtherShapes) {
   other_activation.activation = "tanh";  // same shapes: only the record tells them apart
   NetworkConfig blocked = config.network;
   blocked.blocks = 3;
-  for (const NetworkConfig& other_network : {wider, other_activation, blocked}) {
+  NetworkConfig scored = config.network;
+  scored.score = true;
+  for (const NetworkConfig& other_network : {wider, other_activation, blocked, scored}) {
     BsdeModel other(config.target.dim, other_network, schedule);
     try {
       load_model(path, other, other_network);

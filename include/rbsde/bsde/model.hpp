@@ -1,8 +1,11 @@
 #pragma once
 /// \file model.hpp
 /// The deep-BSDE networks (method.md §4):
-///   Z_θ(s, x) = √b(s)·(−x) + MLP([x, time features(s)])
+///   Z_θ(s, x) = √b(s)·(−x) + MLP([x, time features(s)])  [+ √b(s) a_θ(s) φ(x)]
 ///   Y₀(x)     = log N(x; 0, I) + c_θ + r_θ(x)      (r_θ optional)
+/// With network.score the target-score feature φ(x) = ∇log π̃(x) + x (score_feature) enters
+/// with a scalar a_θ(s), linear in the time features and starting at 0: at s = T the exact
+/// Z = √b ∇log π̃ is a_θ = 1, and for a target N(0, I) φ = 0.
 /// With network.blocks = k > 1 the MLP maps each block of d/k consecutive coordinates
 /// [x_block, time features] to that block of Z, one MLP shared by the k blocks.
 /// The MLP's last layer starts at zero, so the untrained model is the stationary OU process.
@@ -19,8 +22,13 @@
 #include "rbsde/bsde/results.hpp"
 #include "rbsde/core/config.hpp"
 #include "rbsde/core/schedule.hpp"
+#include "rbsde/core/target.hpp"
 
 namespace rbsde {
+
+/// φ(x) = ∇log π̃(x) + x [B, d] float32 for x [B, d] (float32 or float64, an inference tensor
+/// or not): the feature of network.score, computed in float32 as the network runs.
+torch::Tensor score_feature(const Target& target, const torch::Tensor& x);
 
 class BsdeModelImpl : public torch::nn::Module {
  public:
@@ -34,18 +42,21 @@ class BsdeModelImpl : public torch::nn::Module {
   torch::Tensor time_features(const torch::Tensor& s) const;
   /// Z_θ(s_k, x_{k,i}) for K times s [K] and points x [K, B, d] (float32): [K, B, d].
   /// The first layer is split into an x-part and a time-part, so the time features are
-  /// computed once per time and broadcast over the B points.
-  torch::Tensor z(const torch::Tensor& s, const torch::Tensor& x);
+  /// computed once per time and broadcast over the B points. `score` is φ(x) [K, B, d] with
+  /// network.score (score_feature), undefined without; likewise below.
+  torch::Tensor z(const torch::Tensor& s, const torch::Tensor& x,
+                  const torch::Tensor& score = torch::Tensor());
   /// Z_θ(s, x) at one time s for all rows of x [B, d].
-  torch::Tensor z(double s, const torch::Tensor& x);
+  torch::Tensor z(double s, const torch::Tensor& x, const torch::Tensor& score = torch::Tensor());
   /// Z_θ(s, x) and, with network.gain, G_θ(s, x) (contiguous; undefined without), [B, d]
   /// each: the reverse step integrates the gain's linear part exactly (gain_step in
   /// schedule.hpp).
   struct ZGain {
     torch::Tensor z, gain;
   };
-  ZGain z_gain(double s, const torch::Tensor& x);
+  ZGain z_gain(double s, const torch::Tensor& x, const torch::Tensor& score = torch::Tensor());
   bool has_gain() const { return gain_; }
+  bool has_score() const { return !score_gain_.is_empty(); }
   /// Number of hidden layers, each of `width()` units.
   int64_t depth() const { return static_cast<int64_t>(hidden_.size()) + 1; }
   int64_t width() const { return input_x_->weight.size(0); }
@@ -60,12 +71,16 @@ class BsdeModelImpl : public torch::nn::Module {
   };
   /// Z_θ(s, x) for x [B, d] without a graph, writing every hidden layer (and the gain)
   /// into `record`.
-  torch::Tensor z_recording(double s, const torch::Tensor& x, Record& record);
+  torch::Tensor z_recording(double s, const torch::Tensor& x, Record& record,
+                            const torch::Tensor& score = torch::Tensor());
   /// Adds to the parameters' .grad() the gradient of Σ_{k,i} Z_θ(s_k, x_{k,i}) · g_{k,i}
   /// for times s [K], points x [K, B, d], weights g [K, B, d] and what z_recording wrote
   /// for them.
   void accumulate_gradient(const torch::Tensor& s, const torch::Tensor& x, const torch::Tensor& g,
                            const Record& record);
+  /// network.score: adds to a_θ's .grad() the gradient of Σ_k √b(s_k) a_θ(s_k) q_k for times
+  /// s [K] and q [K], q_k = Σ_i g_{k,i}·φ(x_{k,i}) (the score term of Σ Z_θ · g).
+  void accumulate_score_gradient(const torch::Tensor& s, const torch::Tensor& q);
   /// log N(x; 0, I) in x's dtype: [B].
   static torch::Tensor log_reference(const torch::Tensor& x);
   /// Y₀(x₀) = log N(x₀; 0, I) + c_θ + r_θ(x₀) [B] in x₀'s dtype (r_θ sees float32), the
@@ -91,6 +106,9 @@ class BsdeModelImpl : public torch::nn::Module {
   bool gain_;  // network.gain
   NoiseSchedule schedule_;
   torch::Tensor root_b(const torch::Tensor& s) const;  // schedule_.root_b for times s [K]
+  /// a_θ(s) for times s [K] (network.score): [K]. Throws unless `score` (φ) is given exactly
+  /// when network.score is on.
+  torch::Tensor score_gain(const torch::Tensor& s, const torch::Tensor& score);
   /// The output layer for times s [K] and x in blocks [K, B · blocks, d / blocks].
   torch::Tensor output(const torch::Tensor& s, const torch::Tensor& blocks);
   /// The output layer's [.., d/blocks] is A; with the gain it is [A, g], [.., 2 d/blocks],
@@ -107,6 +125,7 @@ class BsdeModelImpl : public torch::nn::Module {
   torch::nn::Linear input_t_{nullptr};     // first layer, time-part (with the bias)
   std::vector<torch::nn::Linear> hidden_;  // width → width, depth − 1 of them
   torch::nn::Linear output_{nullptr};      // width → d (2d with the gain), starts at zero
+  torch::nn::Linear score_gain_{nullptr};  // time features → a_θ(s) (network.score)
   torch::nn::Sequential residual_{nullptr};
   torch::Tensor constant_;  // [1] float64 buffer
 };

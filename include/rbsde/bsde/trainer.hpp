@@ -108,7 +108,8 @@ class Trainer {
   torch::Tensor x_path_;          // X_n of this rank's paths [S + 1, M_local, d]
   torch::Tensor xi_;              // ξ_n, then ∂(Y_{n+1} − Y_n)/∂Z_n [S, M_local, d]
   BsdeModelImpl::Record record_;  // per hidden layer [S, M_local, width], pre and post
-  torch::Tensor s_;               // s_0 … s_{N−1} [N] float32
+  torch::Tensor score_dots_;  // network.score: ∂(Y_{n+1} − Y_n)/∂Z_n · φ(X_n) [N, M_local]
+  torch::Tensor s_;           // s_0 … s_{N−1} [N] float32
 };
 
 }  // namespace rbsde

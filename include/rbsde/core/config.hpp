@@ -63,6 +63,9 @@ struct NetworkConfig {
   /// Z_θ = MLP(…) + (G_θ − √b) ⊙ x, so that a variance that depends on other coordinates
   /// (a hierarchical model's scales, the funnel) is a product the network need not learn.
   bool gain = false;
+  /// A target-score feature: Z_θ = … + √b a_θ(s) φ(x), φ = ∇log π̃(x) + x (the target's score
+  /// less the reference's), a_θ a linear function of the time features starting at 0.
+  bool score = false;
   /// Z_θ acts on `blocks` consecutive coordinate blocks of d / blocks each with one shared
   /// MLP: for targets that are products of identical factors (many_well: 16 2-D wells).
   int64_t blocks = 1;

@@ -8,6 +8,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace rbsde {
@@ -52,6 +53,10 @@ class Target {
   /// (precondition.kind: prior).
   virtual std::optional<Affine> prior() const { return std::nullopt; }
 };
+
+/// log π̃(x) [B] and ∇log π̃(x) [B, d] by autograd for x [B, d], in x's dtype, without a graph.
+std::pair<torch::Tensor, torch::Tensor> log_prob_and_gradient(const Target& target,
+                                                              const torch::Tensor& x);
 
 /// N(μ, Σ) with log π̃(x) = -½ (x-μ)ᵀ Σ⁻¹ (x-μ): log 𝒵 = ½ d log 2π + ½ log det Σ.
 /// Σ is a full matrix or a diagonal; the diagonal form stores no d x d matrix, so very high
