@@ -96,7 +96,8 @@ torch::Tensor score_feature(const Target& target, const torch::Tensor& x) {
   // mode, so that autograd can run on it.
   c10::InferenceMode normal_mode(false);
   const auto x32 = x.to(torch::kFloat32, /*non_blocking=*/false, /*copy=*/true);
-  return log_prob_and_gradient(target, x32).second + x32;
+  const auto phi = log_prob_and_gradient(target, x32).second + x32;
+  return kScoreBound * torch::tanh(phi / kScoreBound);
 }
 
 BsdeModelImpl::BsdeModelImpl(int64_t dim, const NetworkConfig& network,

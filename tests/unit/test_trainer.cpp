@@ -399,16 +399,21 @@ TEST(Model, UntrainedDriftIsTheStationaryOrnsteinUhlenbeck) {
   EXPECT_TRUE(torch::allclose(batched[1], model->z(2.0, xs[1]), 1e-6, 1e-6));
 }
 
-// φ(x) = ∇log π̃(x) + x: for N(μ, diag σ²) it is x − (x − μ)/σ², and the untrained a_θ = 0
-// leaves Z the stationary OU drift whatever φ is; a_θ = 1 at s = T is Z = √b ∇log π̃.
-TEST(Model, ScoreFeatureIsTheTargetScoreLessTheReferences) {
+// φ(x) = K tanh((∇log π̃(x) + x) / K): for N(μ, diag σ²) the score less the reference's is
+// x − (x − μ)/σ²; points far out show the bound. The untrained a_θ = 0 leaves Z the stationary
+// OU drift whatever φ is; a_θ = 1 adds √b φ (at s = T near the mode, Z = √b ∇log π̃).
+TEST(Model, ScoreFeatureIsTheBoundedTargetScoreLessTheReferences) {
   const Config config = parse_config(kSmall, {"network.score=true"});
   const auto target = make_target(config.target);
-  const auto x = torch::randn({5, 3});
-  const auto mean = torch::tensor({1.0f, -0.5f, 0.2f}),
-             variance = torch::tensor({0.5f, 1.5f, 0.8f});
+  const auto x = torch::cat({torch::randn({5, 3}), torch::full({1, 3}, 40.0f)});
+  const auto mean = torch::tensor({1.0f, -0.5f, 0.2f});
+  const auto variance = torch::tensor({0.5f, 1.5f, 0.8f});
+  const auto raw = x - (x - mean) / variance;
   const auto phi = score_feature(*target, x);
-  EXPECT_TRUE(torch::allclose(phi, x - (x - mean) / variance, 1e-5, 1e-5));
+  EXPECT_TRUE(torch::allclose(phi, kScoreBound * torch::tanh(raw / kScoreBound), 1e-5, 1e-5));
+  EXPECT_TRUE(torch::allclose(phi.slice(0, 0, 5), raw.slice(0, 0, 5), 0.1, 0.01));
+  EXPECT_LT(phi.abs().max().item<double>(), kScoreBound);
+  EXPECT_GT(raw.abs().max().item<double>(), 2 * kScoreBound);  // the last row is bounded
   EXPECT_TRUE(torch::allclose(score_feature(*target, x.to(torch::kFloat64)), phi, 1e-6, 1e-6));
 
   const auto schedule = NoiseSchedule::from_config(config.sde);
@@ -417,11 +422,7 @@ TEST(Model, ScoreFeatureIsTheTargetScoreLessTheReferences) {
   const double horizon = schedule.horizon, root_b = std::sqrt(schedule.b(horizon));
   EXPECT_TRUE(torch::allclose(model->z(horizon, x, phi), -root_b * x, 1e-6, 1e-6));
   model->named_parameters()["score.bias"].fill_(1.0);  // a_θ = 1 at every time
-  EXPECT_TRUE(
-      torch::allclose(model->z(horizon, x, phi) - model->z(horizon, x, torch::zeros_like(x)),
-                      root_b * phi, 1e-5, 1e-5));
-  EXPECT_TRUE(
-      torch::allclose(model->z(horizon, x, phi), root_b * (-(x - mean) / variance), 1e-5, 1e-5));
+  EXPECT_TRUE(torch::allclose(model->z(horizon, x, phi), root_b * (phi - x), 1e-5, 1e-5));
   EXPECT_THROW(model->z(horizon, x), Error);  // the feature is required
 }
 

@@ -3,7 +3,7 @@
 /// The deep-BSDE networks (method.md §4):
 ///   Z_θ(s, x) = √b(s)·(−x) + MLP([x, time features(s)])  [+ √b(s) a_θ(s) φ(x)]
 ///   Y₀(x)     = log N(x; 0, I) + c_θ + r_θ(x)      (r_θ optional)
-/// With network.score the target-score feature φ(x) = ∇log π̃(x) + x (score_feature) enters
+/// With network.score the target-score feature φ(x) ≈ ∇log π̃(x) + x (score_feature) enters
 /// with a scalar a_θ(s), linear in the time features and starting at 0: at s = T the exact
 /// Z = √b ∇log π̃ is a_θ = 1, and for a target N(0, I) φ = 0.
 /// With network.blocks = k > 1 the MLP maps each block of d/k consecutive coordinates
@@ -26,8 +26,14 @@
 
 namespace rbsde {
 
-/// φ(x) = ∇log π̃(x) + x [B, d] float32 for x [B, d] (float32 or float64, an inference tensor
-/// or not): the feature of network.score, computed in float32 as the network runs.
+/// The bound K of the score feature's coordinates.
+inline constexpr double kScoreBound = 10.0;
+
+/// φ(x) = K tanh((∇log π̃(x) + x) / K) [B, d] float32 for x [B, d] (float32 or float64, an
+/// inference tensor or not): the feature of network.score, computed in float32 as the network
+/// runs. Near the typical set of a preconditioned target φ is the score less the reference's
+/// (|φ| ≪ K); bounded, a score that grows fast in the tails (the LGCP's e^x) cannot drive a
+/// path to infinity as an explicit Langevin step would.
 torch::Tensor score_feature(const Target& target, const torch::Tensor& x);
 
 class BsdeModelImpl : public torch::nn::Module {
