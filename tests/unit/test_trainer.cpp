@@ -252,7 +252,7 @@ TEST(DetachedGradient, WithTheGainHeadEqualsAutograd) {
   }
 }
 
-// network.score: Z_θ gains √b a_θ(s) φ(X), φ the target's score plus X; a_θ's gradient is the
+// network.score: Z_θ gains √b a_θ(s) φ(X), φ the bounded score plus X; a_θ's gradient is the
 // weighted Σ (∂Y/∂Z_n)·φ(X_n) of each step (random weights: a_θ ≠ 0, so the paths depend on
 // the feature too), with the gain head, exploration paths and constant memory.
 TEST(DetachedGradient, WithTheScoreFeatureEqualsAutograd) {
