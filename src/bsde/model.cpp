@@ -176,12 +176,15 @@ torch::Tensor BsdeModelImpl::output(const torch::Tensor& s, const torch::Tensor&
   return output_->forward(h);
 }
 
-torch::Tensor BsdeModelImpl::score_gain(const torch::Tensor& s, const torch::Tensor& score) {
+torch::Tensor BsdeModelImpl::add_score_term(const torch::Tensor& s, const torch::Tensor& z,
+                                            const torch::Tensor& score) {
   if (score.defined() != has_score()) {
     throw Error(has_score() ? "internal: network.score's Z_θ needs the feature φ(x)"
                             : "internal: φ(x) given to a network without network.score");
   }
-  return has_score() ? score_gain_->forward(time_features(s)).squeeze(1) : torch::Tensor();
+  if (!has_score()) return z;
+  const auto coefficient = root_b(s) * score_gain_->forward(time_features(s)).squeeze(1);
+  return z + (z.dim() == 3 ? coefficient.view({-1, 1, 1}) : coefficient) * score;
 }
 
 torch::Tensor BsdeModelImpl::z(const torch::Tensor& s, const torch::Tensor& x,
@@ -190,9 +193,7 @@ torch::Tensor BsdeModelImpl::z(const torch::Tensor& s, const torch::Tensor& x,
   const auto root_b_s = root_b(s).view({-1, 1, 1});
   const auto out = output(s, blocks);
   const auto z = gain_ ? head_a(out) + gain_fraction(out) * root_b_s * blocks : out;
-  const auto a = score_gain(s, score);
-  const auto mlp = z.view_as(x) - root_b_s * x;
-  return a.defined() ? mlp + root_b_s * a.view({-1, 1, 1}) * score : mlp;
+  return add_score_term(s, z.view_as(x) - root_b_s * x, score);
 }
 
 torch::Tensor BsdeModelImpl::z(double s, const torch::Tensor& x, const torch::Tensor& score) {
@@ -205,13 +206,9 @@ BsdeModelImpl::ZGain BsdeModelImpl::z_gain(double s, const torch::Tensor& x,
   const auto blocks = x.reshape({1, x.size(0) * blocks_, block_dim_});
   const auto out = output(time, blocks);
   const double root_b_s = schedule_.root_b(s);
-  const auto a = score_gain(time, score);
-  const auto add_score = [&](const torch::Tensor& z) {
-    return a.defined() ? z + root_b_s * a * score : z;
-  };
-  if (!gain_) return {add_score(out.view_as(x) - root_b_s * x), torch::Tensor()};
+  if (!gain_) return {add_score_term(time, out.view_as(x) - root_b_s * x, score), torch::Tensor()};
   const auto g = gain_fraction(out) * root_b_s;
-  return {add_score((head_a(out) + g * blocks).view_as(x) - root_b_s * x),
+  return {add_score_term(time, (head_a(out) + g * blocks).view_as(x) - root_b_s * x, score),
           g.contiguous().view_as(x)};
 }
 
@@ -227,15 +224,9 @@ torch::Tensor BsdeModelImpl::z_recording(double s, const torch::Tensor& x, Recor
   }
   const auto out = torch::addmm(output_->bias, record.post.back(), output_->weight.t());
   const double root_b_s = schedule_.root_b(s);
-  const auto a = score_gain(time, score);
-  torch::Tensor z;
-  if (gain_) {
-    record.gain = (gain_fraction(out) * root_b_s).contiguous().view_as(x);
-    z = head_a(out).view_as(x) + (record.gain - root_b_s) * x;
-  } else {
-    z = out.view_as(x) - root_b_s * x;
-  }
-  return a.defined() ? z + root_b_s * a * score : z;
+  if (!gain_) return add_score_term(time, out.view_as(x) - root_b_s * x, score);
+  record.gain = (gain_fraction(out) * root_b_s).contiguous().view_as(x);
+  return add_score_term(time, head_a(out).view_as(x) + (record.gain - root_b_s) * x, score);
 }
 
 torch::Tensor BsdeModelImpl::head_a(const torch::Tensor& out) const {

@@ -950,9 +950,8 @@ const std::vector<Option>& options() {
           "network.score", "true or false",
           "a target-score feature: Z_θ = … + √b a_θ(s) φ(x), φ = 10 tanh((∇log π̃(x) + x) / 10) "
           "per coordinate, a_θ a learnt function of time starting at 0; one gradient of log π̃ per "
-          "path and step (training and "
-          "sampling); for posteriors far from Gaussian in many coordinates (lgcp.yaml); needs "
-          "detached paths and sample.method: sde",
+          "path and step (training and sampling); for posteriors far from Gaussian in many "
+          "coordinates (lgcp.yaml); needs detached paths and sample.method: sde",
           [](const Reader&, const Config& c) {
             if (c.network.score && !c.train.detach_paths) {
               throw Error(

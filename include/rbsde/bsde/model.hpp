@@ -112,9 +112,11 @@ class BsdeModelImpl : public torch::nn::Module {
   bool gain_;  // network.gain
   NoiseSchedule schedule_;
   torch::Tensor root_b(const torch::Tensor& s) const;  // schedule_.root_b for times s [K]
-  /// a_θ(s) for times s [K] (network.score): [K]. Throws unless `score` (φ) is given exactly
-  /// when network.score is on.
-  torch::Tensor score_gain(const torch::Tensor& s, const torch::Tensor& score);
+  /// z + √b(s_k) a_θ(s_k) φ for times s [K] and z, φ = `score` [K, B, d] (or [B, d] at one
+  /// time); z itself without network.score. Throws unless φ is given exactly when
+  /// network.score is on.
+  torch::Tensor add_score_term(const torch::Tensor& s, const torch::Tensor& z,
+                               const torch::Tensor& score);
   /// The output layer for times s [K] and x in blocks [K, B · blocks, d / blocks].
   torch::Tensor output(const torch::Tensor& s, const torch::Tensor& blocks);
   /// The output layer's [.., d/blocks] is A; with the gain it is [A, g], [.., 2 d/blocks],
