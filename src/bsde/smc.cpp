@@ -130,6 +130,9 @@ Run smc_run(const Target& target, const ReferenceConfig& reference, int64_t run,
             const Communicator& comm) {
   const int64_t d = target.dim(), particles = reference.particles;
   const PathRange mine = path_range(particles, comm.rank(), comm.size());
+  // Run r draws from the epoch r of reference.seed's SMC stream. Keying by epoch rather than
+  // by the seed reference.seed + r keeps the runs of different seeds apart: with seed + r, run
+  // 1 of seed s would repeat run 0 of seed s + 1. reference.runs <= 10^6 fits the epoch.
   const NoiseKey key{reference.seed, NoiseStream::kSmc, static_cast<uint32_t>(run)};
   Run result;
   comm.all_or_none([&] {

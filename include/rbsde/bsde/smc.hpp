@@ -18,10 +18,10 @@
 ///     particles' variance, with the step size adapted after each move toward the optimal
 ///     acceptance 0.574.
 /// Since the particles are equally weighted after each resampling, the estimate of 𝒵 is
-/// unbiased for every run; reference.runs independent runs (seeds reference.seed + run) give
-/// log 𝒵 with its spread. The moments pool the final particles of all runs. Noise is keyed by
-/// global particle index, so a run on any number of ranks draws the same numbers; sums over
-/// ranks (the variance, the bisection) may differ in their last bits.
+/// unbiased for every run; reference.runs independent runs (noise epochs 0, 1, … of
+/// reference.seed) give log 𝒵 with its spread. The moments pool the final particles of all runs.
+/// Noise is keyed by global particle index, so a run on any number of ranks draws the same numbers;
+/// sums over ranks (the variance, the bisection) may differ in their last bits.
 #include <torch/torch.h>
 
 #include "rbsde/bsde/results.hpp"
