@@ -441,7 +441,7 @@ int run_reference(const Problem& p, const Communicator& comm, OutputFile& out,
       const auto truth = configured(*p.target).log_z();
       std::printf(
           "SMC: %lld runs x %lld particles, %lld temperatures, %lld moves each, acceptance "
-          "%.3f, %lld evaluations of log pi\nlog Z (SMC) %.4f +- %.4f over the runs%s\n",
+          "%.3f, %lld evaluations of log pi\nlog Z (SMC, log of the runs' mean Z) %.4f +- %.4f%s\n",
           static_cast<long long>(r.log_z_runs.size()), static_cast<long long>(r.chains),
           static_cast<long long>(r.temperatures), static_cast<long long>(r.steps),
           r.acceptance_rate, static_cast<long long>(r.evaluations), r.log_z, r.log_z_stderr,

@@ -223,6 +223,28 @@ torch::Tensor TemperedTarget::log_prob(const torch::Tensor& x) const {
   return lambda_ * target_.log_prob(x) + (1.0 - lambda_) * reference;
 }
 
+LogEvidence combine_log_z_runs(const std::vector<double>& log_z_runs) {
+  LogEvidence result;
+  if (log_z_runs.empty()) return result;
+  const double max = *std::max_element(log_z_runs.begin(), log_z_runs.end());
+  if (!std::isfinite(max)) {
+    result.log_z = max;
+    return result;
+  }
+  const auto runs = static_cast<double>(log_z_runs.size());
+  double sum = 0.0;
+  for (const double z : log_z_runs) sum += std::exp(z - max);
+  result.log_z = max + std::log(sum / runs);
+  if (log_z_runs.size() > 1) {
+    // The ratios 𝒵̂_r / 𝒵̄ have mean 1; the standard error of their mean is that of 𝒵̄ / 𝒵̄,
+    // and to first order (the delta method) that of log 𝒵̄.
+    double spread = 0.0;
+    for (const double z : log_z_runs) spread += std::pow(std::exp(z - result.log_z) - 1.0, 2);
+    result.log_z_stderr = std::sqrt(spread / (runs - 1.0) / runs);
+  }
+  return result;
+}
+
 ReferenceMoments smc_reference(const Target& target, const ReferenceConfig& reference,
                                const Communicator& comm) {
   const int64_t d = target.dim(), particles = reference.particles;
@@ -266,12 +288,9 @@ ReferenceMoments smc_reference(const Target& target, const ReferenceConfig& refe
   result.mean_stderr =
       to_vector(reference.runs > 1 ? means.std(0, /*unbiased=*/true) / std::sqrt(runs)
                                    : torch::full({d}, NAN, torch::kFloat64));
-  double sum = 0.0;
-  for (const double z : result.log_z_runs) sum += z;
-  result.log_z = sum / runs;
-  double spread = 0.0;
-  for (const double z : result.log_z_runs) spread += (z - result.log_z) * (z - result.log_z);
-  result.log_z_stderr = reference.runs > 1 ? std::sqrt(spread / (runs - 1.0) / runs) : NAN;
+  const LogEvidence evidence = combine_log_z_runs(result.log_z_runs);
+  result.log_z = evidence.log_z;
+  result.log_z_stderr = evidence.log_z_stderr;
   result.acceptance_rate = static_cast<double>(accepted) / static_cast<double>(proposed);
   return result;
 }

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <vector>
 
 #include "helpers.hpp"
 #include "rbsde/bsde/smc.hpp"
@@ -22,6 +23,35 @@ ReferenceConfig smc_config(int64_t particles, int64_t runs) {
   reference.moves = 10;
   reference.seed = 11;
   return reference;
+}
+
+// The runs' log 𝒵̂ combine into the log of their mean 𝒵̂, above their mean log 𝒵̂ (Jensen),
+// with the delta method's standard error; a shift of every log 𝒵̂ (here to 10^4, where exp
+// overflows) shifts log 𝒵 alone.
+TEST(SmcEvidence, IsTheLogOfTheRunsMeanEvidence) {
+  const std::vector<double> runs = {-1.0, 0.0, 0.5, 2.0};
+  double sum = 0.0, mean_log = 0.0;
+  for (const double z : runs) {
+    sum += std::exp(z);
+    mean_log += z / 4.0;
+  }
+  const double mean = sum / 4.0;
+  double spread = 0.0;
+  for (const double z : runs) spread += std::pow(std::exp(z) / mean - 1.0, 2);
+  const LogEvidence e = combine_log_z_runs(runs);
+  EXPECT_NEAR(e.log_z, std::log(mean), 1e-12);
+  EXPECT_GT(e.log_z - mean_log, 0.3);  // 0.886 − 0.375: not the mean of the log 𝒵̂
+  EXPECT_NEAR(e.log_z_stderr, std::sqrt(spread / 3.0 / 4.0), 1e-12);
+
+  std::vector<double> shifted;
+  for (const double z : runs) shifted.push_back(z + 1e4);
+  const LogEvidence f = combine_log_z_runs(shifted);
+  EXPECT_NEAR(f.log_z, e.log_z + 1e4, 1e-9);
+  EXPECT_NEAR(f.log_z_stderr, e.log_z_stderr, 1e-12);
+
+  const LogEvidence one = combine_log_z_runs({-3.5});
+  EXPECT_EQ(one.log_z, -3.5);
+  EXPECT_TRUE(std::isnan(one.log_z_stderr));
 }
 
 TEST(TemperedTarget, EndsAtTheReferenceAndTheTarget) {

@@ -58,11 +58,13 @@ struct ReferenceMoments {
   int64_t warmup = 0;            ///< mala: adaptation steps per chain
   int64_t steps = 0;             ///< sampling steps per chain (mala), moves per temperature (smc)
   // smc only:
-  std::vector<double> log_z_runs;  ///< log 𝒵 of each independent run
-  double log_z = 0.0;              ///< their mean
-  double log_z_stderr = 0.0;       ///< their sd / √runs (0 for one run)
-  int64_t temperatures = 0;        ///< tempering steps, all runs
-  int64_t evaluations = 0;  ///< evaluations of log π̃ (most with ∇), all particles and runs
+  std::vector<double> log_z_runs;  ///< log 𝒵̂ of each independent run
+  /// log of the runs' mean 𝒵̂ (smc.hpp combine_log_z_runs), not the mean of their log 𝒵̂
+  double log_z = 0.0;
+  /// by the delta method: the sd of 𝒵̂ / mean 𝒵̂ over the runs / √runs (NaN for one run)
+  double log_z_stderr = 0.0;
+  int64_t temperatures = 0;  ///< tempering steps, all runs
+  int64_t evaluations = 0;   ///< evaluations of log π̃ (most with ∇), all particles and runs
 };
 
 /// One rank's rows of the per-path datasets (each `rows` long; `samples` rows × d).

@@ -17,12 +17,22 @@
 ///   - reference.moves MALA steps (mcmc.hpp) on π_λ' move them, preconditioned by the
 ///     particles' variance, with the step size adapted after each move toward the optimal
 ///     acceptance 0.574.
-/// Since the particles are equally weighted after each resampling, the estimate of 𝒵 is
-/// unbiased for every run; reference.runs independent runs (noise epochs 0, 1, … of
-/// reference.seed) give log 𝒵 with its spread. The moments pool the final particles of all runs.
-/// Noise is keyed by global particle index, so a run on any number of ranks draws the same numbers;
-/// sums over ranks (the variance, the bisection) may differ in their last bits.
+/// Each run's 𝒵̂ is the product of the temperatures' mean incremental weights. With the
+/// temperatures, the preconditioner and the step size fixed in advance it would be unbiased;
+/// here they are chosen adaptively from the same particles, so 𝒵̂ is consistent (exact as
+/// M → ∞) but not unbiased: its bias vanishes as M grows. reference.runs independent runs (one
+/// noise epoch each: NoiseKey{reference.seed, kSmc, run}) give 𝒵̂_1 … 𝒵̂_R. The reported
+/// log 𝒵 is the log of their mean, log (1/R) Σ_r 𝒵̂_r (combine_log_z_runs): the mean of the
+/// log 𝒵̂_r would be low by about Var(log 𝒵̂)/2 (Jensen), a bias that more runs do not
+/// remove. Its standard error is the delta method's, sd_r(𝒵̂_r / mean 𝒵̂) / √R. The moments
+/// pool the final particles of all runs. Noise is keyed by global particle index, so a run on
+/// any number of ranks draws the same numbers; sums over ranks (the variance, the bisection)
+/// may differ in their last bits.
 #include <torch/torch.h>
+
+#include <cmath>
+#include <cstdint>
+#include <vector>
 
 #include "rbsde/bsde/results.hpp"
 #include "rbsde/core/config.hpp"
@@ -43,6 +53,15 @@ class TemperedTarget final : public Target {
   const Target& target_;
   double lambda_;
 };
+
+/// The runs' log 𝒵̂_r combined: log_z = log (1/R) Σ_r 𝒵̂_r (max-shifted) and log_z_stderr =
+/// the delta method's sd_r(𝒵̂_r / 𝒵̄) / √R with 𝒵̄ the mean and the sd over R − 1 (NaN for one
+/// run).
+struct LogEvidence {
+  double log_z = NAN;
+  double log_z_stderr = NAN;
+};
+LogEvidence combine_log_z_runs(const std::vector<double>& log_z_runs);
 
 /// Collective: reference.runs adaptive-tempering SMC runs on `target`; every rank returns
 /// the same result (method "smc"). On an AffineTarget log 𝒵 and the moments are of the

@@ -78,8 +78,8 @@ class OutputFile final : public SampleSink {
   void write_posterior(int64_t offset, int64_t rows, const double* draws);
   /// Collective: the group /reference: datasets mean, sd and mean_stderr [d], attributes
   /// method, acceptance_rate and step_size; for mala chains, warmup and steps; for smc the
-  /// dataset log_z_runs [runs] and attributes log_z, log_z_stderr, particles, moves, runs,
-  /// temperatures and evaluations.
+  /// dataset log_z_runs [runs] and attributes log_z (the log of the runs' mean 𝒵̂),
+  /// log_z_stderr, particles, moves, runs, temperatures and evaluations.
   void write_reference(const ReferenceMoments& reference);
   /// Collective: the group /timing: datasets min, mean and max (float64 [phases], seconds
   /// over the ranks), the string attribute phases (their names, space-separated, in Phase
