@@ -20,12 +20,16 @@ namespace rbsde {
 namespace {
 
 /// The moves of a run key the noise's steps 0, 1, …; the resampling uniform of temperature t
-/// step kResamplingStep + t, the start kInitialStep.
+/// step kResamplingStep + t, the start kInitialStep. hmc_step draws its accept uniforms with
+/// fill_uniform at the move's step, as resampling does at particle 0, so the moves' steps must
+/// stay below kResamplingStep: at most kSmcMaxMoves × kSmcMaxTemperatures of them.
 constexpr uint32_t kResamplingStep = 1u << 31;
+static_assert(kSmcMaxMoves * kSmcMaxTemperatures <= int64_t{kResamplingStep},
+              "the moves' noise steps would reach the resampling steps");
+static_assert(int64_t{kResamplingStep} + kSmcMaxTemperatures < int64_t{kInitialStep},
+              "the resampling steps would reach the initial step");
 /// Bisection steps for the next temperature: the increment to 2^-60 of the interval.
 constexpr int kBisections = 60;
-/// Temperatures a run may take before it is stopped as stuck.
-constexpr int64_t kMaxTemperatures = 100000;
 
 /// ℓ = log π̃ − log N(0, I) at x [B, d] without a graph; NaN (no density) counts as −∞.
 torch::Tensor log_ratio(const Target& target, const torch::Tensor& x) {
@@ -146,7 +150,7 @@ Run smc_run(const Target& target, const ReferenceConfig& reference, int64_t run,
   });
   fill_normal(result.x.data_ptr<double>(), mine.count(), d, key, mine.begin, kInitialStep);
   double lambda = 0.0, step_size = initial_step_size(d);
-  uint32_t step = 0;
+  uint32_t step = 0;  // < reference.moves × kSmcMaxTemperatures <= kResamplingStep
   while (lambda < 1.0) {
     const auto ratio = log_ratio(target, result.x);
     result.evaluations += particles;
@@ -175,9 +179,9 @@ Run smc_run(const Target& target, const ReferenceConfig& reference, int64_t run,
       }
       delta = std::max(low, std::numeric_limits<double>::min());
     }
-    if (result.temperatures == kMaxTemperatures) {
+    if (result.temperatures == kSmcMaxTemperatures) {
       throw Error("SMC reference: still at temperature " + std::to_string(lambda) + " after " +
-                  std::to_string(kMaxTemperatures) +
+                  std::to_string(kSmcMaxTemperatures) +
                   " steps; the target is too far from the reference N(0, I): precondition it "
                   "(precondition.kind) or lower reference.ess");
     }
@@ -247,6 +251,14 @@ LogEvidence combine_log_z_runs(const std::vector<double>& log_z_runs) {
 
 ReferenceMoments smc_reference(const Target& target, const ReferenceConfig& reference,
                                const Communicator& comm) {
+  if (reference.moves > kSmcMaxMoves) {
+    throw CollectiveError(
+        "reference.moves = " + std::to_string(reference.moves) +
+        " is too many for the SMC reference: a run of up to " +
+        std::to_string(kSmcMaxTemperatures) +
+        " temperatures would count more than 2^31 noise steps; set reference.moves <= " +
+        std::to_string(kSmcMaxMoves));
+  }
   const int64_t d = target.dim(), particles = reference.particles;
   const AffineTarget* affine = target.preconditioned();
   ReferenceMoments result;

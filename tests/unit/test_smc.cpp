@@ -1,5 +1,6 @@
 // The SMC reference (smc.hpp) against exact answers: log 𝒵 and the moments of a correlated
 // Gaussian, and of a mixture whose modes the reference N(0, I) reaches unevenly.
+#include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -10,6 +11,7 @@
 #include "rbsde/bsde/smc.hpp"
 #include "rbsde/core/config.hpp"
 #include "rbsde/core/target.hpp"
+#include "rbsde/error.hpp"
 #include "rbsde/parallel/communicator.hpp"
 
 namespace rbsde {
@@ -52,6 +54,27 @@ TEST(SmcEvidence, IsTheLogOfTheRunsMeanEvidence) {
   const LogEvidence one = combine_log_z_runs({-3.5});
   EXPECT_EQ(one.log_z, -3.5);
   EXPECT_TRUE(std::isnan(one.log_z_stderr));
+}
+
+// More moves per temperature than the noise steps allow is refused before any run, naming
+// the key; the largest allowed value runs (a target proportional to the reference: one
+// temperature).
+TEST(Smc, RefusesMoreMovesThanTheNoiseStepsAllow) {
+  const auto target =
+      Gaussian::diagonal(Eigen::VectorXd::Constant(1, 0.0), Eigen::VectorXd::Constant(1, 1.0));
+  const Communicator comm(MPI_COMM_WORLD);
+  ReferenceConfig reference = smc_config(2, 1);
+  reference.moves = kSmcMaxMoves + 1;
+  try {
+    smc_reference(*target, reference, comm);
+    ADD_FAILURE() << "reference.moves = " << reference.moves << " was accepted";
+  } catch (const Error& e) {
+    EXPECT_THAT(e.what(), ::testing::HasSubstr("reference.moves"));
+  }
+  reference.moves = kSmcMaxMoves;
+  const ReferenceMoments r = smc_reference(*target, reference, comm);
+  EXPECT_EQ(r.temperatures, 1);
+  EXPECT_NEAR(r.log_z, *target->log_z(), 1e-12);  // ℓ is the constant log 𝒵 = ½ log 2π
 }
 
 TEST(TemperedTarget, EndsAtTheReferenceAndTheTarget) {

@@ -28,6 +28,10 @@
 /// pool the final particles of all runs. Noise is keyed by global particle index, so a run on
 /// any number of ranks draws the same numbers; sums over ranks (the variance, the bisection)
 /// may differ in their last bits.
+///
+/// The noise steps of a run: the moves take 0, 1, … up to reference.moves × the temperatures,
+/// which stays below 2^31 (the resampling uniforms' steps) because a run stops at
+/// kSmcMaxTemperatures temperatures and reference.moves may not exceed kSmcMaxMoves.
 #include <torch/torch.h>
 
 #include <cmath>
@@ -53,6 +57,13 @@ class TemperedTarget final : public Target {
   const Target& target_;
   double lambda_;
 };
+
+/// Temperatures a run may take before it is stopped as stuck (an Error).
+inline constexpr int64_t kSmcMaxTemperatures = 100000;
+/// The largest reference.moves for which the moves' noise steps of a run, at most
+/// reference.moves × kSmcMaxTemperatures, stay below 2^31, where the resampling steps begin;
+/// a larger value is an Error before any run starts.
+inline constexpr int64_t kSmcMaxMoves = (int64_t{1} << 31) / kSmcMaxTemperatures;
 
 /// The runs' log 𝒵̂_r combined: log_z = log (1/R) Σ_r 𝒵̂_r (max-shifted) and log_z_stderr =
 /// the delta method's sd_r(𝒵̂_r / 𝒵̄) / √R with 𝒵̄ the mean and the sd over R − 1 (NaN for one
