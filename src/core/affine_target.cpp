@@ -158,7 +158,7 @@ Affine prior_map(const Target& target) {
 std::string resolved_form(const PreconditionConfig& config, int64_t d) {
   if (config.form != "auto") return config.form;
   if (d <= kDenseMapMaxDim) return "cholesky";
-  return config.kind == "pilot" ? "diagonal" : "curvature";
+  return config.kind == "pilot" || config.kind == "variational" ? "diagonal" : "curvature";
 }
 
 /// The Laplace approximation N(mode, H⁻¹) of the target, as x = mode + L x̂.

@@ -69,8 +69,8 @@ const std::vector<std::string> kDivergences = {"exact", "hutchinson", "auto"};
 constexpr int64_t kMaxProbes = int64_t{1} << 28;
 // HMC iteration t keys the noise's 32-bit step t, below noise.hpp's kInitialStep = 2^32 - 1.
 constexpr int64_t kMaxHmcSteps = (int64_t{1} << 32) - 1;
-const std::vector<std::string> kPreconditionKinds = {"none",    "config", "prior",
-                                                     "laplace", "pilot",  "auto"};
+const std::vector<std::string> kPreconditionKinds = {"none",  "config",      "prior", "laplace",
+                                                     "pilot", "variational", "auto"};
 const std::vector<std::string> kPreconditionForms = {"auto", "cholesky", "diagonal", "curvature"};
 
 // The target.* keys that only some targets read, each with those targets' names.
@@ -92,8 +92,9 @@ const std::vector<std::pair<std::string, std::vector<std::string>>> kTargetSpeci
 const std::vector<std::pair<std::string, std::vector<std::string>>> kPreconditionKeys = {
     {"centre", {"config"}},
     {"scale", {"config"}},
-    {"form", {"laplace", "pilot", "auto"}},
+    {"form", {"laplace", "pilot", "variational", "auto"}},
     {"iterations", {"laplace", "auto"}},
+    {"variational_iterations", {"variational", "auto"}},
     {"pilot", {"pilot"}},
 };
 
@@ -660,10 +661,11 @@ PreconditionConfig read_precondition(const Reader& in, const std::string& target
     }
   }
   if (precondition.kind == "laplace" || precondition.kind == "pilot" ||
-      precondition.kind == "auto") {
+      precondition.kind == "variational" || precondition.kind == "auto") {
     in.read("precondition.form", precondition.form);
     in.require_one_of("precondition.form", precondition.form, kPreconditionForms);
-    if (precondition.kind == "pilot" && precondition.form == "curvature") {
+    if ((precondition.kind == "pilot" || precondition.kind == "variational") &&
+        precondition.form == "curvature") {
       in.fail("precondition.form",
               "curvature (the Hessian's diagonal) needs precondition.kind: laplace or auto; a "
               "pilot's map is cholesky or diagonal");
@@ -673,6 +675,11 @@ PreconditionConfig read_precondition(const Reader& in, const std::string& target
     in.read("precondition.iterations", precondition.iterations);
     in.require(precondition.iterations >= 1, "precondition.iterations", ">= 1",
                precondition.iterations);
+  }
+  if (precondition.kind == "variational" || precondition.kind == "auto") {
+    in.read("precondition.variational_iterations", precondition.variational_iterations);
+    in.require(precondition.variational_iterations >= 1, "precondition.variational_iterations",
+               ">= 1", precondition.variational_iterations);
   }
   if (precondition.kind == "pilot") {
     if (!in.find("precondition.pilot")) {
@@ -764,11 +771,14 @@ void emit_precondition(YAML::Emitter& out, const PreconditionConfig& preconditio
     }
   }
   if (precondition.kind == "laplace" || precondition.kind == "pilot" ||
-      precondition.kind == "auto") {
+      precondition.kind == "variational" || precondition.kind == "auto") {
     emit_entry(out, "form", precondition.form);
   }
   if (precondition.kind == "laplace" || precondition.kind == "auto") {
     emit_entry(out, "iterations", precondition.iterations);
+  }
+  if (precondition.kind == "variational" || precondition.kind == "auto") {
+    emit_entry(out, "variational_iterations", precondition.variational_iterations);
   }
   if (precondition.kind == "pilot") emit_entry(out, "pilot", precondition.pilot);
   out << YAML::EndMap;
@@ -1212,19 +1222,24 @@ const std::vector<Option>& options() {
       structured("precondition.kind", join(kPreconditionKinds),
                  "auto for the posteriors (logreg*, lgcp, torchscript) and for d > 1000 "
                  "(except the mixtures gmm, gmm40, many_well), else none",
-                 "the affine map x = m + L x̂ under which training and sampling run (auto: "
-                 "laplace, else a Gaussian matched to a short MALA pilot)"),
+                 "the affine map x = m + L x̂ under which training and sampling run "
+                 "(variational: the Gaussian that maximises the ELBO; auto: the Laplace map "
+                 "where its own importance weights are usable (Pareto k^ <= 0.7), else the one "
+                 "with the highest ELBO of it and the variational Gaussians fitted from the "
+                 "prior and from it)"),
       structured("precondition.centre", "number or d numbers", "0", "config: m"),
       structured("precondition.scale", "number, d numbers or d x d matrix", "1",
                  "config: the diagonal of L, or a symmetric positive definite covariance whose "
                  "Cholesky factor is L"),
       structured("precondition.form", join(kPreconditionForms), "auto",
-                 "laplace, pilot, auto: cholesky (full L), diagonal (marginal standard "
-                 "deviations) or curvature (laplace: 1/sqrt of the Hessian's diagonal, O(d) "
-                 "memory); auto: cholesky up to d = 4096, above it curvature (diagonal for "
-                 "pilot)"),
+                 "laplace, pilot, variational, auto: cholesky (full L), diagonal (marginal "
+                 "standard deviations) or curvature (laplace: 1/sqrt of the Hessian's diagonal, "
+                 "O(d) memory); auto: cholesky up to d = 4096, above it curvature (diagonal for "
+                 "pilot and variational)"),
       structured("precondition.iterations", "integer >= 1", "1000",
                  "laplace, auto: L-BFGS iterations at most"),
+      structured("precondition.variational_iterations", "integer >= 1", "1000",
+                 "variational, auto: iterations of the ELBO's stochastic gradient ascent"),
       structured("precondition.pilot", "file path", "(required for pilot)",
                  "pilot: the output file of an earlier run"),
   };

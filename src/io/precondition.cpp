@@ -3,16 +3,19 @@
 #include <hdf5.h>
 
 #include <Eigen/Dense>
+#include <cmath>
 #include <cstdio>
 #include <exception>
 #include <filesystem>
 #include <limits>
 #include <new>
+#include <string>
 #include <system_error>
 #include <utility>
 #include <vector>
 
-#include "rbsde/bsde/mcmc.hpp"
+#include "rbsde/bsde/psis.hpp"
+#include "rbsde/bsde/variational.hpp"
 #include "rbsde/error.hpp"
 #include "rbsde/io/hdf5.hpp"
 
@@ -100,47 +103,123 @@ Affine pilot_map(const PreconditionConfig& config, int64_t d) {
   return map;
 }
 
-/// auto's fallback pilot: MALA chains, warm-up and sampling steps per chain, and the seed.
-constexpr int64_t kAutoPilotChains = 32;
-constexpr int64_t kAutoPilotWarmup = 500;
-constexpr int64_t kAutoPilotSteps = 500;
-constexpr uint64_t kAutoPilotSeed = 5;
+/// The seed of the variational fit and of the draws that measure the candidates.
+constexpr uint64_t kReferenceSeed = 5;
 
-/// auto: the Laplace map when it can be found; else m and diag(L) the mean and sd of a short
-/// MALA run (rbsde reference's sampler, on this process alone).
+void print_quality(const char* candidate, const ReferenceQuality& quality) {
+  std::printf(
+      "precondition: %s: ELBO %.6g +- %.2g, Pareto k^ %.3g, ESS %.1f of %lld draws (log pi "
+      "finite on %lld)\n",
+      candidate, quality.elbo, quality.elbo_stderr, quality.pareto_k, quality.ess,
+      static_cast<long long>(quality.draws), static_cast<long long>(quality.finite));
+  std::fflush(stdout);
+}
+
+/// The start of the variational fit when there is no Laplace map: the prior, else N(0, I),
+/// in the form the configuration resolves to.
+Affine variational_start(const Target& target, const PreconditionConfig& config) {
+  const int64_t d = target.dim();
+  Affine start = target.prior().value_or(identity_map(d));
+  const bool dense = resolved_form(config, d) == "cholesky";
+  if (dense && start.is_diagonal()) {
+    start.cholesky = start.diagonal.asDiagonal();
+    start.diagonal.resize(0);
+  } else if (!dense && !start.is_diagonal()) {
+    start.diagonal = start.cholesky.rowwise().norm();  // the marginal standard deviations
+    start.cholesky.resize(0, 0);
+  }
+  return start;
+}
+
+/// variational: the Gaussian that maximises the ELBO, from the prior (or N(0, I)).
+Affine variational_kind_map(const Target& target, const PreconditionConfig& config) {
+  Affine map = variational_map(target, variational_start(target, config),
+                               config.variational_iterations, kReferenceSeed,
+                               "precondition.kind: variational: target '" + target.name() + "'");
+  print_quality("variational", reference_quality(target, map, kQualityDraws, kReferenceSeed));
+  return map;
+}
+
+/// A candidate reference of auto, with its measures.
+struct Candidate {
+  std::string name;
+  Affine map;
+  ReferenceQuality quality;
+};
+
+/// auto: the Laplace map where its own importance weights are usable (k̂ at most
+/// pareto_k_threshold); else the Gaussians that maximise the ELBO fitted from the prior (or
+/// N(0, I)) and, where there is one, from the Laplace map, and of all candidates the one with
+/// the highest ELBO. A degenerate mode (a hierarchical model's scale near zero) can pass the
+/// Laplace map's checks yet be a poor start: the fit from it stays in the funnel's neck, the
+/// one from the prior finds the mass. Each candidate is measured on the same kQualityDraws
+/// draws.
 Affine auto_map(const Target& target, const PreconditionConfig& config) {
-  try {
-    Affine map = laplace_map(target, config);
-    check_map(map, target.dim(), "precondition.kind: auto");
-    std::printf("precondition: auto: chose the Laplace map\n");
-    std::fflush(stdout);
-    return map;
-  } catch (const std::exception& e) {  // an Error, or the Hessian too large for the memory
+  const double threshold = pareto_k_threshold(kQualityDraws);
+  const auto describe = [](const std::exception& e) -> std::string {
     const auto* torch_error = dynamic_cast<const c10::Error*>(&e);
-    std::printf(
-        "precondition: auto: no Laplace map (%s);\n  falling back to a Gaussian matched "
-        "to a short MALA pilot\n",
-        torch_error ? torch_error->what_without_backtrace() : e.what());
+    return torch_error ? torch_error->what_without_backtrace() : e.what();
+  };
+  std::vector<Candidate> candidates;
+  try {
+    Affine laplace = laplace_map(target, config);
+    check_map(laplace, target.dim(), "precondition.kind: auto");
+    const ReferenceQuality quality =
+        reference_quality(target, laplace, kQualityDraws, kReferenceSeed);
+    print_quality("laplace", quality);
+    if (quality.pareto_k <= threshold) {
+      std::printf(
+          "precondition: auto: chose the Laplace map (its importance weights are usable: k^ "
+          "%.3g <= %.2f)\n",
+          quality.pareto_k, threshold);
+      std::fflush(stdout);
+      return laplace;
+    }
+    candidates.push_back({"laplace", std::move(laplace), quality});
+  } catch (const std::exception& e) {  // an Error, or the Hessian too large for the memory
+    std::printf("precondition: auto: no Laplace map (%s)\n", describe(e).c_str());
     std::fflush(stdout);
   }
-  ReferenceConfig pilot;
-  pilot.chains = kAutoPilotChains;
-  pilot.warmup = kAutoPilotWarmup;
-  pilot.steps = kAutoPilotSteps;
-  pilot.seed = kAutoPilotSeed;
-  const Communicator self(MPI_COMM_SELF);
-  const ReferenceMoments moments = reference_moments(target, pilot, self, torch::Tensor());
-  Affine map;
-  map.centre = Eigen::Map<const Eigen::VectorXd>(moments.mean.data(), target.dim());
-  map.diagonal = Eigen::Map<const Eigen::VectorXd>(moments.sd.data(), target.dim());
-  check_map(map, target.dim(), "precondition.kind: auto (MALA pilot)");
-  std::printf(
-      "precondition: auto: chose the MALA pilot's mean and sd (diagonal L): %lld chains x %lld "
-      "steps after %lld of warm-up, acceptance %.2f\n",
-      static_cast<long long>(pilot.chains), static_cast<long long>(pilot.steps),
-      static_cast<long long>(pilot.warmup), moments.acceptance_rate);
+  std::vector<std::pair<std::string, Affine>> starts = {
+      {"variational from the prior", variational_start(target, config)}};
+  if (!candidates.empty())
+    starts.emplace_back("variational from the Laplace map", candidates[0].map);
+  for (const auto& [name, start] : starts) {
+    std::printf("precondition: auto: fitting the Gaussian that maximises the ELBO (%s)\n",
+                name.c_str());
+    std::fflush(stdout);
+    try {
+      Affine fitted = variational_map(target, start, config.variational_iterations, kReferenceSeed,
+                                      "precondition.kind: auto: " + name);
+      check_map(fitted, target.dim(), "precondition.kind: auto (" + name + ")");
+      const ReferenceQuality quality =
+          reference_quality(target, fitted, kQualityDraws, kReferenceSeed);
+      print_quality(name.c_str(), quality);
+      candidates.push_back({name, std::move(fitted), quality});
+    } catch (const Error& e) {
+      std::printf("precondition: auto: no %s (%s)\n", name.c_str(), e.what());
+      std::fflush(stdout);
+    }
+  }
+  if (candidates.empty()) {
+    throw Error("precondition.kind: auto: target '" + target.name() +
+                "': neither the Laplace map nor a variational Gaussian could be found (see the "
+                "lines above); use precondition.kind: config with a centre and scale where the "
+                "posterior's mass is");
+  }
+  // −∞ compares below any finite ELBO; NaN (no finite draw) never wins.
+  const Candidate* best = &candidates[0];
+  for (const Candidate& c : candidates) {
+    if (c.quality.elbo > best->quality.elbo || std::isnan(best->quality.elbo)) best = &c;
+  }
+  std::string others;
+  for (const Candidate& c : candidates) {
+    if (&c != best) others += ", " + c.name + " " + std::to_string(c.quality.elbo);
+  }
+  std::printf("precondition: auto: chose the %s (the highest ELBO: %.6g%s)\n", best->name.c_str(),
+              best->quality.elbo, others.empty() ? "" : ("; " + others.substr(2)).c_str());
   std::fflush(stdout);
-  return map;
+  return best->map;
 }
 
 Affine compute_map(const Target& target, const PreconditionConfig& config) {
@@ -150,9 +229,10 @@ Affine compute_map(const Target& target, const PreconditionConfig& config) {
   if (config.kind == "prior") return prior_map(target);
   if (config.kind == "laplace") return laplace_map(target, config);
   if (config.kind == "pilot") return pilot_map(config, d);
+  if (config.kind == "variational") return variational_kind_map(target, config);
   if (config.kind == "auto") return auto_map(target, config);
   throw Error("precondition.kind: unknown kind '" + config.kind +
-              "' (accepted: none, config, prior, laplace, pilot, auto)");
+              "' (accepted: none, config, prior, laplace, pilot, variational, auto)");
 }
 
 }  // namespace

@@ -67,7 +67,7 @@ Affine prior_map(const Target& target);
 /// the run.
 constexpr int64_t kDenseMapMaxDim = 4096;
 /// precondition.form with auto resolved for dimension d: cholesky up to kDenseMapMaxDim, above
-/// it curvature (laplace, auto) or diagonal (pilot).
+/// it curvature (laplace, auto) or diagonal (pilot, variational).
 std::string resolved_form(const PreconditionConfig& config, int64_t d);
 /// laplace: m = argmax log π̃ by L-BFGS (float64, strong Wolfe line search, at most
 /// precondition.iterations iterations, from the prior centre or 0), H = −∇² log π̃(m) by

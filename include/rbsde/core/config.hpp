@@ -150,17 +150,19 @@ struct ParallelConfig {
 /// (method.md §4; precondition.hpp builds it).
 struct PreconditionConfig {
   std::string kind =
-      "none";  ///< none | config | prior | laplace | pilot | auto (the posteriors' default)
+      "none";  ///< none | config | prior | laplace | pilot | variational | auto (posteriors)
   // config: centre (scalar or d-vector; default 0) and scale, either a scalar or d-vector, the
   // diagonal of L (scale_diagonal; default 1), or a d x d symmetric positive definite
   // covariance whose Cholesky factor is L (scale_covariance). Exactly one of the two is set.
   Eigen::VectorXd centre;
   Eigen::VectorXd scale_diagonal;
   Eigen::MatrixXd scale_covariance;
-  /// laplace, pilot: auto (by d: resolved_form) | cholesky (full L) | diagonal | curvature
+  /// laplace, pilot, variational: auto (by d: resolved_form) | cholesky (full L) | diagonal |
+  /// curvature
   std::string form = "auto";
-  int64_t iterations = 1000;  ///< laplace: L-BFGS iterations at most
-  std::string pilot;          ///< pilot: the output file (HDF5) of an earlier run (required)
+  int64_t iterations = 1000;              ///< laplace: L-BFGS iterations at most
+  int64_t variational_iterations = 1000;  ///< variational: the ELBO's ascent iterations
+  std::string pilot;  ///< pilot: the output file (HDF5) of an earlier run (required)
 };
 
 struct Config {

@@ -17,7 +17,8 @@ enum class NoiseStream : uint32_t {
   kProbes = 3,
   kMcmc = 4,
   kResampling = 5,
-  kSmc = 6
+  kSmc = 6,
+  kVariational = 7
 };
 
 /// The step index that keys the initial point X₀ (steps 0 … N−1 key the increments ξ_n).

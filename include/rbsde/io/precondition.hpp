@@ -24,8 +24,14 @@ namespace rbsde {
 ///   pilot    self-normalised weighted mean and covariance (variances with form: diagonal,
 ///            the auto form above kDenseMapMaxDim dimensions)
 ///            of /samples and /log_weights in the HDF5 file precondition.pilot
-///   auto     laplace if it succeeds; else m and diag(L) the mean and sd of a short MALA
-///            run (32 chains, 500 + 500 steps) on rank 0; it prints what it chose and why
+///   variational  the Gaussian that maximises the ELBO (bsde/variational.hpp), from the
+///            prior or N(0, I); L lower triangular up to kDenseMapMaxDim dimensions, else
+///            diagonal (form: auto)
+///   auto     laplace where it succeeds and its own importance weights are usable (Pareto k̂
+///            of kQualityDraws draws at most 0.7); else the variational Gaussians fitted from
+///            the prior (or N(0, I)) and from the Laplace map where there is one, and of all
+///            candidates the one with the highest ELBO. It prints each candidate's ELBO, k̂
+///            and ESS, and what it chose and why
 /// Failures (no convergence, H or the covariance not positive definite, a missing or
 /// mismatched pilot file) throw Error naming the key on every rank, rank 0 with the reason.
 /// Rank 0 prints what laplace and pilot found.
