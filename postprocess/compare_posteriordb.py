@@ -5,8 +5,9 @@ usage: python3 -m postprocess compare-posteriordb RUN.h5 POSTERIOR [--mean-tol 0
 POSTERIOR names a folder of data/posteriordb/ (e.g. kidiq-kidscore_momiq) or is a path to
 one. The run's equally weighted draws in constrained parameters come from its InferenceData
 group /posterior (written when the target module has `constrain` and `names`, as the
-examples/posteriordb/ modules do). For each parameter of the reference draws (10 chains of
-long NUTS runs) prints the reference mean and sd, the run's, the mean error in reference sds
+examples/posteriordb/ modules do). The reference is the folder's reference_draws.json.gz (10
+chains of long NUTS runs), or its reference_summary.json (each parameter's mean and sd, as
+examples/hierarchical/reference.R writes them). For each parameter of the reference prints the reference mean and sd, the run's, the mean error in reference sds
 and the sd ratio; also the run's Pareto k^ and ESS. Exit status 0 when every mean is within
 --mean-tol reference sds and every sd within --sd-tol (relative) of the reference, else 1.
 """
@@ -27,15 +28,22 @@ def fail(message):
     output.fail("postprocess compare-posteriordb", message)
 
 
-def reference_draws(posterior):
+def reference_moments(posterior):
+    """{name: (mean, sd)} of the reference draws or summary in the folder."""
     folder = Path(posterior) if Path(posterior).is_dir() else DATA / posterior
+    summary = folder / "reference_summary.json"
+    if summary.is_file():
+        moments = json.loads(summary.read_text())
+        return {name: (float(m["mean"]), float(m["sd"])) for name, m in moments.items()}
     path = folder / "reference_draws.json.gz"
     if not path.is_file():
-        fail(f"{path}: no such file (POSTERIOR is a folder of {DATA} or a path to one)")
+        fail(f"{path}: no such file, nor {summary.name} (POSTERIOR is a folder of {DATA} or a "
+             "path to one)")
     with gzip.open(path, "rt") as file:
         chains = json.load(file)
-    return {name: np.concatenate([np.asarray(chain[name], dtype=np.float64) for chain in chains])
-            for name in chains[0]}
+    draws = {name: np.concatenate([np.asarray(chain[name], dtype=np.float64) for chain in chains])
+             for name in chains[0]}
+    return {name: (values.mean(), values.std()) for name, values in draws.items()}
 
 
 def main(argv):
@@ -46,7 +54,7 @@ def main(argv):
     parser.add_argument("--mean-tol", type=float, default=0.1)
     parser.add_argument("--sd-tol", type=float, default=0.1)
     args = parser.parse_args(argv)
-    reference = reference_draws(args.posterior)
+    reference = reference_moments(args.posterior)
     with open_output(args.run, "postprocess compare-posteriordb") as file:
         if "posterior" not in file:
             fail(f"{args.run}: no /posterior group (the run needs sample.resample: true and a "
@@ -62,8 +70,7 @@ def main(argv):
     print(f"{'parameter':<12} {'ref mean':>11} {'ref sd':>10} {'run mean':>11} {'run sd':>10} "
           f"{'err/sd':>7} {'sd ratio':>8}")
     worst_mean = worst_sd = 0.0
-    for name, values in reference.items():
-        ref_mean, ref_sd = values.mean(), values.std()
+    for name, (ref_mean, ref_sd) in reference.items():
         run_mean, run_sd = draws[name].mean(), draws[name].std()
         error = (run_mean - ref_mean) / ref_sd
         ratio = run_sd / ref_sd

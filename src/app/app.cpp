@@ -330,8 +330,9 @@ std::string degenerate_weights_warning(const Estimates& e, const Config& config)
     advice += "; preconditioning (precondition.kind: laplace or auto)";
   }
   if (config.train.anneal_gamma0 >= 1.0) advice += "; annealing (train.anneal_gamma0: 0.1)";
-  if (config.sample.hmc_steps == 0) {
-    advice += "; HMC refinement of the resampled draws (sample.hmc_steps: 20)";
+  if (hmc_iterations(config, e.pareto_k, e.pareto_k_threshold) == 0) {
+    advice +=
+        "; HMC refinement of the draws (sample.hmc_steps: " + std::to_string(kAutoHmcSteps) + ")";
   }
   if (e.count < 10000) advice += "; more samples (sample.count)";
   return advice;
@@ -636,21 +637,40 @@ Estimates sample_into(OutputFile& out, const Target& target, BsdeModel& model,
     resample_into(out, sample, target.dim(), drawn.max_log_weight, comm);
     written += ", /resampled";
   }
-  if (sample.hmc_steps > 0) {
+  const int64_t hmc_steps =
+      hmc_iterations(config, estimates.pareto_k, estimates.pareto_k_threshold);
+  if (hmc_steps > 0) {
     out.synchronise();
-    const Refinement refinement = refine_into(out, target, sample, drawn.proposal_variance, comm);
+    // Where the weights are unreliable the resampled rows are a few repeated points: the
+    // chains start from the proposal's own draws instead.
+    const bool from_proposal = !(estimates.pareto_k <= estimates.pareto_k_threshold);
+    const Refinement refinement =
+        refine_into(out, target, sample, hmc_steps, sample.hmc_steps == kHmcStepsAuto,
+                    from_proposal, drawn.proposal_variance, comm);
     written += ", /refined";
     if (comm.is_root()) {
       std::printf(
-          "HMC refinement: %lld iterations x %lld leapfrog steps, acceptance %.3f, step size "
-          "%.4g\n",
-          static_cast<long long>(sample.hmc_steps), static_cast<long long>(sample.leapfrog_steps),
-          refinement.acceptance_rate, refinement.step_size);
+          "HMC refinement%s: %lld iterations x %lld leapfrog steps (mean) from the %s, "
+          "acceptance %.3f, step size %.4g; split R^ %.4f, ESS %.0f of %lld chains\n",
+          sample.hmc_steps == kHmcStepsAuto
+              ? " (sample.hmc_steps: auto, the weights are unreliable)"
+              : "",
+          static_cast<long long>(refinement.iterations),
+          static_cast<long long>(sample.leapfrog_steps),
+          from_proposal ? "proposal's draws (/samples)" : "resampled draws",
+          refinement.acceptance_rate, refinement.step_size, refinement.rhat, refinement.ess,
+          static_cast<long long>(sample.count));
+      if (!(refinement.rhat < kMaxSplitRhat)) {
+        std::printf(
+            "warning: the refined chains have not mixed: split R^ = %.4f (trusted below %.2f); "
+            "the refined draws are not to be trusted: raise sample.hmc_steps (now %lld)\n",
+            refinement.rhat, kMaxSplitRhat, static_cast<long long>(refinement.iterations));
+      }
     }
   }
   if (sample.resample) {
     out.synchronise();
-    posterior_into(out, configured(target), config, comm);
+    posterior_into(out, configured(target), config, hmc_steps > 0, comm);
     written += ", /posterior and /sample_stats (InferenceData)";
   }
   if (comm.is_root()) {

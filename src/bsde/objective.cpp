@@ -33,6 +33,19 @@ torch::Tensor Annealing::terminal(const Target& target, const torch::Tensor& x,
   return gamma * log_target + (1.0 - gamma) * BsdeModelImpl::log_reference(x);
 }
 
+torch::Tensor floor_outside_support(const torch::Tensor& terminal, const Communicator& comm) {
+  const auto values = terminal.detach();
+  const auto finite = torch::isfinite(values);
+  // The largest −log π̃ over the finite entries of all ranks is minus the floor.
+  double negated_floor = finite.any().item<bool>()
+                             ? -values.masked_select(finite).min().item<double>()
+                             : -std::numeric_limits<double>::infinity();
+  comm.allreduce_max(&negated_floor, 1);
+  if (!std::isfinite(negated_floor)) return terminal;
+  return torch::where(values == -std::numeric_limits<double>::infinity(),
+                      torch::full_like(terminal, -negated_floor), terminal);
+}
+
 LearningRate::LearningRate(const TrainConfig& train)
     : initial(train.lr),
       final(train.lr_final),

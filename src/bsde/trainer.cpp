@@ -249,7 +249,7 @@ StepResult Trainer::step_detached(int64_t iteration, double gamma) {
           annealing_.terminal(target_, x_path[slot(n_steps - 1) + 1], gamma).to(torch::kFloat64);
     }
     const auto timed = timers_.measure(Phase::kForward);
-    residual = model_->y0(x0.to(torch::kFloat64)) + y - terminal;
+    residual = model_->y0(x0.to(torch::kFloat64)) + y - floor_outside_support(terminal, comm_);
   }
   const StepResult result = reduce_diagnostics(residual, terminal, gamma);
 
@@ -341,7 +341,7 @@ StepResult Trainer::step_coupled(int64_t iteration, double gamma) {
     const auto timed = timers_.measure(Phase::kTarget);
     terminal = annealing_.terminal(target_, x, gamma);
   }
-  const auto residual = y - terminal;
+  const auto residual = y - floor_outside_support(terminal, comm_);
   const StepResult result = reduce_diagnostics(residual, terminal.detach(), gamma);
   const auto factors =
       loss_.gradient_factors(residual.detach().to(torch::kFloat64), result.mean_residual, comm_);
@@ -360,8 +360,9 @@ CollectiveError Trainer::diverged(int64_t iteration, const StepResult& result) c
         std::to_string(result.terminal_nan) + ", +inf on " +
         std::to_string(result.terminal_plus_inf) + ", -inf on " +
         std::to_string(result.terminal_minus_inf) +
-        "); training needs a finite log-density wherever the reverse SDE may go: check "
-        "the target (its support, overflow), or precondition it");
+        "); a path ending at -inf (outside the support) only has weight zero, but NaN or +inf "
+        "is an error of the target and some path must end where log π̃ is finite: check the "
+        "target (its support, overflow), or precondition it");
   }
   return CollectiveError(
       "training diverged at iteration " + std::to_string(iteration) +
@@ -389,10 +390,15 @@ TrainingHistory Trainer::train() {
     if (!std::isfinite(result.loss)) throw diverged(k + 1, result);
     if (comm_.is_root() && ((k + 1) % every == 0 || k + 1 == total)) {
       const double rate = static_cast<double>(k + 1 - first) / elapsed;
-      std::printf("train  %6lld/%lld  loss %10.4e  log_z %11.4f  gamma %.3f  %7.1f it/s  ETA %s\n",
-                  static_cast<long long>(k + 1), static_cast<long long>(total), result.loss,
-                  model_->constant(), result.gamma, rate,
-                  format_duration(static_cast<double>(total - k - 1) / rate).c_str());
+      const std::string outside =
+          result.terminal_minus_inf > 0
+              ? "  outside the support: " + std::to_string(result.terminal_minus_inf) + " paths"
+              : "";
+      std::printf(
+          "train  %6lld/%lld  loss %10.4e  log_z %11.4f  gamma %.3f  %7.1f it/s  ETA %s%s\n",
+          static_cast<long long>(k + 1), static_cast<long long>(total), result.loss,
+          model_->constant(), result.gamma, rate,
+          format_duration(static_cast<double>(total - k - 1) / rate).c_str(), outside.c_str());
       std::fflush(stdout);
     }
     const bool scheduled = train_.checkpoint_every > 0 && (k + 1) % train_.checkpoint_every == 0;

@@ -95,26 +95,29 @@ Affine variational_map(const Target& target, const Affine& start, int64_t iterat
   torch::AutoGradMode enable_grad(true);
   const int64_t d = target.dim();
   const bool diagonal = start.is_diagonal();
-  // L = diag(e^s) (+ its strictly lower part): the log keeps the diagonal positive, and the
-  // entropy term log |det L| = Σ s is linear in s. Columns of a start L with a negative
-  // diagonal entry are flipped (the same Gaussian).
-  const Eigen::VectorXd start_diagonal = diagonal ? start.diagonal : start.cholesky.diagonal();
-  auto centre = to_tensor(start.centre).requires_grad_(true);
-  auto log_diagonal =
-      to_tensor(start_diagonal.cwiseAbs().array().log().matrix()).requires_grad_(true);
-  torch::Tensor lower;  // the strictly upper part of Lᵀ [d, d]
-  std::vector<torch::Tensor> parameters = {centre, log_diagonal};
+  // The fit runs in the start's whitened coordinates, x = m₀ + L₀ z with z = μ + S ε, μ = 0
+  // and S = I at first, so that a step of the optimiser is a step on the start's scale
+  // (a posterior with sds of 10⁻³ is as well fitted as one with sds of 10³).
+  // S = diag(e^s) (+ its strictly lower part): the log keeps the diagonal positive, and the
+  // entropy term log |det S| = Σ s is linear in s (log |det L₀| is a constant).
+  const auto start_centre = to_tensor(start.centre);
+  const auto start_scale = diagonal ? to_tensor(start.diagonal)
+                                    : to_tensor(Eigen::VectorXd::Map(start.cholesky.data(), d * d))
+                                          .view({d, d});  // column-major L₀ read row-major: L₀ᵀ
+  auto shift = torch::zeros({d}, torch::kFloat64).requires_grad_(true);
+  auto log_diagonal = torch::zeros({d}, torch::kFloat64).requires_grad_(true);
+  torch::Tensor lower;  // the strictly upper part of Sᵀ [d, d]
+  std::vector<torch::Tensor> parameters = {shift, log_diagonal};
   if (!diagonal) {
-    const Eigen::MatrixXd flipped = start.cholesky * start_diagonal.cwiseSign().asDiagonal();
-    // Eigen's column-major L read row-major is Lᵀ.
-    lower = torch::from_blob(const_cast<double*>(flipped.data()), {d, d}, torch::kFloat64)
-                .triu(1)
-                .requires_grad_(true);
+    lower = torch::zeros({d, d}, torch::kFloat64).requires_grad_(true);
     parameters.push_back(lower);
   }
-  const auto scale = [&] {  // the diagonal of L [d], or Lᵀ [d, d]
+  const auto scale = [&] {  // the diagonal of S [d], or Sᵀ [d, d]
     const auto root = log_diagonal.exp();
     return diagonal ? root : lower.triu(1) + torch::diag(root);
+  };
+  const auto to_target = [&](const torch::Tensor& eps) {
+    return transform(transform(eps, shift, scale(), diagonal), start_centre, start_scale, diagonal);
   };
 
   torch::optim::Adam optimizer(parameters, torch::optim::AdamOptions(kVariationalLearningRate));
@@ -129,8 +132,7 @@ Affine variational_map(const Target& target, const Affine& start, int64_t iterat
         kVariationalLearningRate * (0.01 + 0.99 * 0.5 * (1.0 + std::cos(kPi * progress)));
     static_cast<torch::optim::AdamOptions&>(optimizer.param_groups()[0].options()).lr(lr);
     auto eps = standard_normals(kVariationalDraws, d, seed, kFitEpoch, 0, static_cast<uint32_t>(t));
-    auto log_target =
-        target.log_prob(transform(eps, centre, scale(), diagonal)).to(torch::kFloat64);
+    auto log_target = target.log_prob(to_target(eps)).to(torch::kFloat64);
     const auto finite = torch::isfinite(log_target);
     const int64_t n = finite.sum().item<int64_t>();
     if (n == 0) {
@@ -145,7 +147,7 @@ Affine variational_map(const Target& target, const Affine& start, int64_t iterat
       // again so that no non-finite value enters the backward pass.
       outside += kVariationalDraws - n;
       eps = eps.index({finite.detach()});
-      log_target = target.log_prob(transform(eps, centre, scale(), diagonal)).to(torch::kFloat64);
+      log_target = target.log_prob(to_target(eps)).to(torch::kFloat64);
     }
     const auto objective = -(log_target.mean() + log_diagonal.sum());
     optimizer.zero_grad();
@@ -170,15 +172,20 @@ Affine variational_map(const Target& target, const Affine& start, int64_t iterat
       elbo_count = 0;
     }
   }
+  // m = m₀ + L₀ μ and L = L₀ S (lower triangular, or diagonal, like L₀ and S).
   Affine map;
-  map.centre =
-      Eigen::Map<const Eigen::VectorXd>(centre.detach().contiguous().data_ptr<double>(), d);
+  const auto mu = shift.detach().contiguous();
+  const Eigen::Map<const Eigen::VectorXd> mu_e(mu.data_ptr<double>(), d);
   const auto root = scale().detach().contiguous();
   if (diagonal) {
-    map.diagonal = Eigen::Map<const Eigen::VectorXd>(root.data_ptr<double>(), d);
+    const Eigen::Map<const Eigen::VectorXd> s_e(root.data_ptr<double>(), d);
+    map.centre = start.centre + start.diagonal.cwiseProduct(mu_e);
+    map.diagonal = start.diagonal.cwiseProduct(s_e);
   } else {
-    // root is Lᵀ row-major, i.e. L column-major.
-    map.cholesky = Eigen::Map<const Eigen::MatrixXd>(root.data_ptr<double>(), d, d);
+    // root is Sᵀ row-major, i.e. S column-major.
+    const Eigen::Map<const Eigen::MatrixXd> s_e(root.data_ptr<double>(), d, d);
+    map.centre = start.centre + start.cholesky * mu_e;
+    map.cholesky = start.cholesky.triangularView<Eigen::Lower>() * s_e;
   }
   if (!map.centre.allFinite() || !map.diagonal.allFinite() || !map.cholesky.allFinite()) {
     throw Error(what + ": the variational fit ended with non-finite parameters");

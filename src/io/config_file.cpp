@@ -843,6 +843,39 @@ Option structured(const char* key, std::string accepted, const char* fixed_defau
   return option;
 }
 
+/// sample.hmc_steps: auto (kHmcStepsAuto) or a number of iterations.
+Option hmc_steps_option() {
+  Option option;
+  option.key = "sample.hmc_steps";
+  option.accepted = "auto or in [0, 2^32 - 2]";
+  option.help = "HMC iterations refining the samples on the exact target (needs resample); auto: " +
+                std::to_string(kAutoHmcSteps) +
+                " for the posteriors (logreg*, lgcp, torchscript) when the importance weights are "
+                "unreliable (Pareto k^ above its threshold), else none";
+  option.read = [](const Reader& in, const std::string& key, Config& config) {
+    const YAML::Node node = in.find(key);
+    if (!node || (node.IsScalar() && node.Scalar() == "auto")) return;  // the default: auto
+    const int64_t steps = in.to_int(node, key);
+    in.require(steps >= 0 && steps < kMaxHmcSteps, key, "auto or in [0, 2^32 - 2]", steps);
+    config.sample.hmc_steps = steps;
+  };
+  option.emit = [](YAML::Emitter& out, const char* name, const Config& config) {
+    if (config.sample.hmc_steps == kHmcStepsAuto) {
+      emit_entry(out, name, std::string("auto"));
+    } else {
+      emit_entry(out, name, config.sample.hmc_steps);
+    }
+  };
+  option.check = [](const Reader& in, const Config& c) {
+    if (c.sample.hmc_steps > 0 && !c.sample.resample) {
+      in.fail("sample.hmc_steps",
+              "HMC refines the resampled samples: set sample.resample: true "
+              "or sample.hmc_steps: 0");
+    }
+  };
+  return option;
+}
+
 const std::vector<Option>& options() {
   static const std::vector<Option> table = {
       structured("target.name", join(kTargetNames), "(required)",
@@ -1126,18 +1159,7 @@ const std::vector<Option>& options() {
           }),
       plain<&Config::sample, &SampleConfig::resample>("sample.resample", "true or false",
                                                       "systematic resampling into /resampled"),
-      plain<&Config::sample, &SampleConfig::hmc_steps>(
-          "sample.hmc_steps", "in [0, 2^32 - 2]",
-          "HMC iterations refining the resampled samples on the exact target (needs resample)",
-          [](const Reader& in, const Config& c) {
-            in.require(c.sample.hmc_steps >= 0 && c.sample.hmc_steps < kMaxHmcSteps,
-                       "sample.hmc_steps", "in [0, 2^32 - 2]", c.sample.hmc_steps);
-            if (c.sample.hmc_steps > 0 && !c.sample.resample) {
-              in.fail("sample.hmc_steps",
-                      "HMC refines the resampled samples: set sample.resample: true "
-                      "or sample.hmc_steps: 0");
-            }
-          }),
+      hmc_steps_option(),
       plain<&Config::sample, &SampleConfig::leapfrog_steps>(
           "sample.leapfrog_steps", "in [1, 1000]",
           "leapfrog steps per HMC iteration (1: MALA); each costs one gradient of log pi",
@@ -1384,5 +1406,7 @@ std::string options_markdown() {
   }
   return text;
 }
+
+bool is_posterior_target(const std::string& name) { return contains(kPosteriorTargets, name); }
 
 }  // namespace rbsde

@@ -572,19 +572,28 @@ void OutputFile::read_refined(int64_t offset, int64_t rows, float* samples) {
   read_rows(refined_samples_, H5T_NATIVE_FLOAT, 2, offset, rows, dim_, samples, "refined/samples");
 }
 
-void OutputFile::write_refined_attributes(double acceptance_rate, double step_size,
-                                          int64_t leapfrog_steps) {
+void OutputFile::write_refined_attributes(const Refinement& refinement) {
   require_open(file_, "write_refined_attributes", path_);
   if (refined_samples_ < 0) {
     throw Error("OutputFile::write_refined_attributes for '" + path_ +
                 "': call create_refined first");
   }
-  write_scalar_attribute(refined_samples_, "acceptance_rate", H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE,
-                         acceptance_rate, tmp_path_);
-  write_scalar_attribute(refined_samples_, "step_size", H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE,
-                         step_size, tmp_path_);
-  write_scalar_attribute(refined_samples_, "leapfrog_steps", H5T_STD_I64LE, H5T_NATIVE_INT64,
-                         leapfrog_steps, tmp_path_);
+  for (const auto& [name, value] :
+       {std::pair<const char*, double>{"acceptance_rate", refinement.acceptance_rate},
+        {"step_size", refinement.step_size},
+        {"rhat", refinement.rhat},
+        {"ess", refinement.ess}}) {
+    write_scalar_attribute(refined_samples_, name, H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, value,
+                           tmp_path_);
+  }
+  for (const auto& [name, value] :
+       {std::pair<const char*, int64_t>{"iterations", refinement.iterations},
+        {"leapfrog_steps", refinement.leapfrog_steps}}) {
+    write_scalar_attribute(refined_samples_, name, H5T_STD_I64LE, H5T_NATIVE_INT64, value,
+                           tmp_path_);
+  }
+  write_string_attribute(refined_samples_, "start",
+                         refinement.from_proposal ? "proposal" : "resampled", tmp_path_);
 }
 
 void OutputFile::write_reference(const ReferenceMoments& reference) {

@@ -3,12 +3,16 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <limits>
 #include <string>
+#include <tuple>
+#include <utility>
 
 #include "rbsde/bsde/mcmc.hpp"
 #include "rbsde/core/affine_target.hpp"
 #include "rbsde/core/noise.hpp"
 #include "rbsde/error.hpp"
+#include "rbsde/io/config_file.hpp"
 
 namespace rbsde {
 
@@ -19,6 +23,24 @@ namespace {
 int64_t rounds_for(int64_t total, int64_t batch, const Communicator& comm) {
   const int64_t largest_share = (total + comm.size() - 1) / comm.size();
   return (largest_share + batch - 1) / batch;
+}
+
+/// Split R̂ (Gelman et al., BDA3 §11.4) over J half-chains of h iterations from `sums` [3, d]
+/// (Σ of their means, squared means and variances, per coordinate): W the mean within-variance,
+/// B/h the variance of the half-chain means, var⁺ = (h − 1)/h W + B/h, R̂ = √(var⁺ / W). The
+/// effective sample size J var⁺ / (B/h) counts each half-chain's mean as one batch mean (at
+/// most J h); it means something once R̂ is near 1. The largest R̂ and the smallest ESS over
+/// the coordinates.
+std::pair<double, double> split_rhat_and_ess(const torch::Tensor& sums, int64_t half_chains,
+                                             int64_t half) {
+  const auto j = static_cast<double>(half_chains);
+  const auto h = static_cast<double>(half);
+  const auto mean = sums[0] / j;
+  const auto between = (sums[1] - j * mean.pow(2)) / (j - 1.0);
+  const auto within = sums[2] / j;
+  const auto pooled = (h - 1.0) / h * within + between;
+  return {(pooled / within).sqrt().max().item<double>(),
+          (j * pooled / between).clamp_max(j * h).min().item<double>()};
 }
 
 }  // namespace
@@ -106,7 +128,16 @@ void resample_into(OutputFile& out, const SampleConfig& sample, int64_t dim, dou
   }
 }
 
+int64_t hmc_iterations(const Config& config, double pareto_k, double threshold) {
+  if (config.sample.hmc_steps != kHmcStepsAuto) return config.sample.hmc_steps;
+  const bool unreliable = !(pareto_k <= threshold);
+  return config.sample.resample && unreliable && is_posterior_target(config.target.name)
+             ? kAutoHmcSteps
+             : 0;
+}
+
 Refinement refine_into(OutputFile& out, const Target& target, const SampleConfig& sample,
+                       int64_t iterations, bool extend, bool from_proposal,
                        const std::vector<double>& variance, const Communicator& comm) {
   const int64_t d = target.dim();
   auto preconditioner = torch::tensor(variance, torch::kFloat64);
@@ -116,48 +147,119 @@ Refinement refine_into(OutputFile& out, const Target& target, const SampleConfig
   const PathRange mine = path_range(sample.count, comm.rank(), comm.size());
   const int64_t rounds = rounds_for(sample.count, sample.batch, comm);
   const NoiseKey key{sample.seed, NoiseStream::kMcmc, 0};
+  const NoiseKey jitter_key{sample.seed, NoiseStream::kMcmc, 1};
   const bool adapt = sample.hmc_step_size == 0.0;
-  const int64_t adapt_steps = adapt ? sample.hmc_steps / 2 : 0;
-  StepSizeAdapter adapter(initial_step_size(d), adapt_steps,
-                          target_acceptance(sample.leapfrog_steps));
+  const int64_t adapt_steps = adapt ? iterations / 2 : 0;
+  const int64_t metric_step = adapt_steps / 2;  // the preconditioner is measured after it
+  const double acceptance = target_acceptance(sample.leapfrog_steps);
+  StepSizeAdapter adapter(initial_step_size(d), metric_step > 0 ? metric_step : adapt_steps,
+                          acceptance);
   double step_size = adapt ? adapter.current() : sample.hmc_step_size;
   // All ranks' chains of the first round, for the adaptation's acceptance fraction.
   const int64_t first_round_chains = comm.allreduce_sum(std::min(mine.count(), sample.batch));
+  // After the adaptation the iterations come in blocks of `block`, each split in two halves of
+  // `half`: per coordinate, the sums over the half-chains of the last block of their means,
+  // squared means and variances give the split R̂. With `extend`, the first batch's chains
+  // run block after block, up to kMaxRefinementBlocks, until their R̂ is below kMaxSplitRhat;
+  // every later batch runs as many iterations.
+  const int64_t block = iterations - adapt_steps;
+  const int64_t half = block / 2;
+  int64_t total = iterations;
+  const auto split_sums = [&](const torch::Tensor& moments) {
+    auto sums = torch::zeros({3, d}, torch::kFloat64);
+    const auto h = static_cast<double>(half);
+    for (const int64_t which : {0, 2}) {
+      const auto mean = moments[which] / h;
+      sums[0] += mean.sum(0);
+      sums[1] += mean.pow(2).sum(0);
+      sums[2] += ((moments[which + 1] - h * mean.pow(2)) / (h - 1.0)).sum(0);
+    }
+    return sums;
+  };
+  auto diagnostic_sums = torch::zeros({3, d}, torch::kFloat64);
   out.create_refined();
   std::vector<float> rows(std::min(sample.batch, mine.count()) * d);
+  std::vector<double> log_weights(from_proposal ? std::min(sample.batch, mine.count()) : 0);
   int64_t accepted = 0, proposals = 0;
   for (int64_t round = 0; round < rounds; ++round) {
     const int64_t begin = std::min(mine.end, mine.begin + round * sample.batch);
     const int64_t n = std::min(mine.end, begin + sample.batch) - begin;
-    out.read_resampled(begin, n, rows.data());
-    // /resampled holds x; the chains run where the sampler did, in x̂ = L⁻¹ (x − m).
+    if (from_proposal) {
+      out.read_samples(begin, n, rows.data(), log_weights.data());
+    } else {
+      out.read_resampled(begin, n, rows.data());
+    }
+    // The rows hold x; the chains run where the sampler did, in x̂ = L⁻¹ (x − m).
     const auto x = torch::from_blob(rows.data(), {n, d}, torch::kFloat32);
     Chains chains = start_chains(target, affine ? affine->to_sampler_space(x) : x, begin);
-    for (int64_t t = 0; t < sample.hmc_steps; ++t) {
-      const auto accept = hmc_step(target, chains, step_size, preconditioner, sample.leapfrog_steps,
-                                   key, static_cast<uint32_t>(t));
+    auto moments = torch::zeros({4, n, d}, torch::kFloat64);  // Σx, Σx² of each half
+    for (int64_t t = 0; t < total; ++t) {
+      double u = 0.0;
+      fill_uniform(&u, 1, jitter_key, 0, static_cast<uint32_t>(t));
+      const int64_t leapfrog_steps =
+          1 + static_cast<int64_t>(u * static_cast<double>(2 * sample.leapfrog_steps - 1));
+      const auto accept = hmc_step(target, chains, step_size, preconditioner, leapfrog_steps, key,
+                                   static_cast<uint32_t>(t));
       const int64_t accepted_now = accept.sum().item<int64_t>();
       if (round == 0 && t < adapt_steps) {
         double fraction = static_cast<double>(accepted_now);
         comm.allreduce_sum(&fraction, 1);
         adapter.update(fraction / static_cast<double>(first_round_chains));
-        step_size = t + 1 < adapt_steps ? adapter.current() : adapter.final_step_size();
-      } else {
-        accepted += accepted_now;
-        proposals += n;
+        if (t + 1 == metric_step) {
+          // The chains' variance over all ranks becomes the preconditioner; ε starts afresh.
+          auto sums = torch::stack({chains.x.sum(0), chains.x.pow(2).sum(0)}).contiguous();
+          comm.allreduce_sum(sums.data_ptr<double>(), sums.numel());
+          const auto count = static_cast<double>(first_round_chains);
+          const auto measured = sums[1] / count - (sums[0] / count).pow(2);
+          preconditioner =
+              torch::where(torch::isfinite(measured) & (measured > 0), measured, preconditioner);
+          adapter =
+              StepSizeAdapter(adapter.final_step_size(), adapt_steps - metric_step, acceptance);
+          step_size = adapter.current();
+        } else {
+          step_size = t + 1 < adapt_steps ? adapter.current() : adapter.final_step_size();
+        }
+        continue;
+      }
+      accepted += accepted_now;
+      proposals += n;
+      if (half < 2) continue;
+      const int64_t kept = (t - adapt_steps) % block;
+      if (kept == 0) moments.zero_();
+      if (kept < 2 * half) {
+        const int64_t which = kept < half ? 0 : 2;
+        moments[which] += chains.x;
+        moments[which + 1] += chains.x.pow(2);
+      }
+      const int64_t blocks = (t + 1 - adapt_steps) / block;
+      if (extend && round == 0 && t + 1 == total && blocks < kMaxRefinementBlocks) {
+        auto sums = split_sums(moments).contiguous();
+        comm.allreduce_sum(sums.data_ptr<double>(), sums.numel());
+        if (!(split_rhat_and_ess(sums, 2 * first_round_chains, half).first < kMaxSplitRhat)) {
+          total += block;
+        }
       }
     }
+    if (half >= 2 && n > 0) diagnostic_sums += split_sums(moments);
     const auto refined =
         (affine ? affine->to_target_space(chains.x) : chains.x).to(torch::kFloat32).contiguous();
     out.write_refined(begin, n, refined.data_ptr<float>());
   }
   double totals[2] = {static_cast<double>(accepted), static_cast<double>(proposals)};
   comm.allreduce_sum(totals, 2);
+  comm.allreduce_sum(diagnostic_sums.data_ptr<double>(), diagnostic_sums.numel());
   Refinement refinement;
+  refinement.iterations = total;
+  refinement.leapfrog_steps = sample.leapfrog_steps;
+  refinement.from_proposal = from_proposal;
   refinement.acceptance_rate = totals[0] / totals[1];
   refinement.step_size = step_size;
-  out.write_refined_attributes(refinement.acceptance_rate, refinement.step_size,
-                               sample.leapfrog_steps);
+  refinement.rhat = refinement.ess = std::numeric_limits<double>::quiet_NaN();
+  if (half >= 2) {
+    std::tie(refinement.rhat, refinement.ess) =
+        split_rhat_and_ess(diagnostic_sums, 2 * sample.count, half);
+  }
+  out.write_refined_attributes(refinement);
   return refinement;
 }
 
@@ -183,7 +285,7 @@ std::vector<std::string> posterior_names(const Target& target, const TargetConfi
   return names;
 }
 
-void posterior_into(OutputFile& out, const Target& target, const Config& config,
+void posterior_into(OutputFile& out, const Target& target, const Config& config, bool refined,
                     const Communicator& comm) {
   const SampleConfig& sample = config.sample;
   const int64_t d = target.dim();
@@ -196,7 +298,7 @@ void posterior_into(OutputFile& out, const Target& target, const Config& config,
           "note: no /posterior (InferenceData) for %zu parameters, more than the %lld this HDF5 "
           "layout takes; the draws are in /%s/samples\n",
           names.size(), static_cast<long long>(kMaxPosteriorVariables),
-          sample.hmc_steps > 0 ? "refined" : "resampled");
+          refined ? "refined" : "resampled");
       std::fflush(stdout);
     }
     return;
@@ -208,7 +310,7 @@ void posterior_into(OutputFile& out, const Target& target, const Config& config,
   for (int64_t round = 0; round < rounds; ++round) {
     const int64_t begin = std::min(mine.end, mine.begin + round * sample.batch);
     const int64_t n = std::min(mine.end, begin + sample.batch) - begin;
-    if (sample.hmc_steps > 0) {
+    if (refined) {
       out.read_refined(begin, n, rows.data());
     } else {
       out.read_resampled(begin, n, rows.data());

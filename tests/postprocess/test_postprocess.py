@@ -120,3 +120,22 @@ def test_bad_input_is_one_clear_error(tmp_path):
     assert result.returncode == 1 and "no file 'study'" in result.stderr
     result = run("nonsense")
     assert result.returncode == 2 and "unknown command 'nonsense'" in result.stderr
+
+
+def test_compare_posteriordb_with_a_reference_summary(tmp_path):
+    """compare-posteriordb against a folder's reference_summary.json (the hierarchical test
+    set's): a run whose /posterior draws are N(1, 2²) passes against mean 1, sd 2 and fails
+    against a mean 0.2 sd away."""
+    import json
+    path = tmp_path / "run.h5"
+    write_run(path)
+    draws = np.random.default_rng(1).normal(1.0, 2.0, size=(1, 200000))
+    with h5py.File(path, "a") as f:
+        f["posterior/a"] = draws
+    for name, mean, verdict in (("near", 1.0, 0), ("far", 1.4, 1)):
+        folder = tmp_path / name
+        folder.mkdir()
+        (folder / "reference_summary.json").write_text(json.dumps({"a": {"mean": mean, "sd": 2.0}}))
+        result = run("compare-posteriordb", path, folder)
+        assert result.returncode == verdict, result.stdout + result.stderr
+        assert ("PASS" if verdict == 0 else "FAIL") in result.stdout

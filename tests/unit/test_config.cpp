@@ -551,7 +551,11 @@ TEST(ConfigErrors, ValuesOutOfRangeNameKeyAndRange) {
   EXPECT_EQ(rbsde::parse_config(kMinimal, {"sample.count=2147483648", "sample.resample=false"})
                 .sample.count,
             2147483648);
-  expect_override_error("sample.hmc_steps=-1", "sample.hmc_steps", "in [0, 2^32 - 2]");
+  expect_override_error("sample.hmc_steps=-1", "sample.hmc_steps", "auto or in [0, 2^32 - 2]");
+  expect_override_error("sample.hmc_steps=automatic", "sample.hmc_steps", "expected an integer");
+  EXPECT_EQ(rbsde::parse_config(kMinimal, {"sample.hmc_steps=auto"}).sample.hmc_steps,
+            rbsde::kHmcStepsAuto);
+  EXPECT_EQ(rbsde::parse_config(kMinimal, {"sample.hmc_steps=0"}).sample.hmc_steps, 0);
   expect_override_error("sample.hmc_steps=4294967295", "sample.hmc_steps", "in [0, 2^32 - 2]");
   expect_error(kMinimal, {"sample.resample=false", "sample.hmc_steps=5"},
                {"sample.hmc_steps", "sample.resample: true"});
@@ -698,7 +702,7 @@ TEST(ConfigResolved, ContainsDefaultsAndNormalisedWeights) {
   EXPECT_THAT(config.resolved_yaml, HasSubstr("divergence: auto"));
   EXPECT_THAT(config.resolved_yaml, HasSubstr("probes: 4"));
   EXPECT_THAT(config.resolved_yaml, HasSubstr("resample: true"));
-  EXPECT_THAT(config.resolved_yaml, HasSubstr("hmc_steps: 0"));
+  EXPECT_THAT(config.resolved_yaml, HasSubstr("hmc_steps: auto"));
   EXPECT_THAT(config.resolved_yaml, HasSubstr("chains: 64"));
 }
 

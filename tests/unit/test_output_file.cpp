@@ -336,7 +336,14 @@ TEST_F(OutputFileTest, ReadsBackAnotherRanksRowsAndWritesTheBiasCorrection) {
     std::vector<float> refined = reversed;
     for (float& value : refined) value += 1.0f;
     output.write_refined(mine.begin, mine.count(), refined.data());
-    output.write_refined_attributes(0.61, 0.25, 12);
+    rbsde::Refinement refinement;
+    refinement.iterations = 40;
+    refinement.leapfrog_steps = 12;
+    refinement.acceptance_rate = 0.61;
+    refinement.step_size = 0.25;
+    refinement.rhat = 1.003;
+    refinement.ess = 812.5;
+    output.write_refined_attributes(refinement);
     // /posterior: draw i of parameter "a" is i, of "b[1]" is −i.
     output.create_posterior({"a", "b[1]"});
     std::vector<double> draws;
@@ -407,6 +414,10 @@ TEST_F(OutputFileTest, ReadsBackAnotherRanksRowsAndWritesTheBiasCorrection) {
               0.25);
     EXPECT_EQ(read_attribute<int64_t>(file, "/refined/samples", "leapfrog_steps", H5T_NATIVE_INT64),
               12);
+    EXPECT_EQ(read_attribute<int64_t>(file, "/refined/samples", "iterations", H5T_NATIVE_INT64),
+              40);
+    EXPECT_EQ(read_attribute<double>(file, "/refined/samples", "rhat", H5T_NATIVE_DOUBLE), 1.003);
+    EXPECT_EQ(read_attribute<double>(file, "/refined/samples", "ess", H5T_NATIVE_DOUBLE), 812.5);
     EXPECT_EQ(
         read_dataset<double>(file, "/estimates/posterior_mean", H5T_NATIVE_DOUBLE, &dims, &type_ok),
         (std::vector<double>{1.5, -2.5}));

@@ -35,6 +35,14 @@ struct Annealing {
   Path path;
 };
 
+/// Collective: the terminal condition log π̃_γ(X_N) [m] (float64) with its −∞ entries, paths
+/// that end outside the support or where a user's module overflows, replaced by the smallest
+/// finite value over all ranks' paths (a constant: no gradient flows through it). Such a path
+/// has weight zero in the sampler; in training it is the path whose residual is largest, so the
+/// loss lowers the model's density there instead of ending the run. Unchanged when no entry
+/// is finite (the loss is then not finite and training reports the divergence).
+torch::Tensor floor_outside_support(const torch::Tensor& terminal, const Communicator& comm);
+
 /// The learning rate of an iteration (train.lr, lr_schedule, lr_final): constant, or a
 /// cosine from lr to lr_final over the iterations.
 struct LearningRate {

@@ -105,6 +105,11 @@ struct TrainConfig {
   int64_t checkpoint_every = 500;  ///< checkpoint interval; 0 = only on SIGTERM/SIGUSR1
 };
 
+/// sample.hmc_steps: auto, resolved once the importance weights are known (io/posterior.hpp).
+inline constexpr int64_t kHmcStepsAuto = -1;
+/// The HMC iterations of sample.hmc_steps: auto where the weights are unreliable.
+inline constexpr int64_t kAutoHmcSteps = 200;
+
 /// sample.*: drawing samples from the trained reverse SDE (method.md §5) or its
 /// probability-flow ODE (method.md §5, last part).
 struct SampleConfig {
@@ -116,7 +121,9 @@ struct SampleConfig {
   std::string divergence = "auto";  ///< ode: exact | hutchinson | auto (exact for d <= 32)
   int64_t probes = 4;               ///< ode, hutchinson: Rademacher probes per divergence
   bool resample = true;             ///< systematic resampling into /resampled (method.md §5)
-  int64_t hmc_steps = 0;        ///< HMC iterations refining the resampled samples (needs resample)
+  /// HMC iterations refining the samples (needs resample); kHmcStepsAuto: kAutoHmcSteps for the
+  /// posteriors when their importance weights are unreliable, else none.
+  int64_t hmc_steps = kHmcStepsAuto;
   int64_t leapfrog_steps = 10;  ///< leapfrog steps per HMC iteration (1: MALA)
   double hmc_step_size = 0.0;   ///< leapfrog step size; 0 = adapted in the first half of the steps
   bool psis = false;            ///< also the moments with Pareto-smoothed weights (psis.hpp)

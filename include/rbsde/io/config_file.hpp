@@ -17,6 +17,10 @@ Config load_config(const std::string& path, const std::vector<std::string>& over
 Config parse_config(const std::string& yaml_text, const std::vector<std::string>& overrides = {},
                     const std::string& source = "<string>");
 
+/// Whether target.name names a posterior (logreg*, lgcp, torchscript): those for which
+/// precondition.kind and sample.hmc_steps default to auto.
+bool is_posterior_target(const std::string& name);
+
 /// Every configuration key with what it accepts, its default and what it does
 /// (`rbsde --help-config`).
 std::string options_help();

@@ -18,6 +18,20 @@ namespace rbsde {
 
 struct Affine;
 
+/// What HMC refinement (posterior.hpp) reports: the attributes of /refined/samples.
+struct Refinement {
+  int64_t iterations = 0;        ///< HMC iterations per chain
+  int64_t leapfrog_steps = 0;    ///< sample.leapfrog_steps: the mean number per iteration
+  bool from_proposal = false;    ///< started from /samples (else /resampled/samples)
+  double acceptance_rate = 0.0;  ///< over the iterations taken with the final step size
+  double step_size = 0.0;
+  /// Over the iterations after the adaptation, split in halves: the largest split R̂ and the
+  /// smallest effective sample size over the coordinates the chains run in (NaN with fewer
+  /// than 4 such iterations).
+  double rhat = 0.0;
+  double ess = 0.0;
+};
+
 class OutputFile final : public SampleSink {
  public:
   /// Collective: creates `<path>.tmp` (parent directories too) on all ranks of `comm`.
@@ -67,8 +81,9 @@ class OutputFile final : public SampleSink {
   void write_refined(int64_t offset, int64_t rows, const float* samples);
   /// Collective: reads rows [offset, offset + rows) of /refined/samples.
   void read_refined(int64_t offset, int64_t rows, float* samples);
-  /// Collective: attributes acceptance_rate, step_size and leapfrog_steps of /refined/samples.
-  void write_refined_attributes(double acceptance_rate, double step_size, int64_t leapfrog_steps);
+  /// Collective: the attributes of /refined/samples: iterations, leapfrog_steps, start
+  /// ("proposal" or "resampled"), acceptance_rate, step_size, rhat and ess.
+  void write_refined_attributes(const Refinement& refinement);
   /// Collective: the InferenceData group /posterior of the equally weighted draws (ArviZ's
   /// netCDF layout, which xarray.open_dataset(path, group="posterior") and
   /// arviz.from_netcdf read): one float64 [chain = 1, draw = count] dataset per name, with the

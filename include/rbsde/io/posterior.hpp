@@ -27,29 +27,41 @@ namespace rbsde {
 void resample_into(OutputFile& out, const SampleConfig& sample, int64_t dim, double max_log_weight,
                    const Communicator& comm);
 
-/// What HMC refinement reports.
-struct Refinement {
-  double acceptance_rate = 0.0;  ///< over the iterations taken with the final step size
-  double step_size = 0.0;
-};
+/// The split R̂ below which the refined chains count as mixed (Vehtari et al. 2021).
+inline constexpr double kMaxSplitRhat = 1.01;
 
-/// Collective: sample.hmc_steps HMC iterations of sample.leapfrog_steps leapfrog steps each
-/// (mcmc.hpp) on the exact target from every row of /resampled/samples (written and
-/// synchronised), written to /refined/samples with the acceptance rate, step size and
-/// leapfrog steps as attributes. `target` is the one the sampler ran on: on a preconditioned
-/// target the chains run in x̂ = L⁻¹ (x − m) and the refined rows are mapped back to x. The
-/// preconditioner is `variance`, in the sampler's coordinates (the proposal's variance; a
-/// coordinate whose variance is not positive gets 1). The rows are shared evenly over the
-/// ranks and refined sample.batch chains at a time; the chain of resampled row i draws its
-/// noise from the MCMC stream of sample.seed at chain index i. With sample.hmc_step_size 0,
-/// the first batch adapts ε over the first half of its iterations toward
-/// target_acceptance(leapfrog_steps), with one reduction of the acceptance count per
-/// iteration, and every later batch uses that ε throughout. The refined rows agree across
-/// numbers of ranks (to the rounding of the reduced variance) when the step size is given, or
-/// when every rank's share fits in one batch (the adapting batch then holds all chains);
-/// otherwise the adapted ε, and with it the rows, depend on which chains share the first
-/// batch.
+/// The most blocks of post-adaptation iterations an extended refinement runs.
+inline constexpr int64_t kMaxRefinementBlocks = 5;
+
+/// sample.hmc_steps resolved: kAutoHmcSteps where it is auto, the target a posterior
+/// (is_posterior_target) and the importance weights unreliable (`pareto_k` above
+/// `threshold`, or NaN), 0 elsewhere where it is auto; the configured number otherwise.
+int64_t hmc_iterations(const Config& config, double pareto_k, double threshold);
+
+/// Collective: `iterations` HMC iterations (mcmc.hpp) on the exact target from every row of
+/// /resampled/samples, or of /samples with `from_proposal` (the proposal's own draws, which
+/// cover the posterior where poor weights make the resampled rows a few repeated points),
+/// written and synchronised; written to /refined/samples with the attributes of Refinement.
+/// `target` is the one the sampler ran on: on a preconditioned target the chains run in
+/// x̂ = L⁻¹ (x − m) and the refined rows are mapped back to x. The rows are shared evenly over
+/// the ranks and refined sample.batch chains at a time; the chain of row i draws its noise
+/// from the MCMC stream of sample.seed at chain index i. Each iteration takes a number of
+/// leapfrog steps drawn uniformly from 1 … 2 sample.leapfrog_steps − 1 (the same for every
+/// chain; a fixed number can make near-periodic trajectories that barely move).
+/// With sample.hmc_step_size 0 the first batch adapts over the first half of its iterations:
+/// ε toward target_acceptance(leapfrog_steps) with the preconditioner `variance` (the
+/// proposal's variance in the sampler's coordinates; 1 where it is not positive) for a
+/// quarter, then the preconditioner becomes the variance of all ranks' chains and ε is adapted
+/// afresh for the second quarter; one reduction of the acceptance count per iteration, and
+/// every later batch uses the adapted ε and preconditioner throughout. The refined rows agree
+/// across numbers of ranks (to the rounding of the reduced sums) when the step size is given,
+/// or when every rank's share fits in one batch. After the adaptation, the split R̂ and the
+/// effective sample size over the chains' last block of iterations are reported; with
+/// `extend` (sample.hmc_steps: auto), the first batch runs further blocks of as many
+/// iterations, up to kMaxRefinementBlocks in all, until R̂ < kMaxSplitRhat, and every later
+/// batch as many iterations.
 Refinement refine_into(OutputFile& out, const Target& target, const SampleConfig& sample,
+                       int64_t iterations, bool extend, bool from_proposal,
                        const std::vector<double>& variance, const Communicator& comm);
 
 /// The parameter names of the InferenceData group /posterior: target.names, else the
@@ -65,10 +77,10 @@ inline constexpr int64_t kMaxPosteriorVariables = 4000;
 
 /// Collective: the InferenceData group /posterior (output_file.hpp) of the equally weighted
 /// draws (skipped, with a note, for more than kMaxPosteriorVariables parameters), /refined/samples
-/// when sample.hmc_steps > 0, else /resampled/samples (written and synchronised), in the
+/// when `refined`, else /resampled/samples (written and synchronised), in the
 /// constrained parameters of the module's constrain(x) when it has one, named by posterior_names.
 /// `target` is the configured target (not preconditioned).
-void posterior_into(OutputFile& out, const Target& target, const Config& config,
+void posterior_into(OutputFile& out, const Target& target, const Config& config, bool refined,
                     const Communicator& comm);
 
 }  // namespace rbsde
