@@ -651,7 +651,7 @@ Estimates sample_into(OutputFile& out, const Target& target, BsdeModel& model,
     if (comm.is_root()) {
       std::printf(
           "HMC refinement%s: %lld iterations x %lld leapfrog steps (mean) from the %s, "
-          "acceptance %.3f, step size %.4g; split R^ %.4f, ESS %.0f of %lld chains\n",
+          "acceptance %.3f, step size %.4g; split R^ %.4f, ESS %.0f (%lld chains)\n",
           sample.hmc_steps == kHmcStepsAuto
               ? " (sample.hmc_steps: auto, the weights are unreliable)"
               : "",

@@ -165,6 +165,7 @@ Refinement refine_into(OutputFile& out, const Target& target, const SampleConfig
   const int64_t block = iterations - adapt_steps;
   const int64_t half = block / 2;
   int64_t total = iterations;
+  const int64_t progress_every = std::max<int64_t>(1, iterations / 10);
   const auto split_sums = [&](const torch::Tensor& moments) {
     auto sums = torch::zeros({3, d}, torch::kFloat64);
     const auto h = static_cast<double>(half);
@@ -223,6 +224,12 @@ Refinement refine_into(OutputFile& out, const Target& target, const SampleConfig
       }
       accepted += accepted_now;
       proposals += n;
+      if (comm.is_root() && (t + 1) % progress_every == 0) {
+        std::printf("refine %6lld/%lld  batch %lld/%lld  step size %.4g\n",
+                    static_cast<long long>(t + 1), static_cast<long long>(total),
+                    static_cast<long long>(round + 1), static_cast<long long>(rounds), step_size);
+        std::fflush(stdout);
+      }
       if (half < 2) continue;
       const int64_t kept = (t - adapt_steps) % block;
       if (kept == 0) moments.zero_();
@@ -235,8 +242,14 @@ Refinement refine_into(OutputFile& out, const Target& target, const SampleConfig
       if (extend && round == 0 && t + 1 == total && blocks < kMaxRefinementBlocks) {
         auto sums = split_sums(moments).contiguous();
         comm.allreduce_sum(sums.data_ptr<double>(), sums.numel());
-        if (!(split_rhat_and_ess(sums, 2 * first_round_chains, half).first < kMaxSplitRhat)) {
+        const double rhat = split_rhat_and_ess(sums, 2 * first_round_chains, half).first;
+        if (!(rhat < kMaxSplitRhat)) {
           total += block;
+          if (comm.is_root()) {
+            std::printf("refine: split R^ %.4f over the last %lld iterations: %lld more\n", rhat,
+                        static_cast<long long>(block), static_cast<long long>(block));
+            std::fflush(stdout);
+          }
         }
       }
     }
