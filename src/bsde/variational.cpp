@@ -121,11 +121,12 @@ Affine variational_map(const Target& target, const Affine& start, int64_t iterat
   };
 
   torch::optim::Adam optimizer(parameters, torch::optim::AdamOptions(kVariationalLearningRate));
+  // H(q) = log |det L₀| + log |det S| + ½ d log 2πe.
   const double entropy_constant =
-      0.5 * static_cast<double>(d) * std::log(2.0 * kPi * std::exp(1.0));
+      start.log_det() + 0.5 * static_cast<double>(d) * std::log(2.0 * kPi * std::exp(1.0));
   const int64_t every = std::max<int64_t>(1, iterations / 10);
   double elbo_sum = 0.0;  // of the iterations since the last progress line
-  int64_t elbo_count = 0, skipped = 0, outside = 0;
+  int64_t elbo_count = 0, skipped = 0, outside = 0, evaluations = 0;
   for (int64_t t = 0; t < iterations; ++t) {
     const double progress = iterations > 1 ? static_cast<double>(t) / (iterations - 1) : 1.0;
     const double lr =
@@ -133,6 +134,7 @@ Affine variational_map(const Target& target, const Affine& start, int64_t iterat
     static_cast<torch::optim::AdamOptions&>(optimizer.param_groups()[0].options()).lr(lr);
     auto eps = standard_normals(kVariationalDraws, d, seed, kFitEpoch, 0, static_cast<uint32_t>(t));
     auto log_target = target.log_prob(to_target(eps)).to(torch::kFloat64);
+    evaluations += kVariationalDraws;
     const auto finite = torch::isfinite(log_target);
     const int64_t n = finite.sum().item<int64_t>();
     if (n == 0) {
@@ -148,6 +150,7 @@ Affine variational_map(const Target& target, const Affine& start, int64_t iterat
       outside += kVariationalDraws - n;
       eps = eps.index({finite.detach()});
       log_target = target.log_prob(to_target(eps)).to(torch::kFloat64);
+      evaluations += n;
     }
     const auto objective = -(log_target.mean() + log_diagonal.sum());
     optimizer.zero_grad();
@@ -195,7 +198,7 @@ Affine variational_map(const Target& target, const Affine& start, int64_t iterat
       "its gradient; %lld draws outside the support, %lld steps skipped for a non-finite "
       "gradient), L %s\n",
       static_cast<long long>(iterations), static_cast<long long>(kVariationalDraws),
-      static_cast<long long>(iterations * kVariationalDraws), static_cast<long long>(outside),
+      static_cast<long long>(evaluations), static_cast<long long>(outside),
       static_cast<long long>(skipped), diagonal ? "diagonal" : "lower triangular");
   std::fflush(stdout);
   return map;

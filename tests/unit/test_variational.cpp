@@ -123,6 +123,23 @@ TEST(VariationalMap, DiagonalFormFitsTheMarginalScales) {
   }
 }
 
+TEST(VariationalMap, StepsOnTheStartsScale) {
+  // sds of 10⁻³ (a posterior with much data): from a start 2 sds off with twice the spread,
+  // the fit in the start's whitened coordinates finds them; Adam's steps of 0.05 in x itself
+  // would be 50 sds.
+  Eigen::VectorXd mean(3), variances = Eigen::VectorXd::Constant(3, 1e-6);
+  mean << 1.0, -2.0, 0.5;
+  const auto target = Gaussian::diagonal(mean, variances);
+  Affine start;
+  start.centre = mean + Eigen::VectorXd::Constant(3, 2e-3);
+  start.diagonal = Eigen::VectorXd::Constant(3, 2e-3);
+  const Affine fitted = variational_map(*target, start, 1000, 6, "test");
+  for (int i = 0; i < 3; ++i) {
+    EXPECT_NEAR(fitted.centre(i), mean(i), 0.05e-3) << i;
+    EXPECT_NEAR(fitted.diagonal(i) / 1e-3, 1.0, 0.05) << i;
+  }
+}
+
 TEST(VariationalMap, LeavesDrawsOutsideTheSupportOut) {
   // N(0, I) that overflows (−∞) where |x_0| > 3: about 1 draw in 370 of the fit. Those draws
   // are left out of the steps and the fit still finds the Gaussian.

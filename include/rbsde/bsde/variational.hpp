@@ -11,10 +11,11 @@
 /// sits where the mass is, with the spread of the mass: ELBO ≤ log 𝒵, and log 𝒵 − ELBO is
 /// KL(q ‖ π), the divergence from the target of the reference that training starts from.
 /// The fit is stochastic gradient ascent (Adam, learning rate on a cosine from
-/// kVariationalLearningRate) with the reparameterisation x = m + L ε, ε ~ N(0, I), on
-/// kVariationalDraws draws per iteration from the counter-based generator: a fit is the same
-/// on every machine for the same seed. Draws where log π̃ is not finite (outside the support)
-/// are left out of the step; a step whose gradient is not finite is skipped.
+/// kVariationalLearningRate to 1/100 of it) with the reparameterisation x = m + L ε,
+/// ε ~ N(0, I), on kVariationalDraws draws per iteration from the counter-based generator (a
+/// fit is the same on every machine for the same seed), in the whitened coordinates of its
+/// start, so that the optimiser's steps are on the start's scale. Draws where log π̃ is not finite
+/// (outside the support) are left out of the step; a step whose gradient is not finite is skipped.
 #include <torch/torch.h>
 
 #include <cstdint>
