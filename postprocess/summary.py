@@ -90,9 +90,15 @@ def print_summary(path, run, truth):
     if run["refined"] is not None:
         refined = run["refined"]
         # Files written before HMC refinement have no leapfrog_steps: their MALA is one step.
-        lines.append(("HMC refined", f"acceptance {refined['acceptance_rate']:.3f}, "
-                                     f"step size {refined['step_size']:.4g}, "
-                                     f"{refined.get('leapfrog_steps', 1)} leapfrog steps"))
+        text = (f"acceptance {refined['acceptance_rate']:.3f}, step size "
+                f"{refined['step_size']:.4g}, {refined.get('leapfrog_steps', 1)} leapfrog steps")
+        # Files written before issue 32 have no iterations, start, rhat or ess.
+        if "rhat" in refined:
+            text += (f", {refined['iterations']} iterations from the "
+                     f"{refined['start']} draws; split R^ {refined['rhat']:.4f}"
+                     f"{'' if refined['rhat'] < 1.01 else ' (not mixed: above 1.01)'}, "
+                     f"ESS {refined['ess']:.0f}")
+        lines.append(("HMC refined", text))
     loss = run["loss"]
     lines.append(("final loss", f"{loss[-1]:.6g} ({len(loss)} iterations)" if len(loss) else
                   "n/a (no training record)"))
