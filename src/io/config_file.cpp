@@ -20,6 +20,7 @@
 #include <utility>
 #include <vector>
 
+#include "rbsde/bsde/smc.hpp"
 #include "rbsde/error.hpp"
 
 namespace rbsde {
@@ -1207,10 +1208,12 @@ const std::vector<Option>& options() {
                        "reference.particles", "in [2, 2^31)", c.reference.particles);
           }),
       plain<&Config::reference, &ReferenceConfig::moves>(
-          "reference.moves", "in [1, 10^6]", "smc: MALA steps per temperature",
+          "reference.moves", "in [1, 21474]", "smc: MALA steps per temperature",
           [](const Reader& in, const Config& c) {
-            in.require(c.reference.moves >= 1 && c.reference.moves <= 1000000, "reference.moves",
-                       "in [1, 10^6]", c.reference.moves);
+            // The moves' noise steps of a run stay below the resampling steps (bsde/smc.hpp).
+            static_assert(kSmcMaxMoves == 21474, "the accepted range names kSmcMaxMoves");
+            in.require(c.reference.moves >= 1 && c.reference.moves <= kSmcMaxMoves,
+                       "reference.moves", "in [1, 21474]", c.reference.moves);
           }),
       plain<&Config::reference, &ReferenceConfig::runs>(
           "reference.runs", "in [1, 10^6]", "smc: independent runs, whose spread is log 𝒵's error",

@@ -553,6 +553,7 @@ TEST(ConfigErrors, ValuesOutOfRangeNameKeyAndRange) {
             2147483648);
   expect_override_error("sample.hmc_steps=-1", "sample.hmc_steps", "auto or in [0, 2^32 - 2]");
   expect_override_error("sample.hmc_steps=automatic", "sample.hmc_steps", "expected an integer");
+  expect_override_error("reference.moves=21475", "reference.moves", "in [1, 21474]");
   EXPECT_EQ(rbsde::parse_config(kMinimal, {"sample.hmc_steps=auto"}).sample.hmc_steps,
             rbsde::kHmcStepsAuto);
   EXPECT_EQ(rbsde::parse_config(kMinimal, {"sample.hmc_steps=0"}).sample.hmc_steps, 0);
