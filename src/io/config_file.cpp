@@ -1073,8 +1073,8 @@ const std::vector<Option>& options() {
       choice<&Config::train, &TrainConfig::y_step>(
           "train.y_step", kYSteps,
           "the Y recursion of training: exact, Y += log q_n − log k_n (the loss is the variance "
-          "of the sampler's log weight); euler, the Euler step of dY (the seed method's; its "
-          "error grows with d)"),
+          "of the sampler's log weight, with train.explore 0, network.y0_residual off and "
+          "gamma 1); euler, the Euler step of dY (the seed method's; its error grows with d)"),
       plain<&Config::train, &TrainConfig::detach_paths>(
           "train.detach_paths", "true or false",
           "false: the coupled deep BSDE (gradients through X and ∇ log π̃)"),

@@ -7,7 +7,10 @@
 ///   Y_{n+1} = Y_n + (u·Z − ½|Z|²) h − ½ b d h + √h Z·ξ_n            train.y_step: euler
 /// The exact Y step is the discrete model's log-density ratio, so that on every path
 /// Y_N − log π̃(X_N) = Y₀ − log N(X₀; 0, I) − log w: the loss is the variance of the log
-/// weight the sampler reports. The Euler step (the seed method's, for a control u) differs from
+/// weight the sampler reports — exactly so on the model's own paths (train.explore = 0), with
+/// Y₀ = log N(X₀; 0, I) + c (network.y0_residual off) and γ = 1 (after any annealing); with
+/// exploration paths, a residual r_θ(X₀) or γ < 1 it is the variance of a related log ratio.
+/// The Euler step (the seed method's, for a control u) differs from
 /// it by the Euler error of the Y equation, which grows with d.
 /// The gains are the grid's (Euler or exponential, TimeGrid) or, with the network's gain head,
 /// the exact linear step of each coordinate (gain_step). Training runs the paths in float32

@@ -86,7 +86,8 @@ struct TrainConfig {
   /// keeps its share while γ rises, where the bridge starts the outer ones damped)
   std::string anneal_path = "bridge";
   /// The Y recursion of training (step.hpp): exact, Y_{n+1} = Y_n + log q_n − log k_n, so
-  /// the loss is the variance of the sampler's log weight; euler, the Euler step of dY (the
+  /// the loss is the variance of the sampler's log weight (with explore 0, no y0 residual and
+  /// γ = 1); euler, the Euler step of dY (the
   /// seed method's), whose error grows with d.
   std::string y_step = "exact";
   bool detach_paths = true;  ///< false: coupled deep BSDE (gradients through X)
