@@ -33,6 +33,12 @@ def half_normal_lpdf(y: torch.Tensor, scale: float) -> torch.Tensor:
     return math.log(2.0) - 0.5 * (y / scale) ** 2 - math.log(scale) - 0.9189385332046727
 
 
+def exp_columns(x: torch.Tensor, begin: int, end: int) -> torch.Tensor:
+    """x with columns [begin, end) (log scales) exponentiated: the constrained parameters."""
+    x = x.double()
+    return torch.cat([x[:, :begin], torch.exp(x[:, begin:end]), x[:, end:]], 1)
+
+
 def buffer(values):
     return torch.tensor(values, dtype=torch.float64)
 
@@ -51,8 +57,7 @@ class EightSchools(torch.nn.Module):
 
     @torch.jit.export
     def constrain(self, x: torch.Tensor) -> torch.Tensor:
-        x = x.double()
-        return torch.cat([x[:, :1], torch.exp(x[:, 1:2]), x[:, 2:]], 1)
+        return exp_columns(x, 1, 2)
 
     @torch.jit.export
     def log_prob(self, x: torch.Tensor) -> torch.Tensor:
@@ -80,8 +85,7 @@ class LocalLevel(torch.nn.Module):
 
     @torch.jit.export
     def constrain(self, x: torch.Tensor) -> torch.Tensor:
-        x = x.double()
-        return torch.cat([torch.exp(x[:, :2]), x[:, 2:]], 1)
+        return exp_columns(x, 0, 2)
 
     @torch.jit.export
     def log_prob(self, x: torch.Tensor) -> torch.Tensor:
@@ -146,8 +150,7 @@ class GpPoisson(torch.nn.Module):
 
     @torch.jit.export
     def constrain(self, x: torch.Tensor) -> torch.Tensor:
-        x = x.double()
-        return torch.cat([torch.exp(x[:, :2]), x[:, 2:]], 1)
+        return exp_columns(x, 0, 2)
 
     @torch.jit.export
     def log_prob(self, x: torch.Tensor) -> torch.Tensor:
@@ -189,8 +192,7 @@ class Rasch(torch.nn.Module):
 
     @torch.jit.export
     def constrain(self, x: torch.Tensor) -> torch.Tensor:
-        x = x.double()
-        return torch.cat([x[:, :1], torch.exp(x[:, 1:2]), x[:, 2:]], 1)
+        return exp_columns(x, 1, 2)
 
     @torch.jit.export
     def log_prob(self, x: torch.Tensor) -> torch.Tensor:
