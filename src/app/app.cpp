@@ -26,6 +26,7 @@
 #include "rbsde/io/config_file.hpp"
 #include "rbsde/io/network_file.hpp"
 #include "rbsde/io/output_file.hpp"
+#include "rbsde/io/output_lock.hpp"
 #include "rbsde/io/posterior.hpp"
 #include "rbsde/io/precondition.hpp"
 #include "rbsde/parallel/communicator.hpp"
@@ -198,6 +199,7 @@ void check_file_roles(const Arguments& args, const Config& config) {
     writes.push_back({config.output.path, "output.path"});
     writes.push_back({config.output.path + ".tmp", "output.path's temporary file (.tmp)"});
   }
+  writes.push_back({config.output.path + ".lock", "output.path's lock (.lock)"});
   if (args.command == "run" || args.command == "train") {
     const std::string network = config.sample.model.empty()
                                     ? "the network file (output.path with .pt)"
@@ -235,11 +237,21 @@ Config with_target_dim(const Config& config, const Target& target, const std::st
   return parse_config(config.resolved_yaml, {"target.dim=" + std::to_string(target.dim())}, path);
 }
 
-/// Collective (the preconditioner is computed on rank 0 and broadcast).
-Problem build_problem(const Arguments& args, const Communicator& comm) {
+/// Collective (the preconditioner is computed on rank 0 and broadcast). Rank 0 takes the lock
+/// on output.path into `lock` first.
+Problem build_problem(const Arguments& args, const Communicator& comm,
+                      std::unique_ptr<OutputLock>& lock) {
   Problem p;
   p.config = load_config(args.config_path, args.overrides);
   check_file_roles(args, p.config);
+  if (comm.is_root()) {
+    std::string command = "rbsde " + args.command + " " + args.config_path;
+    for (const std::string& option : args.overrides) command += " --set " + option;
+    if (args.resume) command += " --resume";
+    std::string note;
+    lock = std::make_unique<OutputLock>(p.config.output.path, command, note);
+    if (!note.empty()) std::printf("%s\n", note.c_str());
+  }
   auto target = make_target(p.config.target);
   p.config = with_target_dim(p.config, *target, args.config_path);
   // The InferenceData names are checked now, not after training.
@@ -265,9 +277,15 @@ Problem build_problem(const Arguments& args, const Communicator& comm) {
 std::string failure_message(const std::exception& e) {
   const auto* torch_error = dynamic_cast<const c10::Error*>(&e);
   const std::string text = torch_error ? torch_error->what_without_backtrace() : e.what();
-  if (dynamic_cast<const std::bad_alloc*>(&e) != nullptr ||
-      text.find("not enough memory") != std::string::npos ||
-      text.find("can't allocate memory") != std::string::npos) {
+  const bool out_of_memory = dynamic_cast<const std::bad_alloc*>(&e) != nullptr ||
+                             text.find("not enough memory") != std::string::npos ||
+                             text.find("can't allocate memory") != std::string::npos;
+  if (out_of_memory && text.rfind("target.module:", 0) == 0) {
+    return "out of memory inside the target's module (" + text +
+           "): the module allocates more than this process may use for one batch of x; check "
+           "what it allocates (the batch has train.paths, sample.batch or reference.chains rows)";
+  }
+  if (out_of_memory) {
     return "out of memory (" + text +
            "): the memory of a run grows with target.dim, network.width, network.depth, "
            "network.time_features, train.paths, sde.steps, sample.batch and reference.chains; "
@@ -340,8 +358,9 @@ std::string degenerate_weights_warning(const Estimates& e, const Config& config)
 
 int run_phases(const Arguments& args, Problem& p, const Communicator& comm, OutputFile* out,
                Clock::time_point start, double setup_seconds, int threads);
-/// The command, from set-up to the last output; `out` is the caller's (see execute).
-int run_command(const Arguments& args, const Communicator& comm, std::unique_ptr<OutputFile>& out) {
+/// The command, from set-up to the last output; `lock` and `out` are the caller's (see execute).
+int run_command(const Arguments& args, const Communicator& comm, std::unique_ptr<OutputLock>& lock,
+                std::unique_ptr<OutputFile>& out) {
   if (args.command == "config") {
     std::string resolved;
     collectively(comm, [&] {
@@ -354,7 +373,7 @@ int run_command(const Arguments& args, const Communicator& comm, std::unique_ptr
   }
   const auto start = Clock::now();
   std::optional<Problem> problem;
-  collectively(comm, [&] { problem.emplace(build_problem(args, comm)); });
+  collectively(comm, [&] { problem.emplace(build_problem(args, comm, lock)); });
   Problem& p = *problem;
 
   std::string thread_source;
@@ -394,9 +413,10 @@ int execute(const Arguments& args, const Communicator& comm) {
   // Declared outside the try block: on a failure of some ranks only, the job is aborted before
   // the output file's collective close (each failing rank first removes the temporary file);
   // on a CollectiveError every rank closes it together and the temporary file is removed.
+  std::unique_ptr<OutputLock> lock;  // released after the output file is closed or removed
   std::unique_ptr<OutputFile> out;
   try {
-    return run_command(args, comm, out);
+    return run_command(args, comm, lock, out);
   } catch (const CollectiveError& e) {  // the same on every rank, at the same point
     if (comm.is_root()) std::fprintf(stderr, "rbsde: error: %s\n", e.what());
     return 1;
@@ -406,6 +426,7 @@ int execute(const Arguments& args, const Communicator& comm) {
                    failure_message(e).c_str());
       std::fflush(stderr);
       if (out) out->remove_uncommitted();
+      lock.reset();
       MPI_Abort(comm.get(), 1);
     }
     throw;
@@ -554,8 +575,9 @@ int run_phases(const Arguments& args, Problem& p, const Communicator& comm, Outp
       }
       return kStoppedBySignal;
     }
-    if (comm.is_root()) save_model(p.config.model_path(), p.model, p.config.network, history);
-    comm.barrier();
+    collectively(comm, [&] {
+      if (comm.is_root()) save_model(p.config.model_path(), p.model, p.config.network, history);
+    });
   }
 
   double sample_seconds = 0.0;

@@ -99,7 +99,10 @@ std::vector<std::string> resume_differences(const std::string& stored_yaml, int 
 
 void save_checkpoint(const std::string& path, const Trainer& trainer, const Config& config,
                      const Communicator& comm) {
-  if (comm.is_root()) {
+  // The outcome is shared: a failure on rank 0 (a full disk) stops every rank alike. The
+  // all-reduce is also the barrier: the checkpoint exists before any rank goes on (or exits).
+  comm.all_or_none([&] {
+    if (!comm.is_root()) return;
     torch::serialize::OutputArchive archive, model_archive, optimizer_archive;
     trainer.model()->save(model_archive);
     trainer.optimizer().save(optimizer_archive);
@@ -110,8 +113,7 @@ void save_checkpoint(const std::string& path, const Trainer& trainer, const Conf
     archive.write("next_iteration", torch::tensor({trainer.next_iteration()}, torch::kInt64));
     write_history(archive, trainer.history());
     save_archive(archive, path, "the checkpoint");
-  }
-  comm.barrier();  // the checkpoint exists before any rank goes on (or exits)
+  });
 }
 
 std::vector<std::string> resume_checkpoint(const std::string& path, Trainer& trainer,

@@ -1,9 +1,11 @@
 #include "rbsde/io/output_file.hpp"
 
 #include <hdf5_hl.h>
+#include <sys/statvfs.h>
 
 #include <algorithm>
 #include <array>
+#include <cstdio>
 #include <filesystem>
 #include <numeric>
 #include <string>
@@ -33,15 +35,47 @@ namespace {
 /// Target size of one chunk of /samples or /log_weights.
 constexpr hsize_t kChunkBytes = hsize_t{1} << 20;
 
+/// The space left to unprivileged users on the file system holding `file`, as "N MiB free on
+/// its file system", or "" if it cannot be read.
+std::string free_space(const std::string& file) {
+  const std::filesystem::path parent = std::filesystem::path(file).parent_path();
+  struct statvfs fs {};
+  if (::statvfs(parent.empty() ? "." : parent.c_str(), &fs) != 0) return "";
+  char text[64];
+  std::snprintf(text, sizeof text, "%.1f MiB free on its file system",
+                static_cast<double>(fs.f_bavail) * static_cast<double>(fs.f_frsize) / 1048576.0);
+  return text;
+}
+
 /// Returns `value` (an hid_t or herr_t) unless it is negative, the HDF5 C API's failure value.
 template <typename T>
 T checked(T value, const std::string& operation, const std::string& file) {
   if (value >= 0) return value;
   const std::string detail = hdf5_error_detail();
+  const std::string space = free_space(file);
   throw Error("HDF5 output file '" + file + "': " + operation + " failed" +
               (detail.empty() ? std::string() : " (" + detail + ")") +
-              "; check that the file system has space and supports MPI-IO (a parallel file "
-              "system or a local disk), or choose another output path");
+              "; check that the file system has space" +
+              (space.empty() ? std::string() : " (" + space + ")") +
+              " and supports MPI-IO (a parallel file system or a local disk), or choose another "
+              "output path");
+}
+
+/// Collective: closes `file`. HDF5 1.10 leaves a file whose close failed half-destroyed yet
+/// registered, and its own clean-up at MPI_Finalize then crashes on it (SIGSEGV in
+/// H5F__close_cb); no clean exit is left after such a failure, so the job ends here, with
+/// status 1, after the message.
+void close_or_end_job(hid_t file, const std::string& path, const Communicator& comm) {
+  if (H5Fclose(file) >= 0) return;
+  const std::string detail = hdf5_error_detail();
+  const std::string space = free_space(path);
+  std::fprintf(stderr,
+               "rbsde: error on rank %d: HDF5 output file '%s': closing the file failed%s%s; "
+               "check that the file system has space%s%s%s; the job ends here (status 1)\n",
+               comm.rank(), path.c_str(), detail.empty() ? "" : ": ", detail.c_str(),
+               space.empty() ? "" : " (", space.c_str(), space.empty() ? "" : ")");
+  std::fflush(stderr);
+  MPI_Abort(comm.get(), 1);
 }
 
 void require_open(hid_t file, const char* method, const std::string& path) {
@@ -94,7 +128,7 @@ void write_scalar_attribute(hid_t object, const char* name, hid_t file_type, hid
 /// every rank: rank 0 writes it, the other ranks join the collective transfer with empty
 /// selections. `what` names it in errors.
 void write_array(hid_t group, const char* name, const std::vector<hsize_t>& dims,
-                 const double* values, bool is_root, const std::string& what,
+                 const double* values, const Communicator& comm, const std::string& what,
                  const std::string& file) {
   const int rank = static_cast<int>(dims.size());
   Hdf5Handle file_space(checked(H5Screate_simple(rank, dims.data(), nullptr), what, file),
@@ -107,20 +141,23 @@ void write_array(hid_t group, const char* name, const std::vector<hsize_t>& dims
   if (H5Sget_simple_extent_npoints(file_space.get()) == 0) return;
   Hdf5Handle memory_space(checked(H5Screate_simple(rank, dims.data(), nullptr), what, file),
                           H5Sclose);
-  if (!is_root) {
+  if (!comm.is_root()) {
     checked(H5Sselect_none(memory_space.get()), what, file);
     checked(H5Sselect_none(file_space.get()), what, file);
   }
   Hdf5Handle dxpl(collective_transfer(file), H5Pclose);
-  checked(H5Dwrite(dataset.get(), H5T_NATIVE_DOUBLE, memory_space.get(), file_space.get(),
-                   dxpl.get(), values),
-          what, file);
+  comm.all_or_none([&] {
+    checked(H5Dwrite(dataset.get(), H5T_NATIVE_DOUBLE, memory_space.get(), file_space.get(),
+                     dxpl.get(), values),
+            what, file);
+  });
 }
 
 /// A 1-D float64 dataset /`group_name`/`name`.
 void write_vector(hid_t group, const char* group_name, const char* name,
-                  const std::vector<double>& values, bool is_root, const std::string& file) {
-  write_array(group, name, {values.size()}, values.data(), is_root,
+                  const std::vector<double>& values, const Communicator& comm,
+                  const std::string& file) {
+  write_array(group, name, {values.size()}, values.data(), comm,
               std::string("writing dataset /") + group_name + "/" + name, file);
 }
 
@@ -225,7 +262,16 @@ OutputFile::~OutputFile() {
     if (dataset >= 0) H5Dclose(dataset);
   }
   for (hid_t dataset : posterior_) H5Dclose(dataset);
-  if (file_ >= 0) H5Fclose(file_);
+  if (file_ >= 0) {
+    // A file still open here was not committed and is discarded: it is emptied first
+    // (collectively), so that its close, which writes the metadata, finds space again where the
+    // failure was a full file system.
+    void* handle = nullptr;
+    if (H5Fget_vfd_handle(file_, H5P_DEFAULT, &handle) >= 0) {
+      MPI_File_set_size(*static_cast<MPI_File*>(handle), 0);
+    }
+    close_or_end_job(file_, tmp_path_, comm_);
+  }
   if (comm_.is_root()) remove_uncommitted();
 }
 
@@ -246,10 +292,10 @@ void OutputFile::write_training(const TrainingHistory& history) {
   Hdf5Handle group(checked(H5Gcreate2(file_, "training", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT),
                            "creating group /training", tmp_path_),
                    H5Gclose);
-  write_vector(group.get(), "training", "loss", history.loss, comm_.is_root(), tmp_path_);
-  write_vector(group.get(), "training", "log_z", history.log_z, comm_.is_root(), tmp_path_);
-  write_vector(group.get(), "training", "time", history.time, comm_.is_root(), tmp_path_);
-  write_vector(group.get(), "training", "gamma", history.gamma, comm_.is_root(), tmp_path_);
+  write_vector(group.get(), "training", "loss", history.loss, comm_, tmp_path_);
+  write_vector(group.get(), "training", "log_z", history.log_z, comm_, tmp_path_);
+  write_vector(group.get(), "training", "time", history.time, comm_, tmp_path_);
+  write_vector(group.get(), "training", "gamma", history.gamma, comm_, tmp_path_);
 }
 
 hid_t OutputFile::create_row_dataset(const char* name, hid_t file_type, hsize_t element_bytes,
@@ -294,9 +340,11 @@ bool OutputFile::write_rows(hid_t dataset, hid_t memory_type, int dims, int64_t 
   const ScopedSeconds timed(write_seconds_);
   const RowSelection selection(dataset, dims, offset, rows, columns, what, tmp_path_);
   const double nothing = 0.0;  // H5Dwrite wants a non-null buffer even for an empty selection
-  checked(H5Dwrite(dataset, memory_type, selection.memory_space.get(), selection.file_space.get(),
-                   selection.dxpl.get(), rows > 0 ? data : &nothing),
-          what, tmp_path_);
+  comm_.all_or_none([&] {
+    checked(H5Dwrite(dataset, memory_type, selection.memory_space.get(), selection.file_space.get(),
+                     selection.dxpl.get(), rows > 0 ? data : &nothing),
+            what, tmp_path_);
+  });
   return was_collective(selection.dxpl.get(), tmp_path_);
 }
 
@@ -343,16 +391,14 @@ void OutputFile::write_estimates(const Estimates& estimates) {
     write_string_attribute(group.get(), "divergence", estimates.divergence, tmp_path_);
   }
   if (!estimates.posterior_mean.empty()) {
-    write_vector(group.get(), "estimates", "posterior_mean", estimates.posterior_mean,
-                 comm_.is_root(), tmp_path_);
-    write_vector(group.get(), "estimates", "posterior_sd", estimates.posterior_sd, comm_.is_root(),
+    write_vector(group.get(), "estimates", "posterior_mean", estimates.posterior_mean, comm_,
+                 tmp_path_);
+    write_vector(group.get(), "estimates", "posterior_sd", estimates.posterior_sd, comm_,
                  tmp_path_);
   }
   if (!estimates.psis_mean.empty()) {
-    write_vector(group.get(), "estimates", "psis_mean", estimates.psis_mean, comm_.is_root(),
-                 tmp_path_);
-    write_vector(group.get(), "estimates", "psis_sd", estimates.psis_sd, comm_.is_root(),
-                 tmp_path_);
+    write_vector(group.get(), "estimates", "psis_mean", estimates.psis_mean, comm_, tmp_path_);
+    write_vector(group.get(), "estimates", "psis_sd", estimates.psis_sd, comm_, tmp_path_);
   }
 }
 
@@ -363,14 +409,14 @@ void OutputFile::write_preconditioning(const Affine& map, const std::string& kin
               "creating group /preconditioning", tmp_path_),
       H5Gclose);
   const hsize_t d = static_cast<hsize_t>(map.dim());
-  write_array(group.get(), "centre", {d}, map.centre.data(), comm_.is_root(),
+  write_array(group.get(), "centre", {d}, map.centre.data(), comm_,
               "writing dataset /preconditioning/centre", tmp_path_);
   // L row-major, as h5py and numpy read it (Eigen stores column-major).
   const Eigen::Matrix<double, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor> cholesky =
       map.cholesky;
   write_array(group.get(), "scale",
               map.is_diagonal() ? std::vector<hsize_t>{d} : std::vector<hsize_t>{d, d},
-              map.is_diagonal() ? map.diagonal.data() : cholesky.data(), comm_.is_root(),
+              map.is_diagonal() ? map.diagonal.data() : cholesky.data(), comm_,
               "writing dataset /preconditioning/scale", tmp_path_);
   write_string_attribute(group.get(), "kind", kind, tmp_path_);
   write_string_attribute(group.get(), "form", map.is_diagonal() ? "diagonal" : "cholesky",
@@ -382,10 +428,13 @@ void OutputFile::write_preconditioning(const Affine& map, const std::string& kin
 void OutputFile::synchronise() {
   require_open(file_, "synchronise", path_);
   // H5Fflush calls MPI_File_sync on every rank: sync, barrier, sync is the MPI-IO recipe for
-  // making writes, done by whichever ranks aggregated them, visible to reads on all ranks.
-  checked(H5Fflush(file_, H5F_SCOPE_GLOBAL), "flushing before a read-back", tmp_path_);
-  comm_.barrier();
-  checked(H5Fflush(file_, H5F_SCOPE_GLOBAL), "flushing before a read-back", tmp_path_);
+  // making writes, done by whichever ranks aggregated them, visible to reads on all ranks. The
+  // all-reduce of the outcome after the first sync is the barrier.
+  for (int pass = 0; pass < 2; ++pass) {
+    comm_.all_or_none([&] {
+      checked(H5Fflush(file_, H5F_SCOPE_GLOBAL), "flushing before a read-back", tmp_path_);
+    });
+  }
 }
 
 void OutputFile::check_rows(hid_t dataset, const char* method, int64_t offset, int64_t rows) const {
@@ -510,9 +559,11 @@ void OutputFile::write_draws(hid_t dataset, int64_t offset, int64_t rows, const 
   }
   Hdf5Handle dxpl(collective_transfer(tmp_path_), H5Pclose);
   const double nothing = 0.0;
-  checked(H5Dwrite(dataset, H5T_NATIVE_DOUBLE, memory_space.get(), file_space.get(), dxpl.get(),
-                   rows > 0 ? values : &nothing),
-          what, tmp_path_);
+  comm_.all_or_none([&] {
+    checked(H5Dwrite(dataset, H5T_NATIVE_DOUBLE, memory_space.get(), file_space.get(), dxpl.get(),
+                     rows > 0 ? values : &nothing),
+            what, tmp_path_);
+  });
 }
 
 void OutputFile::create_posterior(const std::vector<std::string>& names) {
@@ -601,18 +652,16 @@ void OutputFile::write_reference(const ReferenceMoments& reference) {
   Hdf5Handle group(checked(H5Gcreate2(file_, "reference", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT),
                            "creating group /reference", tmp_path_),
                    H5Gclose);
-  write_vector(group.get(), "reference", "mean", reference.mean, comm_.is_root(), tmp_path_);
-  write_vector(group.get(), "reference", "sd", reference.sd, comm_.is_root(), tmp_path_);
-  write_vector(group.get(), "reference", "mean_stderr", reference.mean_stderr, comm_.is_root(),
-               tmp_path_);
+  write_vector(group.get(), "reference", "mean", reference.mean, comm_, tmp_path_);
+  write_vector(group.get(), "reference", "sd", reference.sd, comm_, tmp_path_);
+  write_vector(group.get(), "reference", "mean_stderr", reference.mean_stderr, comm_, tmp_path_);
   write_string_attribute(group.get(), "method", reference.method, tmp_path_);
   const bool smc = reference.method == "smc";
   std::vector<std::pair<const char*, double>> reals = {
       {"acceptance_rate", reference.acceptance_rate}, {"step_size", reference.step_size}};
   std::vector<std::pair<const char*, int64_t>> integers;
   if (smc) {
-    write_vector(group.get(), "reference", "log_z_runs", reference.log_z_runs, comm_.is_root(),
-                 tmp_path_);
+    write_vector(group.get(), "reference", "log_z_runs", reference.log_z_runs, comm_, tmp_path_);
     reals.insert(reals.end(),
                  {{"log_z", reference.log_z}, {"log_z_stderr", reference.log_z_stderr}});
     integers = {{"particles", reference.chains},
@@ -645,9 +694,9 @@ void OutputFile::write_timing(const TimingTable& table) {
     max.push_back(p.max);
     phases += (phases.empty() ? "" : " ") + p.phase;
   }
-  write_vector(group.get(), "timing", "min", min, comm_.is_root(), tmp_path_);
-  write_vector(group.get(), "timing", "mean", mean, comm_.is_root(), tmp_path_);
-  write_vector(group.get(), "timing", "max", max, comm_.is_root(), tmp_path_);
+  write_vector(group.get(), "timing", "min", min, comm_, tmp_path_);
+  write_vector(group.get(), "timing", "mean", mean, comm_, tmp_path_);
+  write_vector(group.get(), "timing", "max", max, comm_, tmp_path_);
   write_string_attribute(group.get(), "phases", phases, tmp_path_);
   for (const auto& [name, value] : {std::pair<const char*, int64_t>{"ranks", table.ranks},
                                     {"threads", table.threads},
@@ -680,10 +729,11 @@ void OutputFile::commit() {
   // Written last: a reader (the pilot reader, postprocess/) takes a file without it for an
   // interrupted or foreign one. The flush (MPI_File_sync) puts every rank's data on disk.
   write_scalar_attribute(file_, kCompleteAttribute, H5T_STD_I32LE, H5T_NATIVE_INT, 1, tmp_path_);
-  checked(H5Fflush(file_, H5F_SCOPE_GLOBAL), "flushing the file", tmp_path_);
+  comm_.all_or_none(
+      [&] { checked(H5Fflush(file_, H5F_SCOPE_GLOBAL), "flushing the file", tmp_path_); });
   const hid_t file = file_;
   file_ = -1;
-  checked(H5Fclose(file), "closing the file", tmp_path_);
+  close_or_end_job(file, tmp_path_, comm_);
 
   // Rank 0 renames; the reduction of its outcome is also the barrier after which every rank
   // may rely on the final file.

@@ -192,15 +192,21 @@ Refinement refine_into(OutputFile& out, const Target& target, const SampleConfig
     }
     // The rows hold x; the chains run where the sampler did, in x̂ = L⁻¹ (x − m).
     const auto x = torch::from_blob(rows.data(), {n, d}, torch::kFloat32);
-    Chains chains = start_chains(target, affine ? affine->to_sampler_space(x) : x, begin);
+    // The target's failures (a NaN gradient) may strike some ranks only: reported once.
+    Chains chains;
+    comm.all_or_none(
+        [&] { chains = start_chains(target, affine ? affine->to_sampler_space(x) : x, begin); });
     auto moments = torch::zeros({4, n, d}, torch::kFloat64);  // Σx, Σx² of each half
     for (int64_t t = 0; t < total; ++t) {
       double u = 0.0;
       fill_uniform(&u, 1, jitter_key, 0, static_cast<uint32_t>(t));
       const int64_t leapfrog_steps =
           1 + static_cast<int64_t>(u * static_cast<double>(2 * sample.leapfrog_steps - 1));
-      const auto accept = hmc_step(target, chains, step_size, preconditioner, leapfrog_steps, key,
-                                   static_cast<uint32_t>(t));
+      torch::Tensor accept;
+      comm.all_or_none([&] {
+        accept = hmc_step(target, chains, step_size, preconditioner, leapfrog_steps, key,
+                          static_cast<uint32_t>(t));
+      });
       const int64_t accepted_now = accept.sum().item<int64_t>();
       if (round == 0 && t < adapt_steps) {
         double fraction = static_cast<double>(accepted_now);

@@ -13,7 +13,8 @@
 namespace rbsde {
 
 /// Collective: rank 0 writes `trainer`'s checkpoint to `path` atomically (temporary file,
-/// fsync, rename); every rank waits until it exists.
+/// fsync, rename); every rank waits until it exists. A failure (a full disk) throws
+/// CollectiveError on every rank.
 void save_checkpoint(const std::string& path, const Trainer& trainer, const Config& config,
                      const Communicator& comm);
 
