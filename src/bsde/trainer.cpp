@@ -236,18 +236,21 @@ StepResult Trainer::step_detached(int64_t iteration, double gamma) {
     fill_normal(x_path[0].data_ptr<float>(), m, d, key, paths_.begin, kInitialStep);
   }
   const auto x0 = x_path[0].clone();
-  for (int64_t n = 0; n < n_steps; ++n) {
-    simulate_step(n, y);
-    if (n + 1 < n_steps) advance_slot();
-  }
   torch::Tensor residual, terminal;
+  // The target's failures (a NaN gradient in the score feature, an error raised by a module)
+  // may strike some ranks only: reported once, on every rank.
+  comm_.all_or_none([&] {
+    for (int64_t n = 0; n < n_steps; ++n) {
+      simulate_step(n, y);
+      if (n + 1 < n_steps) advance_slot();
+    }
+    torch::NoGradGuard no_grad;
+    const auto timed = timers_.measure(Phase::kTarget);
+    terminal =
+        annealing_.terminal(target_, x_path[slot(n_steps - 1) + 1], gamma).to(torch::kFloat64);
+  });
   {
     torch::NoGradGuard no_grad;
-    {
-      const auto timed = timers_.measure(Phase::kTarget);
-      terminal =
-          annealing_.terminal(target_, x_path[slot(n_steps - 1) + 1], gamma).to(torch::kFloat64);
-    }
     const auto timed = timers_.measure(Phase::kForward);
     residual = model_->y0(x0.to(torch::kFloat64)) + y - floor_outside_support(terminal, comm_);
   }
@@ -370,12 +373,16 @@ CollectiveError Trainer::diverged(int64_t iteration, const StepResult& result) c
       "the annealing (train.anneal_fraction) or raise sde.steps");
 }
 
+/// The longest training goes without a progress line.
+constexpr double kQuietSeconds = 60.0;
+
 TrainingHistory Trainer::train() {
   const int64_t total = train_.iterations;
   const int64_t every = train_.log_every > 0 ? train_.log_every : std::max<int64_t>(1, total / 20);
   const int64_t first = next_iteration_;
   const double time_offset = history_.time.empty() ? 0.0 : history_.time.back();
   const auto start = std::chrono::steady_clock::now();
+  double last_line = 0.0;  // seconds since start of the last progress line
   stopped_ = false;
   for (int64_t k = first; k < total; ++k) {
     const StepResult result = step(k);
@@ -388,7 +395,11 @@ TrainingHistory Trainer::train() {
     next_iteration_ = k + 1;
     ++iterations_run_;
     if (!std::isfinite(result.loss)) throw diverged(k + 1, result);
-    if (comm_.is_root() && ((k + 1) % every == 0 || k + 1 == total)) {
+    // A line at the first iteration (the rate and ETA at once), every `every` iterations, at
+    // the end, and after kQuietSeconds without one (a slow target).
+    if (comm_.is_root() && (k == first || (k + 1) % every == 0 || k + 1 == total ||
+                            elapsed - last_line > kQuietSeconds)) {
+      last_line = elapsed;
       const double rate = static_cast<double>(k + 1 - first) / elapsed;
       const std::string outside =
           result.terminal_minus_inf > 0

@@ -238,6 +238,24 @@ std::pair<torch::Tensor, torch::Tensor> log_prob_and_gradient(const Target& targ
   const auto input = x.detach().requires_grad_(true);
   const auto log_prob = target.log_prob(input);
   const auto gradient = torch::autograd::grad({log_prob.sum()}, {input})[0];
+  // A NaN gradient where log π̃ is finite is a defect of the target (a sqrt, log or division
+  // whose value is masked but not its derivative): it would silently stall HMC and poison the
+  // score feature.
+  const auto broken = torch::isfinite(log_prob) & torch::isnan(gradient).any(1);
+  if (const int64_t count = broken.sum().item<int64_t>(); count > 0) {
+    const auto at = x.index({broken.nonzero()[0][0]}).to(torch::kFloat64);
+    std::string where;
+    for (int64_t j = 0; j < std::min<int64_t>(at.size(0), 4); ++j) {
+      where += (j ? ", " : "") + std::to_string(at[j].item<double>());
+    }
+    throw Error("the gradient of log π̃ of target '" + target.name() + "' is NaN at " +
+                std::to_string(count) + " of " + std::to_string(x.size(0)) +
+                " points where log π̃ is finite (the first: x = [" + where +
+                (at.size(0) > 4 ? ", ..." : "") +
+                "]): HMC refinement and network.score need it; check the target's derivative there "
+                "(a sqrt, log or division whose "
+                "value is masked but not its gradient)");
+  }
   return {log_prob.detach(), gradient.detach()};
 }
 
@@ -729,9 +747,13 @@ torch::Tensor TorchScriptTarget::call(const torch::Tensor& x) const {
     throw Error(origin + " returned shape " + shape_string(log_prob) + ", expected [" +
                 std::to_string(x.size(0)) + "] (one value per row)");
   }
-  if (!log_prob.is_floating_point()) {
+  if (!log_prob.is_floating_point() ||
+      c10::elementSize(log_prob.scalar_type()) < c10::elementSize(x.scalar_type())) {
     throw Error(origin + " returned dtype " + std::string(c10::toString(log_prob.scalar_type())) +
-                ", expected a floating-point tensor");
+                ", expected a floating-point tensor of x's precision (" +
+                std::string(c10::toString(x.scalar_type())) +
+                ") or finer: the importance weights are differences of log π̃ values and need "
+                "all their digits");
   }
   return log_prob;
 }

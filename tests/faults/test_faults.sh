@@ -151,5 +151,33 @@ else
   fail "rank killed: status $status after $elapsed s: $(cat "$work/rank/log")"
 fi
 
+# 5. A slow target (about 0.4 s a call, tests/fuzz/misbehaving_modules.py): the first progress
+# line comes with the first iteration, not after train.log_every of them, and SIGTERM still
+# writes the checkpoint and stops with status 143.
+mkdir -p "$work/slow"
+/usr/bin/python3 "$(dirname "${BASH_SOURCE[0]}")/../fuzz/misbehaving_modules.py" "$work/modules" \
+  > "$work/slow/modules.log" 2>&1 || fail "writing the modules: $(cat "$work/slow/modules.log")"
+cat > "$work/slow.yaml" << YAML
+target: {name: torchscript, dim: 2, module: $work/modules/slow.pt}
+precondition: {kind: none}
+network: {width: 16, depth: 1}
+train: {iterations: 3000, paths: 64, log_every: 1000}
+YAML
+"$rbsde" run "$work/slow.yaml" --set output.path="$work/slow/run.h5" > "$work/slow/log" 2>&1 &
+pid=$!
+if wait_for "^train  *1/3000 .*it/s  ETA" "$work/slow/log"; then
+  kill -TERM "$pid"
+  wait "$pid"
+  status=$?
+  if [[ $status -eq 143 && -f $work/slow/run.ckpt ]] && grep -q "^stopped by a signal" "$work/slow/log"; then
+    pass
+  else
+    fail "SIGTERM to a run with a slow target: status $status: $(cat "$work/slow/log")"
+  fi
+else
+  kill -KILL "$pid" 2> /dev/null
+  fail "no progress line from a run with a slow target within 60 s: $(cat "$work/slow/log")"
+fi
+
 echo "faults: $passes passed, $failures failed"
 [[ $failures -eq 0 ]]

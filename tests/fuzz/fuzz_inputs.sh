@@ -5,7 +5,9 @@
 # directories, unreadable files, bad YAML syntax, wrong nesting), command lines, and corrupted
 # or truncated files of every kind rbsde reads: pilot HDF5 files (precondition.pilot),
 # checkpoints (--resume), network files (sample.model), data CSVs (target.data) and
-# TorchScript modules (target.module); the files to corrupt come from one small real run.
+# TorchScript modules (target.module), and modules that run but misbehave (half precision, not
+# a tensor, a NaN gradient, an allocation without bound); the files to corrupt come from one
+# small real run.
 # Each input is run twice: as a plain `rbsde ...` (1 rank) and under
 # `mpirun -np 2 --oversubscribe --bind-to none` (2 ranks). Every run must
 #   1. fail: exit status non-zero and below 124, not a signal, and no sign of one in the
@@ -134,8 +136,9 @@ if ((setup_status != 0)) || [[ ! -f $real/out.h5 || ! -f $real/out.pt || ! -f $r
   cat "$logs/setup.log"
   exit 1
 fi
-if ! "$python" "$source_dir/examples/torchscript_target.py" "$real/banana.pt" > "$logs/module.log" 2>&1; then
-  echo "fuzz: writing the example TorchScript module failed:"
+if ! "$python" "$source_dir/examples/torchscript_target.py" "$real/banana.pt" > "$logs/module.log" 2>&1 ||
+  ! "$python" "$source_dir/tests/fuzz/misbehaving_modules.py" "$corpus/behaviour" >> "$logs/module.log" 2>&1; then
+  echo "fuzz: writing the TorchScript modules failed:"
   cat "$logs/module.log"
   exit 1
 fi
@@ -666,6 +669,18 @@ add module "no such method" "$real/banana.pt" -- run "$module_config" --set "tar
   --set target.method=energy
 add module "module raises (reference)" "$real/banana.pt" -- reference "$module_config" \
   --set "target.module=$real/banana.pt" --set target.dim=3
+# Modules that run but misbehave (tests/fuzz/misbehaving_modules.py).
+behaviour=$corpus/behaviour
+add module "returns float16" "returned dtype Half" -- run "$module_config" \
+  --set "target.module=$behaviour/float16.pt"
+add module "returns a float" "returned a Double" -- run "$module_config" \
+  --set "target.module=$behaviour/not_tensor.pt"
+add module "NaN gradient (network.score)" "gradient of log π̃" -- run "$module_config" \
+  --set "target.module=$behaviour/nan_gradient.pt" --set network.score=true
+add module "NaN gradient (HMC refinement)" "gradient of log π̃" -- run "$module_config" \
+  --set "target.module=$behaviour/nan_gradient.pt" --set sample.hmc_steps=5
+add module "allocates without bound" "out of memory inside the target's module" -- run \
+  "$module_config" --set "target.module=$behaviour/unbounded.pt"
 
 # ------------------------------------------------------------------------------------------
 # Running the corpus.
