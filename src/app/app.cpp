@@ -125,8 +125,14 @@ Arguments parse_arguments(int argc, char** argv) {
   return args;
 }
 
+/// How long the node's load is measured before threads are chosen (busy_cores).
+constexpr double kLoadWindowSeconds = 0.2;
+
 /// Threads per rank: parallel.threads, else SLURM_CPUS_PER_TASK, else OMP_NUM_THREADS, else
-/// the node's cores shared evenly among the ranks on the node.
+/// the node's cores that other work leaves free, shared evenly among the ranks on the node.
+/// On cores shared with another job a thread waiting for another thread that is not running
+/// costs a scheduler time slice; on a 2-core machine shared with a 2-rank job, 2 threads per
+/// rank ran 35x slower than 1 (bench/shared_cores.sh, docs/results.md).
 int choose_threads(const Config& config, MPI_Comm comm, std::string& source) {
   if (config.parallel.threads > 0) {
     source = "parallel.threads";
@@ -146,10 +152,22 @@ int choose_threads(const Config& config, MPI_Comm comm, std::string& source) {
             "MPI_Comm_split_type");
   int ranks_on_node = 1;
   check_mpi(MPI_Comm_size(node, &ranks_on_node), "MPI_Comm_size(node)");
+  // Every rank of the node sleeps while the load is measured (a rank waiting in an MPI call
+  // would spin), so what is busy then is other work; the ranks take node rank 0's measure.
+  check_mpi(MPI_Barrier(node), "MPI_Barrier(node)");
+  double busy = busy_cores(kLoadWindowSeconds);
+  check_mpi(MPI_Bcast(&busy, 1, MPI_DOUBLE, 0, node), "MPI_Bcast(busy cores)");
   check_mpi(MPI_Comm_free(&node), "MPI_Comm_free(node)");
-  source = "cores per rank on this node";
   const int cores = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
-  return std::max(1, cores / ranks_on_node);
+  const int taken =
+      std::isfinite(busy) ? std::clamp(static_cast<int>(std::lround(busy)), 0, cores) : 0;
+  source = "cores per rank on this node";
+  if (taken > 0) {
+    char line[96];
+    std::snprintf(line, sizeof line, "; %.1f of %d cores busy with other work", busy, cores);
+    source += line;
+  }
+  return std::max(1, (cores - taken) / ranks_on_node);
 }
 
 /// Everything a run needs, built identically on every rank.

@@ -688,5 +688,25 @@ with h5py.File(sys.argv[1], "r") as one, h5py.File(sys.argv[2], "r") as two:
     assert np.allclose(two["reference/mean"][:], mean, rtol=0, atol=1e-9), two["reference/mean"][:]
 PY
 
+# Cores shared with other work: with every core kept busy by another process, the threads a
+# rank takes by default are 1, and start-up says why.
+cores=$(getconf _NPROCESSORS_ONLN)  # not nproc: it counts OMP_NUM_THREADS
+busy=()
+for _ in $(seq "$cores"); do
+  (while :; do :; done) &
+  busy+=($!)
+done
+sleep 1
+env -u OMP_NUM_THREADS -u SLURM_CPUS_PER_TASK "$rbsde" train "$work/small.yaml" \
+  --set output.path="$work/shared/busy.h5" --set train.iterations=1 > "$work/busy.log" 2>&1
+kill "${busy[@]}"
+wait "${busy[@]}" 2> /dev/null
+if grep -q "threads/rank 1 (cores per rank on this node; [0-9.]* of $cores cores busy with other work)" \
+  "$work/busy.log"; then
+  pass
+else
+  fail "threads on busy cores: $(head -3 "$work/busy.log")"
+fi
+
 echo "cli: $passes passed, $failures failed"
 [[ $failures -eq 0 ]]

@@ -10,6 +10,11 @@ namespace rbsde {
 /// step time (page clearing in the kernel, measured with perf).
 void keep_freed_memory();
 
+/// How many of this node's cores other work keeps busy: the non-idle share of all CPUs' time
+/// (/proc/stat) over the next `seconds`, which this call sleeps, times the number of CPUs; NaN
+/// where /proc/stat cannot be read. A process that calls it adds nothing while it sleeps.
+double busy_cores(double seconds);
+
 /// Holds the in-node kernel back end for the life of the process: initialises Kokkos (and
 /// reads its --kokkos-* options) when rbsde is built with it; nothing for OpenMP. Create it
 /// after MPI_Init and destroy it before MPI_Finalize.
