@@ -23,6 +23,7 @@ import torch
 class Banana(torch.nn.Module):
     def __init__(self, scale: float = 2.0, curvature: float = 0.25):
         super().__init__()
+        self.dim = 2  # rbsde takes d from this attribute (target.dim may then be left out)
         self.scale = scale
         self.curvature = curvature
 

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from . import output
-from .output import open_output
+from .output import open_output, read_posterior
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "posteriordb"
 
@@ -59,8 +59,7 @@ def main(argv):
         if "posterior" not in file:
             fail(f"{args.run}: no /posterior group (the run needs sample.resample: true and a "
                  "target with parameter names)")
-        draws = {name: file["posterior"][name][...].ravel() for name in file["posterior"]
-                 if name not in ("chain", "draw")}
+        draws = read_posterior(file)
         e = file["estimates"].attrs
         k, threshold, ess, count = (e["pareto_k"], e["pareto_k_threshold"], e["ess"], e["count"])
     missing = [name for name in reference if name not in draws]

@@ -40,6 +40,27 @@ def resolved_config(file):
     return yaml.safe_load(text.decode() if isinstance(text, bytes) else str(text)) or {}
 
 
+def read_posterior(file):
+    """The InferenceData group /posterior as {parameter name: draws (1-D)}, in the file's
+    order, or None without one: a scalar variable as itself, a vector variable `base` [chain,
+    draw, k] as base[1] … base[k] (Stan's names, which rbsde grouped); the coordinates (chain,
+    draw, base_dim_0: HDF5 dimension scales) are left out."""
+    if "posterior" not in file:
+        return None
+    group = file["posterior"]
+    draws = {}
+    for name, variable in group.items():
+        if variable.attrs.get("CLASS") == b"DIMENSION_SCALE":
+            continue
+        values = variable[...]
+        if values.ndim == 2:
+            draws[name] = values.ravel()
+        else:
+            for i in range(values.shape[2]):
+                draws[f"{name}[{i + 1}]"] = values[:, :, i].ravel()
+    return draws
+
+
 def read_timing(file):
     """/timing of an open output file as a dict: phases (names), min, mean and max (seconds
     over the ranks, arrays in phase order) and the attributes; None for a file without it."""

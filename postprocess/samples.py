@@ -6,6 +6,10 @@ against the exact weights.
 usage: python3 -m postprocess samples RUN [--coords 0 1 2] [--refined] [--out PATH]
        [--means MEANS.csv]
 
+For a posterior (a target without exact marginals) whose run wrote /posterior, the plot shows
+its named parameters by default: the scalars first (scales, means), then vector elements, up to
+four; --coords (coordinates of the sampler's x, from 0) or --refined plot the raw draws.
+
 RUN is an output file or a run directory. The draws are /resampled/samples (/refined/samples
 with --refined), or the weighted samples resampled here (systematic resampling) when the run
 did not resample. Writes PATH.png and PATH.pdf (default: RUN's stem + _samples); a mixture's
@@ -16,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .output import fail, open_output, resolved_config, save_figure
+from .output import fail, open_output, read_posterior, resolved_config, save_figure
 
 PROGRAM = "postprocess samples"
 
@@ -77,21 +81,30 @@ def read_draws(path, refined):
     return config, draws, what, weighted
 
 
-def pair_plot(draws, coords, exact, title):
+def posterior_choice(names, count=4):
+    """Up to `count` of /posterior's parameter names to plot: the scalars first (scales, means:
+    the names without an index), then the first elements of the vectors."""
+    scalars = [name for name in names if "[" not in name]
+    return (scalars + [name for name in names if "[" in name])[:count]
+
+
+def pair_plot(columns, labels, exact, title):
+    """A pair plot of `columns` [draws, k] named by `labels`; `exact` is None or a mixture's
+    (weights, means, variances) restricted to these k coordinates."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    k = len(coords)
+    k = len(labels)
     fig, axes = plt.subplots(k, k, figsize=(2.8 * k + 1.0, 2.8 * k + 0.6), squeeze=False)
-    for row, i in enumerate(coords):
-        for col, j in enumerate(coords):
-            ax = axes[row][col]
-            if col > row:
+    for i in range(k):
+        for j in range(k):
+            ax = axes[i][j]
+            if j > i:
                 ax.axis("off")
                 continue
-            if row == col:
-                ax.hist(draws[:, i], bins=80, density=True, color="C0", alpha=0.7, label="rbsde")
+            if i == j:
+                ax.hist(columns[:, i], bins=80, density=True, color="C0", alpha=0.7, label="rbsde")
                 if exact is not None:
                     weights, means, variances = exact
                     grid = np.linspace(*ax.get_xlim(), 400)
@@ -99,12 +112,12 @@ def pair_plot(draws, coords, exact, title):
                                   for w, m, v in zip(weights, means, variances))
                     ax.plot(grid, density, "k--", label="exact")
                 ax.set_ylabel("density")
-                if row == 0:
+                if i == 0:
                     ax.legend(fontsize="small")
             else:
-                ax.hist2d(draws[:, j], draws[:, i], bins=80, cmap="viridis")
-                ax.set_ylabel(f"$x_{{{i}}}$")
-            ax.set_xlabel(f"$x_{{{j}}}$")
+                ax.hist2d(columns[:, j], columns[:, i], bins=80, cmap="viridis")
+                ax.set_ylabel(labels[i])
+            ax.set_xlabel(labels[j])
     fig.suptitle(title)
     fig.tight_layout()
     return fig
@@ -145,17 +158,29 @@ def main(argv):
     args = parser.parse_args(argv)
     config, draws, what, (samples, log_weights) = read_draws(args.run, args.refined)
     dim = draws.shape[1]
-    coords = args.coords if args.coords else list(range(min(dim, 4)))
-    bad = [c for c in coords if not 0 <= c < dim]
-    if bad:
-        fail(PROGRAM, f"--coords {bad}: the samples have coordinates 0 to {dim - 1}")
     target = config.get("target", {"name": "?", "dim": dim})
     stem = args.out or (args.run / "output" if args.run.is_dir() else args.run.with_suffix(""))
     stem = Path(str(stem) + ("" if args.out else "_samples"))
     exact = mixture(target)
-    title = (f"{target.get('name', '?')} (d = {dim}): {len(draws)} {what}"
+    with open_output(args.run, PROGRAM) as file:
+        posterior = read_posterior(file)
+    if posterior and exact is None and not args.coords and not args.refined:
+        # A posterior: its named (constrained) parameters, as /posterior holds them.
+        labels = posterior_choice(list(posterior))
+        columns = np.column_stack([posterior[name] for name in labels])
+        what = f"draws of /posterior ({len(posterior)} parameters)"
+    else:
+        coords = args.coords if args.coords else list(range(min(dim, 4)))
+        bad = [c for c in coords if not 0 <= c < dim]
+        if bad:
+            fail(PROGRAM, f"--coords {bad}: the samples have coordinates 0 to {dim - 1}")
+        labels = [f"$x_{{{c}}}$" for c in coords]
+        columns = draws[:, coords]
+    title = (f"{target.get('name', '?')} (d = {dim}): {len(columns)} {what}"
              f"{'; dashed: exact marginal' if exact is not None else ''}")
-    for written in save_figure(pair_plot(draws, coords, exact, title), stem):
+    restricted = None if exact is None else (exact[0], [m[coords] for m in exact[1]],
+                                             [v[coords] for v in exact[2]])
+    for written in save_figure(pair_plot(columns, labels, restricted, title), stem):
         print(f"plot {written}")
     means = (np.loadtxt(args.means, delimiter=",", skiprows=1, ndmin=2) if args.means
              else exact[1] if exact is not None and len(exact[0]) > 1 else None)

@@ -8,6 +8,7 @@ target has one (gaussian, gmm, ...), comes from the run's summary line in its lo
 gives it for the others.
 """
 import argparse
+import math
 import re
 from pathlib import Path
 
@@ -38,6 +39,8 @@ def read_run(path):
             "refined": (dict(file["refined/samples"].attrs) if "refined/samples" in file else None),
             "loss": file["training/loss"][:],
             "estimates": {key: estimates.attrs[key].item() for key in ESTIMATES},
+            # Files written before the count of zero weights was kept have none.
+            "zero_weight_paths": int(estimates.attrs.get("zero_weight_paths", 0)),
             "timing": read_timing(file),
         }
 
@@ -66,6 +69,21 @@ def timing_lines(timing):
     return lines
 
 
+def pareto_k_text(k, count, finite):
+    """k^ as the run printed it (pareto_k_text in src/bsde/psis.cpp): the value, or why there
+    is none."""
+    tail = math.ceil(min(0.2 * count, 3.0 * math.sqrt(count)))
+    if math.isfinite(k):
+        return f"{k:.2f}"
+    if k == -math.inf:
+        return "n/a (the largest weights are equal: no tail to fit)"
+    if tail < 5:
+        return f"n/a (PSIS needs at least 21 paths, here {count})"
+    if finite < tail + 1:
+        return f"n/a ({finite} of {count} log weights are finite; the tail fit needs {tail + 1})"
+    return f"n/a (the tail of the largest {tail} weights could not be fitted)"
+
+
 def print_summary(path, run, truth):
     e = run["estimates"]
     target = run["config"].get("target", {})
@@ -77,7 +95,9 @@ def print_summary(path, run, truth):
         ("log Z (network)", f"{e['log_z_network']:.6f}"),
         ("ELBO", f"{e['elbo']:.6f} ± {e['elbo_stderr']:.6f}"),
         ("ESS", f"{e['ess']:.1f} (ESS/M = {e['ess_fraction']:.4f})"),
-        ("Pareto k^", f"{e['pareto_k']:.2f} (reliable below {e['pareto_k_threshold']:.2f})"),
+        ("Pareto k^", pareto_k_text(e["pareto_k"], run["shape"][0],
+                                    run["shape"][0] - run["zero_weight_paths"])
+         + f" (reliable below {e['pareto_k_threshold']:.2f})"),
     ]
     if truth is not None:
         error = e["log_z_is"] - truth

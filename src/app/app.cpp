@@ -16,6 +16,7 @@
 
 #include "rbsde/bsde/mcmc.hpp"
 #include "rbsde/bsde/model.hpp"
+#include "rbsde/bsde/psis.hpp"
 #include "rbsde/bsde/sampler.hpp"
 #include "rbsde/bsde/smc.hpp"
 #include "rbsde/bsde/trainer.hpp"
@@ -262,6 +263,11 @@ Problem build_problem(const Arguments& args, const Communicator& comm,
   Problem p;
   p.config = load_config(args.config_path, args.overrides);
   check_file_roles(args, p.config);
+  auto target = make_target(p.config.target);
+  p.config = with_target_dim(p.config, *target, args.config_path);
+  // The InferenceData names are checked now, not after training.
+  if (p.config.sample.resample) posterior_names(*target, p.config.target);
+  // The output path is taken before any costly work (the preconditioner, training).
   if (comm.is_root()) {
     std::string command = "rbsde " + args.command + " " + args.config_path;
     for (const std::string& option : args.overrides) command += " --set " + option;
@@ -270,10 +276,6 @@ Problem build_problem(const Arguments& args, const Communicator& comm,
     lock = std::make_unique<OutputLock>(p.config.output.path, command, note);
     if (!note.empty()) std::printf("%s\n", note.c_str());
   }
-  auto target = make_target(p.config.target);
-  p.config = with_target_dim(p.config, *target, args.config_path);
-  // The InferenceData names are checked now, not after training.
-  if (p.config.sample.resample) posterior_names(*target, p.config.target);
   p.target = precondition(std::move(target), p.config.precondition, comm);
   p.schedule = NoiseSchedule::from_config(p.config.sde);
   torch::manual_seed(p.config.train.seed);  // rank 0's initialisation is broadcast anyway
@@ -329,11 +331,12 @@ void print_estimates(const Estimates& e, const Target& target) {
   std::printf("log Z (network c)           = %.4f\n", e.log_z_network);
   std::printf("ELBO                        = %.4f +- %.4f\n", e.elbo, e.elbo_stderr);
   std::printf("ESS                         = %.1f  (ESS/M = %.4f)\n", e.ess, e.ess_fraction);
-  if (std::isnan(e.pareto_k)) {
-    std::printf("Pareto k^                   = n/a  (PSIS needs at least 21 paths)\n");
+  const std::string k = pareto_k_text(e.pareto_k, e.count, e.count - e.zero_weight_paths);
+  if (!std::isfinite(e.pareto_k)) {
+    std::printf("Pareto k^                   = %s\n", k.c_str());
   } else {
-    std::printf("Pareto k^                   = %.2f  (largest %lld weights; reliable below %.2f)\n",
-                e.pareto_k, static_cast<long long>(e.pareto_tail), e.pareto_k_threshold);
+    std::printf("Pareto k^                   = %s  (largest %lld weights; reliable below %.2f)\n",
+                k.c_str(), static_cast<long long>(e.pareto_tail), e.pareto_k_threshold);
   }
   if (e.zero_weight_paths > 0) {
     std::printf("warning: log π̃(X_N) = -inf on %lld of %lld paths: their weights are zero\n",
@@ -354,9 +357,10 @@ constexpr double kMinimumEss = 100.0;
 std::string degenerate_weights_warning(const Estimates& e, const Config& config) {
   const bool heavy_tail = !(e.pareto_k <= e.pareto_k_threshold);  // NaN too
   if (!heavy_tail && e.ess >= kMinimumEss) return "";
-  char what[160];
-  std::snprintf(what, sizeof what, "Pareto k^ = %.2f (reliable below %.2f), ESS = %.1f of %lld",
-                e.pareto_k, e.pareto_k_threshold, e.ess, static_cast<long long>(e.count));
+  char what[320];
+  std::snprintf(what, sizeof what, "Pareto k^ = %s (reliable below %.2f), ESS = %.1f of %lld",
+                pareto_k_text(e.pareto_k, e.count, e.count - e.zero_weight_paths).c_str(),
+                e.pareto_k_threshold, e.ess, static_cast<long long>(e.count));
   std::string advice =
       "warning: the importance weights are degenerate: " + std::string(what) +
       ". log Z (importance sampling) and the weighted moments are not to be trusted. Try, in "

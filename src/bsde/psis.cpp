@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
 #include <limits>
 
 #include "rbsde/error.hpp"
@@ -11,6 +12,29 @@ namespace rbsde {
 int64_t pareto_tail_length(int64_t count) {
   const double m = static_cast<double>(count);
   return static_cast<int64_t>(std::ceil(std::min(0.2 * m, 3.0 * std::sqrt(m))));
+}
+
+std::string pareto_k_text(double k, int64_t count, int64_t finite) {
+  char text[160];
+  const int64_t tail = pareto_tail_length(count);
+  if (std::isfinite(k)) {
+    std::snprintf(text, sizeof text, "%.2f", k);
+  } else if (k == -std::numeric_limits<double>::infinity()) {
+    std::snprintf(text, sizeof text, "n/a (the largest weights are equal: no tail to fit)");
+  } else if (tail < 5) {
+    std::snprintf(text, sizeof text, "n/a (PSIS needs at least 21 paths, here %lld)",
+                  static_cast<long long>(count));
+  } else if (finite < tail + 1) {
+    std::snprintf(text, sizeof text,
+                  "n/a (%lld of %lld log weights are finite; the tail fit needs %lld)",
+                  static_cast<long long>(finite), static_cast<long long>(count),
+                  static_cast<long long>(tail + 1));
+  } else {
+    std::snprintf(text, sizeof text,
+                  "n/a (the tail of the largest %lld weights could not be fitted)",
+                  static_cast<long long>(tail));
+  }
+  return text;
 }
 
 double pareto_k_threshold(int64_t count) {

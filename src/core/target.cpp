@@ -623,9 +623,6 @@ std::optional<Affine> Lgcp::prior() const {
 TorchScriptTarget::TorchScriptTarget(const std::string& module, const std::string& method,
                                      int64_t dim)
     : path_(module), method_(method), dim_(dim) {
-  if (dim_ < 1) {
-    throw Error("target.dim: torchscript needs dim >= 1, got " + std::to_string(dim_));
-  }
   std::error_code ignored;
   if (!std::filesystem::is_regular_file(path_, ignored)) {
     throw Error("target.module: no such file '" + path_ + "'");
@@ -637,6 +634,24 @@ TorchScriptTarget::TorchScriptTarget(const std::string& module, const std::strin
                 "' is not a TorchScript archive (torch::jit::load: " + torch_message(e) + ")");
   }
   module_.eval();
+  // The module's own statement of d: an integer attribute dim.
+  if (module_.hasattr("dim") && module_.attr("dim").isInt()) {
+    const int64_t stated = module_.attr("dim").toInt();
+    if (stated < 1) {
+      throw Error("target.module: '" + path_ + "' has dim = " + std::to_string(stated) +
+                  " (its attribute dim): expected d >= 1");
+    }
+    if (dim_ != 0 && dim_ != stated) {
+      throw Error("target.dim: the module '" + path_ + "' states d = " + std::to_string(stated) +
+                  " (its attribute dim), the configuration target.dim = " + std::to_string(dim_) +
+                  "; leave target.dim out to take it from the module, or load the right module");
+    }
+    dim_ = stated;
+  } else if (dim_ == 0) {
+    throw Error("target.dim: missing, and the module '" + path_ +
+                "' does not state its dimension (no integer attribute dim): give target.dim, or "
+                "set self.dim = d in the module's __init__ before torch.jit.script");
+  }
   // Only ∇ₓ is ever wanted: no gradient should accumulate in the module's own parameters.
   for (auto parameter : module_.parameters()) parameter.requires_grad_(false);
   if (method_.empty()) method_ = module_.find_method("log_prob") ? "log_prob" : "forward";

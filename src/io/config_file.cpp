@@ -582,7 +582,11 @@ TargetConfig read_target(const Reader& in) {
   in.read("target.name", target.name);
   in.require_one_of("target.name", target.name, kTargetNames);
   const bool data_target = contains(kDataTargets, target.name);
-  if (!data_target && !in.find("target.dim")) in.fail_missing("target.dim", "an integer >= 1");
+  // A TorchScript module may state its dimension (an integer attribute dim): checked when it
+  // is loaded.
+  if (!data_target && target.name != "torchscript" && !in.find("target.dim")) {
+    in.fail_missing("target.dim", "an integer >= 1");
+  }
   if (in.find("target.dim")) {
     in.read("target.dim", target.dim);
     in.require(target.dim >= 1, "target.dim", ">= 1", target.dim);
@@ -882,8 +886,8 @@ const std::vector<Option>& options() {
       structured("target.name", join(kTargetNames), "(required)",
                  "the distribution to sample (docs/targets.md)"),
       structured("target.dim", "integer >= 1", "(required)",
-                 "d; optional for gmm40, logreg* and lgcp, which take it from the data (an error "
-                 "if it differs)"),
+                 "d; optional for gmm40, logreg* and lgcp, which take it from the data, and for "
+                 "torchscript, from the module's integer attribute dim (an error if it differs)"),
       structured("target.mean", "number or d numbers", "0", "gaussian: the mean"),
       structured("target.covariance", "number, d numbers or d x d matrix", "I",
                  "gaussian: the covariance (a number or a diagonal list keep no d x d matrix)"),

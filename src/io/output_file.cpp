@@ -483,7 +483,7 @@ void OutputFile::create_resampled() {
   resampled_index_ = create_row_dataset("resampled/index", H5T_STD_I64LE, sizeof(int64_t), rows, 0);
   Hdf5Handle stats(create_draw_group("sample_stats"), H5Gclose);
   sample_stats_log_weight_ =
-      create_draw_variable(stats.get(), "log_weight", "creating /sample_stats/log_weight");
+      create_draw_variable(stats.get(), "log_weight", 0, "creating /sample_stats/log_weight");
 }
 
 void OutputFile::write_resampled(int64_t offset, int64_t rows, const float* samples,
@@ -492,7 +492,7 @@ void OutputFile::write_resampled(int64_t offset, int64_t rows, const float* samp
   write_rows(resampled_samples_, H5T_NATIVE_FLOAT, 2, offset, rows, dim_, samples,
              "resampled/samples");
   write_rows(resampled_index_, H5T_NATIVE_INT64, 1, offset, rows, 1, index, "resampled/index");
-  write_draws(sample_stats_log_weight_, offset, rows, log_weights,
+  write_draws(sample_stats_log_weight_, offset, rows, 0, log_weights,
               "writing /sample_stats/log_weight");
 }
 
@@ -526,12 +526,15 @@ hid_t OutputFile::create_draw_group(const char* name) {
   return group.release();
 }
 
-hid_t OutputFile::create_draw_variable(hid_t group, const std::string& name,
+hid_t OutputFile::create_draw_variable(hid_t group, const std::string& name, int64_t size,
                                        const std::string& what) {
-  const hsize_t extent[2] = {1, static_cast<hsize_t>(count_)};
-  const hsize_t chunk[2] = {1, std::clamp<hsize_t>(kChunkBytes / sizeof(double), 1, extent[1])};
-  Hdf5Handle space(checked(H5Screate_simple(2, extent, nullptr), what, tmp_path_), H5Sclose);
-  Hdf5Handle dcpl(chunked_creation(2, chunk, what, tmp_path_), H5Pclose);
+  const int dims = size > 0 ? 3 : 2;
+  const hsize_t columns = static_cast<hsize_t>(std::max<int64_t>(size, 1));
+  const hsize_t extent[3] = {1, static_cast<hsize_t>(count_), columns};
+  const hsize_t chunk[3] = {
+      1, std::clamp<hsize_t>(kChunkBytes / (sizeof(double) * columns), 1, extent[1]), columns};
+  Hdf5Handle space(checked(H5Screate_simple(dims, extent, nullptr), what, tmp_path_), H5Sclose);
+  Hdf5Handle dcpl(chunked_creation(dims, chunk, what, tmp_path_), H5Pclose);
   Hdf5Handle variable(checked(H5Dcreate2(group, name.c_str(), H5T_IEEE_F64LE, space.get(),
                                          H5P_DEFAULT, dcpl.get(), H5P_DEFAULT),
                               what, tmp_path_),
@@ -540,17 +543,36 @@ hid_t OutputFile::create_draw_variable(hid_t group, const std::string& name,
   Hdf5Handle draw(checked(H5Dopen2(group, "draw", H5P_DEFAULT), what, tmp_path_), H5Dclose);
   checked(H5DSattach_scale(variable.get(), chain.get(), 0), what, tmp_path_);
   checked(H5DSattach_scale(variable.get(), draw.get(), 1), what, tmp_path_);
+  if (size > 0) {
+    // The coordinate name_dim_0 = 0 … size − 1, written by rank 0.
+    const std::string scale_name = name + "_dim_0";
+    Hdf5Handle scale_space(checked(H5Screate_simple(1, &columns, nullptr), what, tmp_path_),
+                           H5Sclose);
+    Hdf5Handle scale(checked(H5Dcreate2(group, scale_name.c_str(), H5T_STD_I64LE, scale_space.get(),
+                                        H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT),
+                             what, tmp_path_),
+                     H5Dclose);
+    std::vector<int64_t> index(comm_.is_root() ? columns : 0);
+    std::iota(index.begin(), index.end(), int64_t{0});
+    write_rows(scale.get(), H5T_NATIVE_INT64, 1, 0, static_cast<int64_t>(index.size()), 1,
+               index.data(), scale_name.c_str());
+    checked(H5DSset_scale(scale.get(), scale_name.c_str()), what, tmp_path_);
+    checked(H5DSattach_scale(variable.get(), scale.get(), 2), what, tmp_path_);
+  }
   return variable.release();
 }
 
-void OutputFile::write_draws(hid_t dataset, int64_t offset, int64_t rows, const double* values,
-                             const std::string& what) {
+void OutputFile::write_draws(hid_t dataset, int64_t offset, int64_t rows, int64_t size,
+                             const double* values, const std::string& what) {
   const ScopedSeconds timed(write_seconds_);
+  const int dims = size > 0 ? 3 : 2;
   Hdf5Handle file_space(checked(H5Dget_space(dataset), what, tmp_path_), H5Sclose);
-  const hsize_t extent[2] = {1, static_cast<hsize_t>(rows)};
-  Hdf5Handle memory_space(checked(H5Screate_simple(2, extent, nullptr), what, tmp_path_), H5Sclose);
+  const hsize_t extent[3] = {1, static_cast<hsize_t>(rows),
+                             static_cast<hsize_t>(std::max<int64_t>(size, 1))};
+  Hdf5Handle memory_space(checked(H5Screate_simple(dims, extent, nullptr), what, tmp_path_),
+                          H5Sclose);
   if (rows > 0) {
-    const hsize_t start[2] = {0, static_cast<hsize_t>(offset)};
+    const hsize_t start[3] = {0, static_cast<hsize_t>(offset), 0};
     checked(H5Sselect_hyperslab(file_space.get(), H5S_SELECT_SET, start, nullptr, extent, nullptr),
             what, tmp_path_);
   } else {
@@ -566,16 +588,18 @@ void OutputFile::write_draws(hid_t dataset, int64_t offset, int64_t rows, const 
   });
 }
 
-void OutputFile::create_posterior(const std::vector<std::string>& names) {
+void OutputFile::create_posterior(const std::vector<PosteriorVariable>& variables) {
   require_open(file_, "create_posterior", path_);
-  if (samples_ < 0 || !posterior_.empty() || names.empty()) {
+  if (samples_ < 0 || !posterior_.empty() || variables.empty()) {
     throw Error("OutputFile::create_posterior for '" + path_ +
                 "': call create_samples first, with parameter names, and create_posterior once");
   }
   Hdf5Handle group(create_draw_group("posterior"), H5Gclose);
-  for (const std::string& name : names) {
-    posterior_.push_back(create_draw_variable(group.get(), name, "creating /posterior/" + name));
+  for (const PosteriorVariable& variable : variables) {
+    posterior_.push_back(create_draw_variable(group.get(), variable.name, variable.size,
+                                              "creating /posterior/" + variable.name));
   }
+  posterior_variables_ = variables;
 }
 
 void OutputFile::write_posterior(int64_t offset, int64_t rows, const double* draws) {
@@ -586,11 +610,19 @@ void OutputFile::write_posterior(int64_t offset, int64_t rows, const double* dra
                 "': call create_posterior first and keep the draws within [0, " +
                 std::to_string(count_) + ")");
   }
-  const auto p = static_cast<int64_t>(posterior_.size());
-  std::vector<double> column(static_cast<size_t>(rows));
-  for (int64_t j = 0; j < p; ++j) {
-    for (int64_t i = 0; i < rows; ++i) column[i] = draws[i * p + j];
-    write_draws(posterior_[j], offset, rows, column.data(), "writing /posterior");
+  int64_t p = 0;
+  for (const PosteriorVariable& variable : posterior_variables_) p += variable.columns();
+  std::vector<double> block;
+  int64_t first = 0;  // the variable's first column in `draws`
+  for (size_t v = 0; v < posterior_.size(); ++v) {
+    const int64_t k = posterior_variables_[v].columns();
+    block.resize(static_cast<size_t>(rows * k));
+    for (int64_t i = 0; i < rows; ++i) {
+      std::copy_n(draws + i * p + first, k, block.begin() + i * k);
+    }
+    write_draws(posterior_[v], offset, rows, posterior_variables_[v].size, block.data(),
+                "writing /posterior");
+    first += k;
   }
 }
 

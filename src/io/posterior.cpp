@@ -4,6 +4,7 @@
 #include <cmath>
 #include <cstdio>
 #include <limits>
+#include <set>
 #include <string>
 #include <tuple>
 #include <utility>
@@ -304,25 +305,57 @@ std::vector<std::string> posterior_names(const Target& target, const TargetConfi
   return names;
 }
 
+std::vector<PosteriorVariable> posterior_variables(const std::vector<std::string>& names) {
+  // base[i] → (base, i) for a positive integer i, else (name, 0).
+  const auto split = [](const std::string& name) -> std::pair<std::string, int64_t> {
+    const size_t open = name.find('[');
+    if (open == std::string::npos || open == 0 || name.back() != ']') return {name, 0};
+    const std::string index = name.substr(open + 1, name.size() - open - 2);
+    if (index.empty() || index.size() > 12 ||
+        index.find_first_not_of("0123456789") != std::string::npos || index[0] == '0') {
+      return {name, 0};
+    }
+    return {name.substr(0, open), std::stoll(index)};
+  };
+  const std::set<std::string> all(names.begin(), names.end());
+  std::vector<PosteriorVariable> variables;
+  for (size_t i = 0; i < names.size();) {
+    const auto [base, index] = split(names[i]);
+    size_t end = i + 1;  // the run base[1], base[2], … starting at i
+    if (index == 1 && !all.count(base)) {
+      while (end < names.size() && split(names[end]) == std::pair{base, int64_t(end - i + 1)}) {
+        ++end;
+      }
+      variables.push_back({base, static_cast<int64_t>(end - i)});
+    } else {
+      variables.push_back({names[i], 0});
+    }
+    i = end;
+  }
+  return variables;
+}
+
 void posterior_into(OutputFile& out, const Target& target, const Config& config, bool refined,
                     const Communicator& comm) {
   const SampleConfig& sample = config.sample;
   const int64_t d = target.dim();
   const auto* module = dynamic_cast<const TorchScriptTarget*>(&target);
   const bool constrained = module && module->has_constrain();
-  const std::vector<std::string> names = posterior_names(target, config.target);
-  if (static_cast<int64_t>(names.size()) > kMaxPosteriorVariables) {
+  const std::vector<PosteriorVariable> variables =
+      posterior_variables(posterior_names(target, config.target));
+  if (static_cast<int64_t>(variables.size()) > kMaxPosteriorVariables) {
     if (comm.is_root()) {
       std::printf(
-          "note: no /posterior (InferenceData) for %zu parameters, more than the %lld this HDF5 "
-          "layout takes; the draws are in /%s/samples\n",
-          names.size(), static_cast<long long>(kMaxPosteriorVariables),
+          "note: no /posterior (InferenceData) for %zu variables, more than the %lld this HDF5 "
+          "layout takes (name vector parameters name[1], name[2], … to make them one variable "
+          "each); the draws are in /%s/samples\n",
+          variables.size(), static_cast<long long>(kMaxPosteriorVariables),
           refined ? "refined" : "resampled");
       std::fflush(stdout);
     }
     return;
   }
-  out.create_posterior(names);
+  out.create_posterior(variables);
   const PathRange mine = path_range(sample.count, comm.rank(), comm.size());
   const int64_t rounds = rounds_for(sample.count, sample.batch, comm);
   std::vector<float> rows(std::min(sample.batch, mine.count()) * d);

@@ -108,9 +108,10 @@ constexpr uint64_t kReferenceSeed = 5;
 
 void print_quality(const char* candidate, const ReferenceQuality& quality) {
   std::printf(
-      "precondition: %s: ELBO %.6g +- %.2g, Pareto k^ %.3g, ESS %.1f of %lld draws (log pi "
+      "precondition: %s: ELBO %.6g +- %.2g, Pareto k^ %s, ESS %.1f of %lld draws (log pi "
       "finite on %lld)\n",
-      candidate, quality.elbo, quality.elbo_stderr, quality.pareto_k, quality.ess,
+      candidate, quality.elbo, quality.elbo_stderr,
+      pareto_k_text(quality.pareto_k, quality.draws, quality.finite).c_str(), quality.ess,
       static_cast<long long>(quality.draws), static_cast<long long>(quality.finite));
   std::fflush(stdout);
 }

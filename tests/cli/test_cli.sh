@@ -182,9 +182,10 @@ with h5py.File(path, "r") as f:
     assert f["refined/samples"].attrs["step_size"] > 0
     assert f["refined/samples"].attrs["leapfrog_steps"] >= 1
     assert "target:" in f.attrs["config"] and f.attrs["version"]
-    # InferenceData: the refined draws as /posterior/x[j], the source paths' log weights.
-    for j in range(dim):
-        assert (f[f"posterior/x[{j + 1}]"][0, :] == f["refined/samples"][:, j]).all(), j
+    # InferenceData: the refined draws as the vector /posterior/x (x[1] … x[d]), the source
+    # paths' log weights.
+    assert f["posterior/x"].shape == (1, count, dim)
+    assert (f["posterior/x"][0] == f["refined/samples"][:]).all()
     assert (f["sample_stats/log_weight"][0, :] == f["log_weights"][:][index]).all()
 PY
 }
@@ -223,19 +224,33 @@ grep -q "^Pareto k^ *= [0-9.-]* *(largest 68 weights; reliable below 0.63)" "$wo
 import sys, xarray as xr, numpy as np, h5py
 posterior = xr.open_dataset(sys.argv[1], group="posterior")
 stats = xr.open_dataset(sys.argv[1], group="sample_stats")
-assert dict(posterior.sizes) == {"chain": 1, "draw": 500}, posterior.sizes
-assert list(posterior.data_vars) == ["x[1]", "x[2]"], list(posterior.data_vars)
-assert posterior["x[1]"].dims == ("chain", "draw") and list(stats.data_vars) == ["log_weight"]
+assert dict(posterior.sizes) == {"chain": 1, "draw": 500, "x_dim_0": 2}, posterior.sizes
+assert list(posterior.data_vars) == ["x"], list(posterior.data_vars)
+assert posterior["x"].dims == ("chain", "draw", "x_dim_0") and list(stats.data_vars) == ["log_weight"]
+assert list(posterior["x_dim_0"].values) == [0, 1]
 with h5py.File(sys.argv[1], "r") as f:
-    assert np.array_equal(posterior["x[2]"].values[0], f["refined/samples"][:, 1])
+    assert np.array_equal(posterior["x"].values[0, :, 1], f["refined/samples"][:, 1])
+PY
+# At d = 10^5 too: the draws of x[1] … x[d] are one variable, which xarray opens.
+"$rbsde" run "$work/small.yaml" --set target.dim=100000 --set target.mean=0 \
+  --set target.covariance=1 --set precondition.kind=none --set train.iterations=2 \
+  --set train.paths=8 --set network.width=8 --set sde.steps=4 --set sample.count=16 \
+  --set sample.batch=16 --set sample.hmc_steps=0 --set output.path="$work/out/wide.h5" \
+  > "$work/wide.log" 2>&1 \
+  && /usr/bin/python3 - "$work/out/wide.h5" <<'PY' && pass || fail "InferenceData at d = 10^5: $(tail -5 "$work/wide.log")"
+import sys, xarray as xr, numpy as np, h5py
+posterior = xr.open_dataset(sys.argv[1], group="posterior")
+assert dict(posterior.sizes) == {"chain": 1, "draw": 16, "x_dim_0": 100000}, posterior.sizes
+with h5py.File(sys.argv[1], "r") as f:
+    assert np.array_equal(posterior["x"].values[0], f["resampled/samples"][:])
 PY
 "$rbsde" run "$work/small.yaml" --set 'target.names=[a, "b[1]"]' --set sample.hmc_steps=0 \
   --set output.path="$work/out/names.h5" > "$work/names.log" 2>&1 \
   && /usr/bin/python3 - "$work/out/names.h5" <<'PY' && pass || fail "target.names: $(cat "$work/names.log")"
 import sys, h5py, numpy as np
 with h5py.File(sys.argv[1], "r") as f:
-    assert sorted(f["posterior"]) == ["a", "b[1]", "chain", "draw"], list(f["posterior"])
-    assert (f["posterior/b[1]"][0, :] == f["resampled/samples"][:, 1]).all()
+    assert sorted(f["posterior"]) == ["a", "b", "b_dim_0", "chain", "draw"], list(f["posterior"])
+    assert (f["posterior/b"][0, :, 0] == f["resampled/samples"][:, 1]).all()
 PY
 expect_error "target.names of the wrong length" "target.names: 3 names for 2 coordinates" \
   "$rbsde" run "$work/small.yaml" --set 'target.names=[a, b, c]'
@@ -355,6 +370,15 @@ class Abs(torch.nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return -(x - torch.tensor([1.0, -1.0], dtype=x.dtype)).abs().sum(1)
 
+class Stated(torch.nn.Module):
+    """N((1, -1), 0.5 I) that states its dimension (the attribute dim)."""
+    def __init__(self):
+        super().__init__()
+        self.dim = 2
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return -((x - torch.tensor([1.0, -1.0], dtype=x.dtype)) ** 2).sum(1)
+
 class OffsetFloat32(torch.nn.Module):
     """The same, always computed in float32: rounding of 5000 is 5e-4."""
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -366,7 +390,8 @@ for name, module in (("shape", WrongShape()), ("integer", Integer()), ("scalar",
                      ("float64_only", MatrixIn(torch.float64)),
                      ("float32_only", MatrixIn(torch.float32)),
                      ("float16_only", MatrixIn(torch.float16)),
-                     ("offset", Offset()), ("offset_float32", OffsetFloat32()), ("abs", Abs())):
+                     ("offset", Offset()), ("offset_float32", OffsetFloat32()), ("abs", Abs()),
+                     ("stated", Stated())):
     torch.jit.save(torch.jit.script(module), sys.argv[1] + "/" + name + ".pt")
 PY
 /usr/bin/python3 "$work/bad_modules.py" "$work" || fail "writing the bad TorchScript modules"
@@ -384,8 +409,19 @@ expect_error "torchscript not an archive" "target.module: '$work/junk.pt' is not
   ts_run --set target.module="$work/junk.pt"
 expect_error "torchscript no such method" "'$work/banana.pt' has no method 'energy' (target.method" \
   ts_run --set target.module="$work/banana.pt" --set target.method=energy
-expect_error "torchscript call throws" "banana: expected x of shape [M, 2]" \
-  ts_run --set target.module="$work/banana.pt" --set target.dim=3
+expect_error "torchscript call throws" "must match the size of tensor b (2)" \
+  ts_run --set target.module="$work/abs.pt" --set target.dim=3
+# The dimension from the module: its attribute dim, where it has one; a configured target.dim
+# that differs is refused naming both; a module without it needs target.dim.
+printf 'target: {name: torchscript, module: %s}\n' "$work/stated.pt" > "$work/stated.yaml"
+"$rbsde" config "$work/stated.yaml" > "$work/stated.log" 2>&1 && grep -q "^  dim: 2$" "$work/stated.log" \
+  && pass || fail "target.dim from the module: $(cat "$work/stated.log")"
+expect_error "torchscript dim differs" \
+  "target.dim: the module '$work/stated.pt' states d = 2 (its attribute dim), the configuration target.dim = 3" \
+  "$rbsde" run "$work/stated.yaml" --set target.dim=3 --set output.path="$work/out/s.h5"
+expect_error "torchscript dim unstated" \
+  "target.dim: missing, and the module '$work/abs.pt' does not state its dimension" \
+  "$rbsde" run "$work/stated.yaml" --set target.module="$work/abs.pt" --set output.path="$work/out/s.h5"
 expect_error "torchscript wrong shape" \
   "target.module: '$work/shape.pt': forward(x) on x of shape [3, 2] float32 returned shape [3, 2], expected [3]" \
   ts_run --set target.module="$work/shape.pt"

@@ -67,6 +67,20 @@ def test_summary_prints_estimates_and_timing(tmp_path):
     assert "backward" in result.stdout and "0.02 s/iteration" in result.stdout
 
 
+def test_summary_says_why_there_is_no_pareto_k(tmp_path):
+    """k^ NaN reads as the run printed it (src/bsde/psis.cpp): n/a, with the finite count."""
+    write_run(tmp_path / "run.h5")
+    with h5py.File(tmp_path / "run.h5", "a") as f:
+        f["estimates"].attrs["pareto_k"] = np.nan
+        f["estimates"].attrs["zero_weight_paths"] = np.int64(3950)
+    result = run("summary", tmp_path / "run.h5")
+    assert result.returncode == 0, result.stderr
+    # M = 4000: a tail of ⌈3√4000⌉ = 190 weights; 50 are finite.
+    assert "n/a (50 of 4000 log weights are finite; the tail fit needs 191)" in result.stdout, \
+        result.stdout
+    assert "nan" not in result.stdout
+
+
 def test_samples_and_training_write_png_and_pdf(tmp_path):
     write_run(tmp_path / "run.h5")
     result = run("samples", tmp_path / "run.h5")
@@ -78,6 +92,58 @@ def test_samples_and_training_write_png_and_pdf(tmp_path):
     for name in ("run_samples", "run_samples_modes", "run_training"):
         for suffix in (".png", ".pdf"):
             assert (tmp_path / (name + suffix)).stat().st_size > 1000
+
+
+def test_training_plot_shows_the_annealing(tmp_path):
+    """With /training/gamma rising from 0.05 to 1 over 35 of 50 iterations the plot shades the
+    phase and draws gamma; its legend names the iterations (read back from the figure)."""
+    write_run(tmp_path / "run.h5")
+    with h5py.File(tmp_path / "run.h5", "a") as f:
+        f["training/gamma"] = np.minimum(1.0, np.linspace(0.05, 1.0 + 15 / 35 * 0.95, 50))
+    sys.argv = ["postprocess"]
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from postprocess import training
+    figures = []
+    close = plt.close
+    plt.close = lambda fig=None: figures.append(fig)  # keep the figure to read it back
+    try:
+        assert training.main([str(tmp_path / "run.h5")]) == 0
+    finally:
+        plt.close = close
+    figure = next(fig for fig in figures if hasattr(fig, "axes"))
+    labels = [t.get_text() for ax in figure.axes if ax.get_legend()
+              for t in ax.get_legend().get_texts()]
+    assert any(label.startswith("annealing: γ 0.05 → 1 (iterations 1–35)") for label in labels), \
+        labels
+    assert "γ (right axis)" in labels, labels
+    assert (tmp_path / "run_training.png").stat().st_size > 1000
+
+
+def test_samples_plots_the_named_posterior_parameters(tmp_path, monkeypatch):
+    """A posterior with /posterior (a scalar tau, a vector theta as rbsde writes it): the pair
+    plot shows tau, then theta[1] … theta[3], by those names, from /posterior's draws."""
+    path = tmp_path / "run.h5"
+    write_run(path, config="target:\n  name: torchscript\n  dim: 2\n  module: m.pt\n")
+    rng = np.random.default_rng(2)
+    with h5py.File(path, "a") as f:
+        group = f.create_group("posterior")
+        group["chain"] = np.zeros(1, dtype=np.int64)
+        group["draw"] = np.arange(4000)
+        group["theta_dim_0"] = np.arange(5)
+        for name in ("chain", "draw", "theta_dim_0"):
+            group[name].make_scale(name)
+        group["theta"] = rng.normal(size=(1, 4000, 5))
+        group["tau"] = np.exp(rng.normal(size=(1, 4000)))
+    figures = []
+    monkeypatch.setattr(samples, "save_figure", lambda fig, stem: figures.append(fig) or [])
+    assert samples.main([str(path)]) == 0
+    axes = figures[0].axes
+    assert [ax.get_xlabel() for ax in axes[-4:]] == ["tau", "theta[1]", "theta[2]", "theta[3]"]
+    assert "draws of /posterior (6 parameters)" in figures[0]._suptitle.get_text()
+    # The histogram of tau is of /posterior/tau's draws: positive.
+    assert axes[0].patches[0].get_x() > 0
 
 
 def test_exact_marginals_of_a_gaussian():

@@ -15,6 +15,7 @@
 
 #include "rbsde/error.hpp"
 #include "rbsde/io/output_file.hpp"
+#include "rbsde/io/posterior.hpp"
 #include "rbsde/parallel/communicator.hpp"
 
 namespace {
@@ -344,12 +345,13 @@ TEST_F(OutputFileTest, ReadsBackAnotherRanksRowsAndWritesTheBiasCorrection) {
     refinement.rhat = 1.003;
     refinement.ess = 812.5;
     output.write_refined_attributes(refinement);
-    // /posterior: draw i of parameter "a" is i, of "b[1]" is −i.
-    output.create_posterior({"a", "b[1]"});
+    // /posterior: draw i of the scalar "a" is i, of the vector "b" (size 2) is (−i, 10 i).
+    output.create_posterior({{"a", 0}, {"b", 2}});
     std::vector<double> draws;
     for (int64_t i = mine.begin; i < mine.end; ++i) {
       draws.push_back(static_cast<double>(i));
       draws.push_back(-static_cast<double>(i));
+      draws.push_back(10.0 * static_cast<double>(i));
     }
     output.write_posterior(mine.begin, mine.count(), draws.data());
     rbsde::Estimates estimates = test_estimates(count);
@@ -386,10 +388,23 @@ TEST_F(OutputFileTest, ReadsBackAnotherRanksRowsAndWritesTheBiasCorrection) {
     for (int64_t i = 0; i < count; ++i) {
       EXPECT_EQ(log_weight[i], -0.5 * static_cast<double>(count - 1 - i));
     }
-    const auto b =
-        read_dataset<double>(file, "/posterior/b[1]", H5T_NATIVE_DOUBLE, &dims, &type_ok);
-    EXPECT_EQ(dims, (std::vector<hsize_t>{1, static_cast<hsize_t>(count)}));
-    for (int64_t i = 0; i < count; ++i) EXPECT_EQ(b[i], -static_cast<double>(i));
+    const auto b = read_dataset<double>(file, "/posterior/b", H5T_NATIVE_DOUBLE, &dims, &type_ok);
+    EXPECT_EQ(dims, (std::vector<hsize_t>{1, static_cast<hsize_t>(count), 2}));
+    for (int64_t i = 0; i < count; ++i) {
+      EXPECT_EQ(b[2 * i], -static_cast<double>(i));
+      EXPECT_EQ(b[2 * i + 1], 10.0 * static_cast<double>(i));
+    }
+    const auto b_dim =
+        read_dataset<int64_t>(file, "/posterior/b_dim_0", H5T_NATIVE_INT64, &dims, &type_ok);
+    EXPECT_EQ(b_dim, (std::vector<int64_t>{0, 1}));
+    {
+      const hid_t b_set = H5Dopen2(file, "/posterior/b", H5P_DEFAULT);
+      const hid_t b_scale = H5Dopen2(file, "/posterior/b_dim_0", H5P_DEFAULT);
+      EXPECT_EQ(H5DSis_scale(b_scale), 1);
+      EXPECT_EQ(H5DSis_attached(b_set, b_scale, 2), 1);
+      H5Dclose(b_scale);
+      H5Dclose(b_set);
+    }
     const auto draw =
         read_dataset<int64_t>(file, "/posterior/draw", H5T_NATIVE_INT64, &dims, &type_ok);
     for (int64_t i = 0; i < count; ++i) EXPECT_EQ(draw[i], i);
@@ -493,6 +508,27 @@ TEST_F(OutputFileTest, MisuseIsReported) {
       << "rows past the end";
   output.commit();
   EXPECT_THROW(output.write_estimates(rbsde::Estimates{}), rbsde::Error) << "after commit";
+}
+
+// InferenceData's grouping of Stan's names: runs base[1] … base[k] are vectors, the rest
+// scalars.
+TEST(PosteriorVariables, GroupsStanVectorNames) {
+  const auto variables =
+      rbsde::posterior_variables({"mu", "tau", "theta[1]", "theta[2]", "theta[3]", "eta[2]",
+                                  "a[1,2]", "x", "x[1]", "y[1]", "y[2]", "y[4]", "z[01]"});
+  std::vector<std::pair<std::string, int64_t>> got;
+  for (const auto& v : variables) got.emplace_back(v.name, v.size);
+  const std::vector<std::pair<std::string, int64_t>> expected = {
+      {"mu", 0}, {"tau", 0},  {"theta", 3}, {"eta[2]", 0}, {"a[1,2]", 0},
+      {"x", 0},  {"x[1]", 0}, {"y", 2},     {"y[4]", 0},   {"z[01]", 0}};
+  EXPECT_EQ(got, expected);
+  // The built-in targets' x[1] … x[d]: one variable at any d.
+  std::vector<std::string> names;
+  for (int j = 1; j <= 100000; ++j) names.push_back("x[" + std::to_string(j) + "]");
+  const auto x = rbsde::posterior_variables(names);
+  ASSERT_EQ(x.size(), 1u);
+  EXPECT_EQ(x[0].name, "x");
+  EXPECT_EQ(x[0].size, 100000);
 }
 
 }  // namespace

@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <cmath>
 #include <functional>
+#include <limits>
 #include <vector>
 
 #include "rbsde/bsde/psis.hpp"
@@ -123,6 +124,20 @@ TEST(Psis, SmoothedMomentsEqualTheDirectWeightedMoments) {
     // Smoothing moved them: the test would notice an unsmoothed result.
     EXPECT_GT(std::abs(smoothed.mean[j] - mean[j].item<double>()), 1e-6);
   }
+}
+
+// k̂ reads the same wherever it is printed, and where there is none it says why.
+TEST(ParetoKText, SaysWhyThereIsNoKHat) {
+  const double nan = std::numeric_limits<double>::quiet_NaN();
+  EXPECT_EQ(pareto_k_text(0.4321, 1000, 1000), "0.43");
+  EXPECT_EQ(pareto_k_text(nan, 20, 20), "n/a (PSIS needs at least 21 paths, here 20)");
+  // M = 1000: a tail of ⌈3√1000⌉ = 95 weights, so 96 must be finite.
+  EXPECT_EQ(pareto_k_text(nan, 1000, 40),
+            "n/a (40 of 1000 log weights are finite; the tail fit needs 96)");
+  EXPECT_EQ(pareto_k_text(nan, 1000, 1000),
+            "n/a (the tail of the largest 95 weights could not be fitted)");
+  EXPECT_EQ(pareto_k_text(-std::numeric_limits<double>::infinity(), 1000, 1000),
+            "n/a (the largest weights are equal: no tail to fit)");
 }
 
 }  // namespace

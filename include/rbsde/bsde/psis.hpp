@@ -8,6 +8,7 @@
 #include <torch/torch.h>
 
 #include <cstdint>
+#include <string>
 #include <vector>
 
 #include "rbsde/parallel/communicator.hpp"
@@ -19,6 +20,11 @@ int64_t pareto_tail_length(int64_t count);
 
 /// The k̂ above which an estimate from M weights is unreliable: min(0.7, 1 − 1/log₁₀ M).
 double pareto_k_threshold(int64_t count);
+
+/// k̂ as rbsde prints it wherever it appears: "0.43", or "n/a (why)" where there is none: fewer
+/// than 21 paths, fewer finite log weights (`finite` of `count`) than the tail's length + 1,
+/// equal largest weights (k̂ = −∞: no tail), or a fit that failed.
+std::string pareto_k_text(double k, int64_t count, int64_t finite);
 
 /// A generalized Pareto distribution of the exceedances over a threshold.
 struct ParetoFit {

@@ -231,7 +231,9 @@ class TorchScriptTarget final : public Target {
  public:
   /// Loads `module` and checks `method` (empty: log_prob if the module has one, else forward)
   /// on probe batches of zeros and ones in float64 and in float32; it must accept one of the
-  /// two. Every failure is an Error naming target.module.
+  /// two. d is the module's integer attribute `dim` where it has one (`dim`, if not 0, must
+  /// equal it), else `dim` (then required). Every failure is an Error naming target.module or
+  /// target.dim.
   TorchScriptTarget(const std::string& module, const std::string& method, int64_t dim);
   std::string name() const override { return "torchscript"; }
   int64_t dim() const override { return dim_; }

@@ -32,6 +32,14 @@ struct Refinement {
   double ess = 0.0;
 };
 
+/// A variable of the InferenceData group /posterior: a scalar parameter, or a vector of `size`
+/// parameters (Stan's name[1] … name[size], InferenceData's dimension name_dim_0).
+struct PosteriorVariable {
+  std::string name;
+  int64_t size = 0;  ///< 0: a scalar
+  int64_t columns() const { return size == 0 ? 1 : size; }
+};
+
 class OutputFile final : public SampleSink {
  public:
   /// Collective: creates `<path>.tmp` (parent directories too) on all ranks of `comm`.
@@ -86,10 +94,12 @@ class OutputFile final : public SampleSink {
   void write_refined_attributes(const Refinement& refinement);
   /// Collective: the InferenceData group /posterior of the equally weighted draws (ArviZ's
   /// netCDF layout, which xarray.open_dataset(path, group="posterior") and
-  /// arviz.from_netcdf read): one float64 [chain = 1, draw = count] dataset per name, with the
-  /// group's chain and draw coordinates as HDF5 dimension scales.
-  void create_posterior(const std::vector<std::string>& names);
-  /// Collective: every rank writes `rows` draws at `offset`: `draws` [rows, names] row-major.
+  /// arviz.from_netcdf read): per variable a float64 dataset [chain = 1, draw = count] (a
+  /// scalar) or [chain = 1, draw = count, name_dim_0 = size] (a vector), with the group's chain
+  /// and draw coordinates and each vector's name_dim_0 (0 … size − 1) as HDF5 dimension scales.
+  void create_posterior(const std::vector<PosteriorVariable>& variables);
+  /// Collective: every rank writes `rows` draws at `offset`: `draws` [rows, parameters]
+  /// row-major, the variables' columns in order.
   void write_posterior(int64_t offset, int64_t rows, const double* draws);
   /// Collective: the group /reference: datasets mean, sd and mean_stderr [d], attributes
   /// method, acceptance_rate and step_size; for mala chains, warmup and steps; for smc the
@@ -123,11 +133,13 @@ class OutputFile final : public SampleSink {
   /// Collective: an InferenceData group `name` with its chain [1] and draw [count] coordinate
   /// datasets, made dimension scales.
   hid_t create_draw_group(const char* name);
-  /// Collective: a float64 [1, count] dataset `name` in `group`, its dimensions attached to the
-  /// group's chain and draw scales.
-  hid_t create_draw_variable(hid_t group, const std::string& name, const std::string& what);
-  /// One collective write of draws [offset, offset + rows) of a [1, count] dataset.
-  void write_draws(hid_t dataset, int64_t offset, int64_t rows, const double* values,
+  /// Collective: a float64 [1, count] dataset `name` in `group` (with `size` > 0: [1, count,
+  /// size] and the scale name_dim_0), its dimensions attached to the group's scales.
+  hid_t create_draw_variable(hid_t group, const std::string& name, int64_t size,
+                             const std::string& what);
+  /// One collective write of draws [offset, offset + rows) of a [1, count] dataset, or with
+  /// `size` > 0 of a [1, count, size] one (`values` [rows, size] row-major).
+  void write_draws(hid_t dataset, int64_t offset, int64_t rows, int64_t size, const double* values,
                    const std::string& what);
   /// One collective read of `rows` rows at `offset` of a dataset with `count_` rows.
   void read_rows(hid_t dataset, hid_t memory_type, int dims, int64_t offset, int64_t rows,
@@ -147,7 +159,8 @@ class OutputFile final : public SampleSink {
   hid_t resampled_index_ = -1;
   hid_t refined_samples_ = -1;
   hid_t sample_stats_log_weight_ = -1;
-  std::vector<hid_t> posterior_;  // one dataset per parameter
+  std::vector<hid_t> posterior_;  // one dataset per variable
+  std::vector<PosteriorVariable> posterior_variables_;
   int64_t count_ = 0;
   int64_t dim_ = 0;
   bool committed_ = false;

@@ -70,13 +70,20 @@ Refinement refine_into(OutputFile& out, const Target& target, const SampleConfig
 /// naming target.names otherwise).
 std::vector<std::string> posterior_names(const Target& target, const TargetConfig& config);
 
-/// The most parameters /posterior holds, one dataset each: every dataset attached to the
+/// The variables of /posterior for `names`, as InferenceData groups Stan's names: a run of
+/// names base[1], base[2], …, base[k] (in this order, from 1, nothing between) is one vector
+/// variable `base` of size k (unless `base` is a name too); every other name (base[2] alone,
+/// a[1,2], theta) is a scalar variable of that name.
+std::vector<PosteriorVariable> posterior_variables(const std::vector<std::string>& names);
+
+/// The most variables /posterior holds, one dataset each: every dataset attached to the
 /// dimension scales chain and draw lengthens their REFERENCE_LIST attribute, which HDF5 refuses
-/// past 4,085 (64 KiB; with the 1.8 format a parallel file still failed near 4,094).
+/// past 4,085 (64 KiB; with the 1.8 format a parallel file still failed near 4,094). Vectors
+/// (x[1] … x[d] of the built-in targets) are one variable each, of any size.
 inline constexpr int64_t kMaxPosteriorVariables = 4000;
 
 /// Collective: the InferenceData group /posterior (output_file.hpp) of the equally weighted
-/// draws (skipped, with a note, for more than kMaxPosteriorVariables parameters), /refined/samples
+/// draws (skipped, with a note, for more than kMaxPosteriorVariables variables), /refined/samples
 /// when `refined`, else /resampled/samples (written and synchronised), in the
 /// constrained parameters of the module's constrain(x) when it has one, named by posterior_names.
 /// `target` is the configured target (not preconditioned).
