@@ -64,6 +64,8 @@ def main(argv):
         ax_gamma.set(ylim=(0, 1.05), ylabel="γ: terminal condition γ log π̃")
         ax_gamma.legend(loc="lower right")
         ax_loss.set_title("loss\n(of the tempered γ log π̃ while γ < 1: it rises as γ → 1)")
+        ax_log_z.set_title("log Z estimates\n($c_\\theta$: of the tempered target while γ < 1)")
+        ax_ess.set_title("ESS/M\n(exp(−loss): of the tempered target while γ < 1)")
     for ax in (ax_loss, ax_log_z, ax_ess):
         ax.legend(loc="upper right" if ax is ax_loss else "best")
         if len(loss) == 0:
