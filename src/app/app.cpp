@@ -257,7 +257,8 @@ Config with_target_dim(const Config& config, const Target& target, const std::st
 }
 
 /// Collective (the preconditioner is computed on rank 0 and broadcast). Rank 0 takes the lock
-/// on output.path into `lock` first.
+/// on output.path into `lock` once the configuration and the target are checked, before the
+/// preconditioner.
 Problem build_problem(const Arguments& args, const Communicator& comm,
                       std::unique_ptr<OutputLock>& lock) {
   Problem p;

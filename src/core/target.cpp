@@ -252,9 +252,8 @@ std::pair<torch::Tensor, torch::Tensor> log_prob_and_gradient(const Target& targ
                 std::to_string(count) + " of " + std::to_string(x.size(0)) +
                 " points where log π̃ is finite (the first: x = [" + where +
                 (at.size(0) > 4 ? ", ..." : "") +
-                "]): HMC refinement and network.score need it; check the target's derivative there "
-                "(a sqrt, log or division whose "
-                "value is masked but not its gradient)");
+                "]): HMC refinement and network.score need it; check the target's derivative "
+                "there (a sqrt, log or division whose value is masked but not its gradient)");
   }
   return {log_prob.detach(), gradient.detach()};
 }
