@@ -397,23 +397,20 @@ TEST_F(OutputFileTest, ReadsBackAnotherRanksRowsAndWritesTheBiasCorrection) {
     const auto b_dim =
         read_dataset<int64_t>(file, "/posterior/b_dim_0", H5T_NATIVE_INT64, &dims, &type_ok);
     EXPECT_EQ(b_dim, (std::vector<int64_t>{0, 1}));
-    {
-      const hid_t b_set = H5Dopen2(file, "/posterior/b", H5P_DEFAULT);
-      const hid_t b_scale = H5Dopen2(file, "/posterior/b_dim_0", H5P_DEFAULT);
-      EXPECT_EQ(H5DSis_scale(b_scale), 1);
-      EXPECT_EQ(H5DSis_attached(b_set, b_scale, 2), 1);
-      H5Dclose(b_scale);
-      H5Dclose(b_set);
-    }
+    // `scale` is a dimension scale attached to dimension `dimension` of `variable`.
+    const auto expect_scale = [&](const char* variable, const char* scale, unsigned dimension) {
+      const hid_t set = H5Dopen2(file, variable, H5P_DEFAULT);
+      const hid_t scale_set = H5Dopen2(file, scale, H5P_DEFAULT);
+      EXPECT_EQ(H5DSis_scale(scale_set), 1) << scale;
+      EXPECT_EQ(H5DSis_attached(set, scale_set, dimension), 1) << variable << " " << scale;
+      H5Dclose(scale_set);
+      H5Dclose(set);
+    };
+    expect_scale("/posterior/b", "/posterior/b_dim_0", 2);
     const auto draw =
         read_dataset<int64_t>(file, "/posterior/draw", H5T_NATIVE_INT64, &dims, &type_ok);
     for (int64_t i = 0; i < count; ++i) EXPECT_EQ(draw[i], i);
-    const hid_t a = H5Dopen2(file, "/posterior/a", H5P_DEFAULT);
-    const hid_t draw_scale = H5Dopen2(file, "/posterior/draw", H5P_DEFAULT);
-    EXPECT_EQ(H5DSis_scale(draw_scale), 1);
-    EXPECT_EQ(H5DSis_attached(a, draw_scale, 1), 1);
-    H5Dclose(draw_scale);
-    H5Dclose(a);
+    expect_scale("/posterior/a", "/posterior/draw", 1);
     const auto resampled =
         read_dataset<float>(file, "/resampled/samples", H5T_NATIVE_FLOAT, &dims, &type_ok);
     EXPECT_TRUE(type_ok);
