@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "rbsde/bsde/model.hpp"
+#include "rbsde/bsde/sampler.hpp"
 #include "rbsde/bsde/trainer.hpp"
 #include "rbsde/core/schedule.hpp"
 #include "rbsde/core/target.hpp"
@@ -27,16 +28,19 @@
 #include "rbsde/io/config_file.hpp"
 #include "rbsde/parallel/communicator.hpp"
 #include "rbsde/parallel/runtime.hpp"
+#include "rbsde/parallel/timers.hpp"
 
 namespace {
 
 constexpr const char* kUsage =
     "usage: rbsde_bench_train [--dim D] [--width W] [--depth L] [--paths M] [--steps N]\n"
     "                         [--iterations K] [--warmup K0] [--threads T] [--gemm-size S]\n"
-    "                         [--gemm-repetitions R]\n"
+    "                         [--gemm-repetitions R] [--sample-repetitions S]\n"
     "  --paths is the global number of paths M (split over the ranks); --threads per rank\n"
     "  (default OMP_NUM_THREADS, else the cores divided among the ranks). The sgemm peak is\n"
-    "  the best of R torch::mm calls on S x S matrices; R = 0 skips it (for profiling).\n";
+    "  the best of R torch::mm calls on S x S matrices; R = 0 skips it (for profiling).\n"
+    "  Sampling throughput is the best of S simulations of the M paths by the trained\n"
+    "  network (simulate_paths, the sampler's kernel); S = 0 skips it.\n";
 
 struct Options {
   int64_t dim = 100;
@@ -49,6 +53,7 @@ struct Options {
   int threads = 0;
   int64_t gemm_size = 2048;
   int gemm_repetitions = 5;
+  int sample_repetitions = 2;
   bool help = false;
 };
 
@@ -70,9 +75,10 @@ Options parse_options(int argc, char** argv) {
       return o;
     }
     if (i + 1 >= argc) throw rbsde::Error(flag + ": missing value (see --help)");
-    if (flag == "--gemm-repetitions") {  // the one option that may be 0
-      o.gemm_repetitions =
+    if (flag == "--gemm-repetitions" || flag == "--sample-repetitions") {  // may be 0
+      const int value =
           std::string(argv[++i]) == "0" ? 0 : static_cast<int>(positive_integer(flag, argv[i]));
+      (flag == "--gemm-repetitions" ? o.gemm_repetitions : o.sample_repetitions) = value;
       continue;
     }
     const int64_t value = positive_integer(flag, argv[++i]);
@@ -180,6 +186,10 @@ int run(int argc, char** argv, const rbsde::Communicator& comm) {
   for (int64_t k = 0; k < o.warmup; ++k) trainer.step(k);
 
   comm.barrier();
+  std::vector<double> phase_before(rbsde::kPhaseCount);
+  for (int p = 0; p < rbsde::kPhaseCount; ++p) {
+    phase_before[static_cast<size_t>(p)] = trainer.timers().seconds(static_cast<rbsde::Phase>(p));
+  }
   const double allreduce_before = comm.float_allreduce_seconds();
   const double start = MPI_Wtime();
   double loss = 0.0;
@@ -191,6 +201,13 @@ int run(int argc, char** argv, const rbsde::Communicator& comm) {
   }
   const double elapsed = MPI_Wtime() - start;
   const double allreduce_local = comm.float_allreduce_seconds() - allreduce_before;
+  // Seconds per iteration in each training phase (kNoise to kOptimizer), slowest rank.
+  std::vector<double> phase_seconds(static_cast<size_t>(rbsde::Phase::kOptimizer) + 1);
+  for (size_t p = 0; p < phase_seconds.size(); ++p) {
+    phase_seconds[p] = (trainer.timers().seconds(static_cast<rbsde::Phase>(p)) - phase_before[p]) /
+                       static_cast<double>(o.iterations);
+  }
+  comm.allreduce_max(phase_seconds.data(), static_cast<int64_t>(phase_seconds.size()));
   const double iterations = static_cast<double>(o.iterations);
   const double s_per_iter = max_over_ranks(elapsed, comm) / iterations;
   // The fastest iteration (each the slowest rank's time): robust to another process taking a
@@ -215,6 +232,21 @@ int run(int argc, char** argv, const rbsde::Communicator& comm) {
   }
   const double allreduce_alone = max_over_ranks(alone, comm) / kAlone;
 
+  // Sampling: this rank's share of the M paths simulated by the trained network, as the
+  // sampler does it (X and the log weights in float64, the network in float32); the best of
+  // the repetitions, each the slowest rank's time.
+  const int64_t rows_per_rank = o.paths / comm.size();
+  const rbsde::TimeGrid grid(schedule, o.steps);
+  double sample_seconds = NAN;
+  for (int r = 0; r < o.sample_repetitions; ++r) {
+    comm.barrier();
+    const double before = MPI_Wtime();
+    rbsde::simulate_paths(*target, model, grid, config.sample.seed,
+                          comm.rank() * rows_per_rank, rows_per_rank);
+    const double seconds = max_over_ranks(MPI_Wtime() - before, comm);
+    sample_seconds = r == 0 ? seconds : std::min(sample_seconds, seconds);
+  }
+
   // Matrix-product FLOPs per iteration over all ranks (rows = path-steps; the time-feature
   // part of the first layer, [N, 1 + 2F] × [1 + 2F, width], is negligible and left out).
   const double d = static_cast<double>(o.dim), w = static_cast<double>(o.width);
@@ -224,6 +256,8 @@ int run(int argc, char** argv, const rbsde::Communicator& comm) {
   // (the input x needs none): 2 × forward − 2·rows·d·w.
   const double flops = forward + (2.0 * forward - 2.0 * rows * d * w);
   const double standard_flops = 3.0 * forward;
+  const double sample_rows = static_cast<double>(rows_per_rank * comm.size()) * o.steps;
+  const double sample_gflops = forward / rows * sample_rows / sample_seconds * 1e-9;
   const double gflops = flops / s_per_iter * 1e-9;
   // NaN fractions when the peak was not measured (--gemm-repetitions 0).
   const double peak_total = o.gemm_repetitions > 0 ? peak[0] * comm.size() : NAN;
@@ -236,8 +270,8 @@ int run(int argc, char** argv, const rbsde::Communicator& comm) {
         "gradient_floats=%lld gflop_per_iter=%.4f gflop_per_iter_3x_forward=%.4f gflops=%.2f "
         "gflops_3x_forward=%.2f sgemm_peak_gflops_per_rank=%.2f sgemm_peak_gflops=%.2f "
         "peak_fraction=%.4f peak_fraction_3x_forward=%.4f peak_fraction_min_iter=%.4f "
-        "sgemm_peak_all_ranks_together=%.2f "
-        "loss=%.4g\n",
+        "sgemm_peak_all_ranks_together=%.2f sample_s=%.5f sample_path_steps_per_s=%.4g "
+        "sample_gflops=%.2f sample_peak_fraction=%.4f",
         comm.size(), threads, static_cast<long long>(o.dim), static_cast<long long>(o.width),
         static_cast<long long>(o.depth), static_cast<long long>(o.paths),
         static_cast<long long>(o.steps), static_cast<long long>(o.iterations),
@@ -246,7 +280,15 @@ int run(int argc, char** argv, const rbsde::Communicator& comm) {
         static_cast<long long>(gradient_count), flops * 1e-9, standard_flops * 1e-9, gflops,
         standard_flops / s_per_iter * 1e-9, peak[0], peak_total, gflops / peak_total,
         standard_flops / s_per_iter * 1e-9 / peak_total, flops / s_min_iter * 1e-9 / peak_total,
-        comm.size() > 1 ? peak_together[0] : peak[0], loss);
+        comm.size() > 1 ? peak_together[0] : peak[0], sample_seconds,
+        sample_rows / sample_seconds, sample_gflops, sample_gflops / peak_total);
+    // The phase shares of the training step (the rest of it is the loss, the constant update
+    // and what the phases leave out).
+    for (size_t p = 0; p < phase_seconds.size(); ++p) {
+      std::printf(" share_%s=%.4f", rbsde::phase_name(static_cast<rbsde::Phase>(p)),
+                  phase_seconds[p] / s_per_iter);
+    }
+    std::printf(" loss=%.4g\n", loss);
     std::fflush(stdout);
   }
   return 0;

@@ -7,6 +7,7 @@ COMMANDS = {
     "samples": "samples",
     "training": "training",
     "scaling": "scaling",
+    "scaling-model": "scaling_model",
     "psis": "psis",
     "compare-reference": "compare_reference",
     "compare-posteriordb": "compare_posteriordb",

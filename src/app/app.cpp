@@ -561,6 +561,7 @@ int run_phases(const Arguments& args, Problem& p, const Communicator& comm, Outp
   timing.ranks = comm.size();
   timing.threads = threads;
   timing.dimension = p.target->dim();
+  for (const auto& parameter : p.model->parameters()) timing.parameters += parameter.numel();
   if (args.command == "sample") {
     // Every rank reads the file at this point: a damaged one is reported once.
     collectively(comm,

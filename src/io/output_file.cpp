@@ -734,6 +734,7 @@ void OutputFile::write_timing(const TimingTable& table) {
                                     {"threads", table.threads},
                                     {"paths", table.paths},
                                     {"dimension", table.dimension},
+                                    {"parameters", table.parameters},
                                     {"iterations", table.iterations}}) {
     write_scalar_attribute(group.get(), name, H5T_STD_I64LE, H5T_NATIVE_INT64, value, tmp_path_);
   }

@@ -169,10 +169,15 @@ Affine auto_map(const Target& target, const PreconditionConfig& config) {
         reference_quality(target, laplace, kQualityDraws, kReferenceSeed);
     print_quality("laplace", quality);
     if (quality.pareto_k <= threshold) {
+      // k̂ = −∞ where the largest weights are equal (an exact map): its text says why.
+      char bound[32] = "";
+      if (std::isfinite(quality.pareto_k)) {
+        std::snprintf(bound, sizeof bound, " <= %.2f", threshold);
+      }
       std::printf(
           "precondition: auto: chose the Laplace map (its importance weights are usable: k^ "
-          "%.3g <= %.2f)\n",
-          quality.pareto_k, threshold);
+          "%s%s)\n",
+          pareto_k_text(quality.pareto_k, quality.draws, quality.finite).c_str(), bound);
       std::fflush(stdout);
       return laplace;
     }

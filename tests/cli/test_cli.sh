@@ -187,6 +187,11 @@ with h5py.File(path, "r") as f:
     assert f["posterior/x"].shape == (1, count, dim)
     assert (f["posterior/x"][0] == f["refined/samples"][:]).all()
     assert (f["sample_stats/log_weight"][0, :] == f["log_weights"][:][index]).all()
+    # /timing's parameters: the network's weights and biases in the saved network file.
+    import torch
+    network = torch.jit.load(path[:-3] + ".pt").state_dict()
+    weights = sum(v.numel() for k, v in network.items() if k.endswith((".weight", ".bias")))
+    assert f["timing"].attrs["parameters"] == weights, (f["timing"].attrs["parameters"], weights)
 PY
 }
 for f in small np2; do

@@ -1,5 +1,6 @@
 """pytest tests of `python3 -m postprocess` on small output files generated here: every command
 reads them, writes PNG and PDF, and computes what it prints from their contents."""
+import math
 import subprocess
 import sys
 from pathlib import Path
@@ -10,12 +11,13 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
-from postprocess import samples, scaling  # noqa: E402
+from postprocess import samples, scaling, scaling_model  # noqa: E402
 
 PHASES = "noise path_kernel forward target backward allreduce optimizer sampling output"
 
 
-def write_run(path, ranks=1, paths=256, seconds_per_iteration=0.02, config=None, rng=None):
+def write_run(path, ranks=1, paths=256, seconds_per_iteration=0.02, config=None, rng=None,
+              parameters=10000):
     """A complete output file of a 2-D gmm run: samples from the mixture with equal weights."""
     rng = rng or np.random.default_rng(0)
     config = config or ("target:\n  name: gmm\n  dim: 2\n  weights: [0.5, 0.5]\n"
@@ -47,7 +49,7 @@ def write_run(path, ranks=1, paths=256, seconds_per_iteration=0.02, config=None,
         t["mean"] = per_phase / per_phase[:7].sum() * train * 0.9
         t["min"], t["max"] = 0.9 * t["mean"][()], 1.1 * t["mean"][()]
         for key, value in dict(ranks=ranks, threads=1, paths=paths, dimension=2,
-                               iterations=iterations).items():
+                               parameters=parameters, iterations=iterations).items():
             t.attrs[key] = np.int64(value)
         t.attrs["train_seconds"] = train
         t.attrs["seconds_per_iteration"] = seconds_per_iteration
@@ -176,6 +178,58 @@ def test_scaling_study(tmp_path, kind):
     ranks, seconds, speedup, eff = scaling.metrics(kind, scaling.read_study(study)[1])
     assert speedup.tolist() == pytest.approx([1.0, 1.6])
     assert eff.tolist() == pytest.approx([1.0, 0.8])
+
+
+def write_sweep(path, alpha_s=2e-6, beta_s=5e9, fixed=0.01, per_path=1e-4, steps=50):
+    """A sweep.json whose np = 2 all-reduces cost 2 α_s + 4n / β_s and whose paths cases cost
+    fixed + per_path · (paths per rank) + 1 ms of all-reduce."""
+    import json
+    cases = []
+    for name, paths, floats in (("paths=256", 256, 10_000), ("centre", 1024, 1_000_000),
+                                ("paths=4096", 4096, 100_000)):
+        rbsde = dict(np=2, paths=paths, steps=steps, gradient_floats=floats,
+                     allreduce_alone_s=2 * alpha_s + 4 * floats / beta_s,
+                     allreduce_s_per_iter=0.001,
+                     s_per_iter=fixed + per_path * paths / 2 + 0.001)
+        cases.append({"case": name, "rbsde": rbsde, "python": {"s_per_iter": 1.0}})
+    path.write_text(json.dumps(cases))
+
+
+def test_scaling_model_fits_the_sweep_and_projects(tmp_path):
+    write_sweep(tmp_path / "sweep.json")
+    fit = scaling_model.fit_sweep(tmp_path / "sweep.json")
+    assert fit["alpha_s"] == pytest.approx(2e-6, rel=1e-6)
+    assert fit["beta_s"] == pytest.approx(5e9, rel=1e-6)
+    assert fit["kappa"] == pytest.approx(0.01 / 50, rel=1e-6)
+
+    write_run(tmp_path / "run.h5", config="target: {name: gmm, dim: 2}\nsde: {steps: 20}\n")
+    run_ = scaling_model.read_run(tmp_path / "run.h5")
+    assert run_["parameters"] == 10000 and run_["steps"] == 20
+    # Free communication: weak scaling is perfect, strong scaling is limited by the fixed part
+    # F alone: efficiency (F + b m0) / (P F + b m0) with the node's paths m0 per rank.
+    free = dict(fit, alpha_s=0.0, beta_s=math.inf)
+    projection = scaling_model.project(run_, free, cores=4, latency=0.0, bandwidth=math.inf)
+    fixed, b, m0 = (projection[k] for k in ("fixed_seconds", "seconds_per_path", "paths_per_rank"))
+    assert fixed == pytest.approx(run_["optimizer"] + 20 * fit["kappa"])
+    for row in projection["rows"]:
+        p = row["nodes"]
+        assert row["weak_efficiency"] == pytest.approx(1.0)
+        if m0 / p >= 1:
+            assert row["strong_efficiency"] == pytest.approx((fixed + b * m0) / (p * fixed + b * m0))
+        else:
+            assert math.isnan(row["strong_efficiency"])
+    # A real network: weak efficiency falls as the nodes double, the all-reduce grows.
+    projection = scaling_model.project(run_, fit, cores=4, latency=1e-6, bandwidth=24e9)
+    weak = [r["weak_efficiency"] for r in projection["rows"]]
+    assert all(a > b for a, b in zip(weak, weak[1:])) and weak[0] == pytest.approx(1.0)
+
+    result = run("scaling-model", tmp_path / "run.h5", "--sweep", tmp_path / "sweep.json",
+                 "--out", tmp_path / "model")
+    assert result.returncode == 0, result.stderr
+    assert "α_s 2.00 µs, β_s 5.00 GB/s" in result.stdout, result.stdout
+    assert (tmp_path / "model.png").stat().st_size > 1000 and (tmp_path / "model.json").exists()
+    result = run("scaling-model", tmp_path / "run.h5", "--sweep", tmp_path / "missing.json")
+    assert result.returncode == 1 and "cannot read the sweep" in result.stderr
 
 
 def test_bad_input_is_one_clear_error(tmp_path):

@@ -72,6 +72,7 @@ struct TimingTable {
   int threads = 1;    ///< per rank
   int64_t paths = 0;  ///< train.paths (all ranks)
   int64_t dimension = 0;
+  int64_t parameters = 0;              ///< the network's: the floats all-reduced per iteration
   int64_t iterations = 0;              ///< training iterations this process ran (0: none)
   double train_seconds = 0.0;          ///< the training phase's wall clock, slowest rank
   double seconds_per_iteration = 0.0;  ///< train_seconds / iterations (NaN without training)

@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# Time to an answer against Stan's NUTS (issue 33, docs/results.md): on the LGCP (d = 1,600)
+# and the synthetic logistic regression (d = 1,001), a long NUTS run as the reference, then
+# NUTS with Stan's defaults and rbsde with the shipped configuration, each on the machine's 2
+# cores, compared by bench/nuts/compare.py (worst posterior mean error in reference sds, wall
+# time, evaluations of the target).
+#
+#   bench/nuts/run.sh [OUT_DIR] [MODEL ...]   (default: runs/nuts-<UTC time>, lgcp logreg)
+#
+# Needs Debian's r-cran-rstan (Stan 2.21) and build/rbsde. Environment: REFERENCE_DRAWS
+# (per chain, default 4000), RANKS (rbsde, default 2). An hour or more on 2 cores.
+set -euo pipefail
+
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+root=$(cd "$here/../.." && pwd)
+out=$(realpath -m "${1:-runs/nuts-$(date -u +%Y%m%dT%H%M%SZ)}")
+shift || true
+models=("$@")
+[[ ${#models[@]} -gt 0 ]] || models=(lgcp logreg)
+reference_draws=${REFERENCE_DRAWS:-4000}
+ranks=${RANKS:-2}
+rbsde=$root/build/rbsde
+
+command -v Rscript >/dev/null || { echo "run.sh: Rscript not found (apt-get install r-cran-rstan)" >&2; exit 1; }
+[[ -x $rbsde ]] || { echo "run.sh: $rbsde not found: build first (scripts/build.sh)" >&2; exit 1; }
+mkdir -p "$out"
+if [[ $(id -u) == 0 ]]; then
+  export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
+fi
+synthetic=$root/results/synthetic_1000.csv
+if [[ ! -f $synthetic ]]; then
+  mkdir -p "$root/results"
+  /usr/bin/python3 "$root/scripts/synthetic_logreg.py" "$synthetic"
+fi
+
+for model in "${models[@]}"; do
+  case $model in
+    lgcp) data=$root/data/pines.csv config=configs/lgcp.yaml ;;
+    logreg) data=$synthetic config=configs/logreg_synthetic.yaml ;;
+    *) echo "run.sh: unknown model '$model' (lgcp, logreg)" >&2; exit 1 ;;
+  esac
+  [[ -f $out/$model-reference.json ]] ||
+    Rscript "$here/nuts.R" "$model" "$data" 4 1000 "$reference_draws" 1 "$out/$model-reference.json"
+  [[ -f $out/$model-nuts.json ]] ||
+    Rscript "$here/nuts.R" "$model" "$data" 4 1000 1000 2 "$out/$model-nuts.json"
+  if [[ ! -f $out/$model-rbsde.h5 ]]; then
+    (cd "$root" && mpirun -np "$ranks" --bind-to none "$rbsde" run "$config" \
+       --set parallel.threads=1 --set output.path="$out/$model-rbsde.h5") > "$out/$model-rbsde.log" 2>&1 ||
+      { echo "run.sh: rbsde on $model failed; see $out/$model-rbsde.log" >&2; exit 1; }
+  fi
+  /usr/bin/python3 "$here/compare.py" "$model" "$out/$model-reference.json" \
+    --nuts "$out/$model-nuts.json" --rbsde "$out/$model-rbsde.h5" | tee "$out/$model.md"
+done
