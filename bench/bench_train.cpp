@@ -35,12 +35,12 @@ namespace {
 constexpr const char* kUsage =
     "usage: rbsde_bench_train [--dim D] [--width W] [--depth L] [--paths M] [--steps N]\n"
     "                         [--iterations K] [--warmup K0] [--threads T] [--gemm-size S]\n"
-    "                         [--gemm-repetitions R] [--sample-repetitions S]\n"
+    "                         [--gemm-repetitions R] [--sample-repetitions Q]\n"
     "  --paths is the global number of paths M (split over the ranks); --threads per rank\n"
     "  (default OMP_NUM_THREADS, else the cores divided among the ranks). The sgemm peak is\n"
     "  the best of R torch::mm calls on S x S matrices; R = 0 skips it (for profiling).\n"
-    "  Sampling throughput is the best of S simulations of the M paths by the trained\n"
-    "  network (simulate_paths, the sampler's kernel); S = 0 skips it.\n";
+    "  Sampling throughput is the best of Q simulations of the M paths by the trained\n"
+    "  network (simulate_paths, the sampler's kernel); Q = 0 skips it.\n";
 
 struct Options {
   int64_t dim = 100;

@@ -14,7 +14,6 @@ seed <- as.integer(args[6])
 here <- dirname(sub("^--file=", "", grep("^--file=", commandArgs(FALSE), value = TRUE)))
 suppressMessages(library(rstan))
 rstan_options(boost_lib = "/usr/include")  # Debian's r-cran-bh is empty
-options(mc.cores = 2)
 
 if (model == "logreg") {
   table <- read.csv(args[2], check.names = FALSE)
@@ -44,9 +43,18 @@ if (model == "logreg") {
 }
 
 compile <- system.time(sm <- stan_model(file.path(here, paste0(model, ".stan"))))[["elapsed"]]
-sample <- system.time(fit <- sampling(sm, data = data, chains = chains, warmup = warmup,
-                                      iter = warmup + draws, seed = seed, refresh = 0,
-                                      pars = parameter))[["elapsed"]]
+# The chains run in forked processes, two at a time (rstan's own socket workers once hung
+# here after compiling, with no worker left running).
+run_chain <- function(chain) {
+  sampling(sm, data = data, chains = 1, chain_id = chain, warmup = warmup,
+           iter = warmup + draws, seed = seed, refresh = 0, pars = parameter)
+}
+sample <- system.time(fits <- parallel::mclapply(seq_len(chains), run_chain,
+                                                 mc.cores = 2))[["elapsed"]]
+failed <- !sapply(fits, inherits, "stanfit")
+if (any(failed)) stop("chain(s) ", paste(which(failed), collapse = ", "), " failed: ",
+                      paste(sapply(fits[failed], as.character), collapse = "; "))
+fit <- sflist2stanfit(fits)
 summary <- summary(fit, pars = parameter)$summary
 gradients <- sum(sapply(get_sampler_params(fit, inc_warmup = TRUE),
                         function(s) sum(s[, "n_leapfrog__"])))
