@@ -1,8 +1,8 @@
 """Time to an answer, rbsde against Stan's NUTS (bench/nuts/run.sh): each sampler's posterior
-means against a long reference NUTS run's, in units of the reference sd, with wall time and
-evaluations of the target.
+means against a reference's (a long run of `rbsde reference`, or of NUTS), in units of the
+reference sd, with wall time and evaluations of the target.
 
-    python3 bench/nuts/compare.py MODEL REFERENCE.json --nuts NUTS.json [...] --rbsde RUN.h5 [...]
+    python3 bench/nuts/compare.py MODEL REFERENCE.h5|.json --nuts NUTS.json [...] --rbsde RUN.h5 [...]
 
 Prints one Markdown row per run: the worst and the median |mean - reference mean| / reference sd
 over the coordinates, and whether the worst is within 0.1 (issue 33's accuracy); for NUTS its
@@ -19,6 +19,14 @@ from pathlib import Path
 import h5py
 import numpy as np
 import yaml
+
+
+def read_reference(path):
+    """{mean, sd} from `rbsde reference`'s output (/reference) or a nuts.R JSON file."""
+    if str(path).endswith(".h5"):
+        with h5py.File(path, "r") as f:
+            return {"mean": f["reference/mean"][()], "sd": f["reference/sd"][()]}
+    return json.loads(Path(path).read_text())
 
 
 def errors(mean, reference):
@@ -75,7 +83,7 @@ def main():
     a.add_argument("--nuts", nargs="*", default=[])
     a.add_argument("--rbsde", nargs="*", default=[])
     args = a.parse_args()
-    reference = json.loads(Path(args.reference).read_text())
+    reference = read_reference(args.reference)
     for path in args.nuts:
         print(nuts_row(args.model, path, reference))
     for path in args.rbsde:

@@ -1,14 +1,16 @@
 #!/usr/bin/env bash
 # Time to an answer against Stan's NUTS (issue 33, docs/results.md): on the LGCP (d = 1,600)
-# and the synthetic logistic regression (d = 1,001), a long NUTS run as the reference, then
-# NUTS with Stan's defaults and rbsde with the shipped configuration, each on the machine's 2
-# cores, compared by bench/nuts/compare.py (worst posterior mean error in reference sds, wall
-# time, evaluations of the target).
+# and the synthetic logistic regression (d = 1,001), NUTS with Stan's defaults (one chain per
+# core) and rbsde with the shipped configuration, each on the machine's 2 cores, against the
+# in-project SMC reference (`rbsde reference`, 4 runs of 4,096 particles); compared by
+# bench/nuts/compare.py (worst posterior mean error in reference sds, wall time, evaluations).
 #
 #   bench/nuts/run.sh [OUT_DIR] [MODEL ...]   (default: runs/nuts-<UTC time>, lgcp logreg)
 #
-# Needs Debian's r-cran-rstan (Stan 2.21) and build/rbsde. Environment: REFERENCE_DRAWS
-# (per chain, default 4000), RANKS (rbsde, default 2). An hour or more on 2 cores.
+# rbsde trains and samples as configured, then samples SAMPLE_COUNT (default 100,000) more
+# paths from the trained network (`rbsde sample`: the cost of sampling alone after training).
+# Needs Debian's r-cran-rstan (Stan 2.21) and build/rbsde. Environment: CHAINS (NUTS, default
+# 2), RANKS (rbsde, default 2). About 30 minutes a model on 2 cores.
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -17,8 +19,9 @@ out=$(realpath -m "${1:-runs/nuts-$(date -u +%Y%m%dT%H%M%SZ)}")
 shift || true
 models=("$@")
 [[ ${#models[@]} -gt 0 ]] || models=(lgcp logreg)
-reference_draws=${REFERENCE_DRAWS:-4000}
+chains=${CHAINS:-2}
 ranks=${RANKS:-2}
+sample_count=${SAMPLE_COUNT:-100000}
 rbsde=$root/build/rbsde
 
 command -v Rscript >/dev/null || { echo "run.sh: Rscript not found (apt-get install r-cran-rstan)" >&2; exit 1; }
@@ -39,15 +42,28 @@ for model in "${models[@]}"; do
     logreg) data=$synthetic config=configs/logreg_synthetic.yaml ;;
     *) echo "run.sh: unknown model '$model' (lgcp, logreg)" >&2; exit 1 ;;
   esac
-  [[ -f $out/$model-reference.json ]] ||
-    Rscript "$here/nuts.R" "$model" "$data" 4 1000 "$reference_draws" 1 "$out/$model-reference.json"
   [[ -f $out/$model-nuts.json ]] ||
-    Rscript "$here/nuts.R" "$model" "$data" 4 1000 1000 2 "$out/$model-nuts.json"
+    Rscript "$here/nuts.R" "$model" "$data" "$chains" 1000 1000 2 "$out/$model-nuts.json"
+  if [[ ! -f $out/$model-reference.h5 ]]; then
+    (cd "$root" && mpirun -np "$ranks" --bind-to none "$rbsde" reference "$config" \
+       --set parallel.threads=1 --set reference.method=smc \
+       --set output.path="$out/$model-reference.h5") > "$out/$model-reference.log" 2>&1 ||
+      { echo "run.sh: rbsde reference on $model failed; see $out/$model-reference.log" >&2; exit 1; }
+  fi
   if [[ ! -f $out/$model-rbsde.h5 ]]; then
     (cd "$root" && mpirun -np "$ranks" --bind-to none "$rbsde" run "$config" \
        --set parallel.threads=1 --set output.path="$out/$model-rbsde.h5") > "$out/$model-rbsde.log" 2>&1 ||
       { echo "run.sh: rbsde on $model failed; see $out/$model-rbsde.log" >&2; exit 1; }
   fi
-  /usr/bin/python3 "$here/compare.py" "$model" "$out/$model-reference.json" \
-    --nuts "$out/$model-nuts.json" --rbsde "$out/$model-rbsde.h5" | tee "$out/$model.md"
+  # Sampling alone after training: more samples from the same network (rbsde sample).
+  if [[ ! -f $out/$model-rbsde-sample.h5 ]]; then
+    (cd "$root" && mpirun -np "$ranks" --bind-to none "$rbsde" sample "$config" \
+       --set parallel.threads=1 --set sample.model="$out/$model-rbsde.pt" \
+       --set sample.count="$sample_count" --set output.path="$out/$model-rbsde-sample.h5") \
+      > "$out/$model-rbsde-sample.log" 2>&1 ||
+      { echo "run.sh: rbsde sample on $model failed; see $out/$model-rbsde-sample.log" >&2; exit 1; }
+  fi
+  /usr/bin/python3 "$here/compare.py" "$model" "$out/$model-reference.h5" \
+    --nuts "$out/$model-nuts.json" --rbsde "$out/$model-rbsde.h5" "$out/$model-rbsde-sample.h5" |
+    tee "$out/$model.md"
 done
