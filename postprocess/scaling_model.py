@@ -79,11 +79,9 @@ def read_run(path):
         fail(PROGRAM, f"{path}: /timing has no 'parameters' (written by rbsde from this version)")
     mean = dict(zip(timing["phases"], timing["mean"]))
     iterations = timing["iterations"]
-    target = config.get("target", {})
     name = Path(path).stem
     return {
         "name": name,
-        "target": target.get("name", "?"),
         "dimension": timing["dimension"],
         "parameters": timing["parameters"],
         "ranks": timing["ranks"],
