@@ -69,8 +69,10 @@ def rbsde_row(model, path, reference):
     if score:
         evaluations += (iterations * paths + count) * steps
         kind = "evaluations and gradients"
-    return (f"| {model} | rbsde `{Path(path).stem}`, {iterations} iterations x {paths} paths, "
-            f"{count:,} samples | {train_s:.0f} s training | {seconds['sampling']:.1f} "
+    what = (f"{iterations} iterations x {paths} paths, {count:,} samples" if iterations else
+            f"`rbsde sample` of {count:,} paths from the trained network")
+    setup = f"{train_s:.0f} s training" if iterations else "—"
+    return (f"| {model} | rbsde `{Path(path).stem}`, {what} | {setup} | {seconds['sampling']:.1f} "
             f"| {train_s + seconds['sampling']:.0f} | {evaluations:,} {kind} | {worst:.3f} "
             f"| {median:.3f} | {'yes' if worst <= 0.1 else 'no'} "
             f"| ESS {estimates['ess']:.0f}, k̂ {estimates['pareto_k']:.2f} |")
