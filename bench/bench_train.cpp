@@ -241,8 +241,8 @@ int run(int argc, char** argv, const rbsde::Communicator& comm) {
   for (int r = 0; r < o.sample_repetitions; ++r) {
     comm.barrier();
     const double before = MPI_Wtime();
-    rbsde::simulate_paths(*target, model, grid, config.sample.seed,
-                          comm.rank() * rows_per_rank, rows_per_rank);
+    rbsde::simulate_paths(*target, model, grid, config.sample.seed, comm.rank() * rows_per_rank,
+                          rows_per_rank);
     const double seconds = max_over_ranks(MPI_Wtime() - before, comm);
     sample_seconds = r == 0 ? seconds : std::min(sample_seconds, seconds);
   }
@@ -280,8 +280,8 @@ int run(int argc, char** argv, const rbsde::Communicator& comm) {
         static_cast<long long>(gradient_count), flops * 1e-9, standard_flops * 1e-9, gflops,
         standard_flops / s_per_iter * 1e-9, peak[0], peak_total, gflops / peak_total,
         standard_flops / s_per_iter * 1e-9 / peak_total, flops / s_min_iter * 1e-9 / peak_total,
-        comm.size() > 1 ? peak_together[0] : peak[0], sample_seconds,
-        sample_rows / sample_seconds, sample_gflops, sample_gflops / peak_total);
+        comm.size() > 1 ? peak_together[0] : peak[0], sample_seconds, sample_rows / sample_seconds,
+        sample_gflops, sample_gflops / peak_total);
     // The phase shares of the training step (the rest of it is the loss, the constant update
     // and what the phases leave out).
     for (size_t p = 0; p < phase_seconds.size(); ++p) {
