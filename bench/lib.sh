@@ -1,6 +1,6 @@
-# Shared by the training benchmarks (run.sh, sweep.sh): sourced, not run. The caller sets
-# bench (rbsde_bench_train), python, here (bench/) and quiet_wait (seconds to wait for idle
-# cores before each measurement; 0 = do not wait).
+# Shared by the benchmark scripts (run.sh, sweep.sh, scaling_model.sh, nuts/run.sh): sourced,
+# not run. cpp and py need the caller's bench (rbsde_bench_train), python, here (bench/) and
+# quiet_wait (seconds to wait for idle cores before each measurement; 0 = do not wait).
 if [[ $(id -u) == 0 ]]; then
   export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 fi
@@ -43,3 +43,11 @@ py() {  # py THREADS ARGS...: one bench-python line
     grep '^bench-python'
 }
 field() { sed -n "s/.* $1=\([^ ]*\).*/\1/p" <<<"$2"; }
+
+# The data of configs/logreg_synthetic.yaml, results/synthetic_1000.csv under ROOT, written
+# once (scripts/synthetic_logreg.py, fixed seed).
+synthetic_data() {  # synthetic_data ROOT
+  [[ -f $1/results/synthetic_1000.csv ]] && return 0
+  mkdir -p "$1/results"
+  /usr/bin/python3 "$1/scripts/synthetic_logreg.py" "$1/results/synthetic_1000.csv"
+}

@@ -21,10 +21,8 @@ iterations=${ITERATIONS:-20}
 [[ -f $sweep ]] || { echo "scaling_model.sh: $sweep not found: run bench/sweep.sh first" >&2; exit 1; }
 [[ ! -e $out ]] || { echo "scaling_model.sh: $out exists: name another output folder" >&2; exit 1; }
 mkdir -p "$out"
-if [[ ! -f $root/results/synthetic_1000.csv ]]; then  # logreg_synthetic's data
-  mkdir -p "$root/results"
-  /usr/bin/python3 "$root/scripts/synthetic_logreg.py" "$root/results/synthetic_1000.csv"
-fi
+source "$here/lib.sh"
+synthetic_data "$root"
 
 # name config [--set options]
 runs=(

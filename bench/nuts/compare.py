@@ -18,7 +18,9 @@ from pathlib import Path
 
 import h5py
 import numpy as np
-import yaml
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+from postprocess.output import read_timing, resolved_config  # noqa: E402
 
 
 def read_reference(path):
@@ -52,14 +54,11 @@ def rbsde_row(model, path, reference):
     with h5py.File(path, "r") as f:
         mean = f["estimates/posterior_mean"][()]
         estimates = dict(f["estimates"].attrs)
-        timing = f["timing"]
-        phases = timing.attrs["phases"]
-        phases = (phases.decode() if isinstance(phases, bytes) else str(phases)).split()
-        seconds = dict(zip(phases, timing["max"][()]))
-        train_s = float(timing.attrs["train_seconds"])
-        iterations = int(timing.attrs["iterations"])
-        paths = int(timing.attrs["paths"])
-        config = yaml.safe_load(f.attrs["config"])
+        timing = read_timing(f)
+        config = resolved_config(f)
+    seconds = dict(zip(timing["phases"], timing["max"]))
+    train_s = float(timing["train_seconds"])
+    iterations, paths = int(timing["iterations"]), int(timing["paths"])
     worst, median = errors(mean, reference)
     steps = config["sde"]["steps"]
     count = config["sample"]["count"]

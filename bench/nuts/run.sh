@@ -27,14 +27,9 @@ rbsde=$root/build/rbsde
 command -v Rscript >/dev/null || { echo "run.sh: Rscript not found (apt-get install r-cran-rstan)" >&2; exit 1; }
 [[ -x $rbsde ]] || { echo "run.sh: $rbsde not found: build first (scripts/build.sh)" >&2; exit 1; }
 mkdir -p "$out"
-if [[ $(id -u) == 0 ]]; then
-  export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
-fi
+source "$here/../lib.sh"
+synthetic_data "$root"
 synthetic=$root/results/synthetic_1000.csv
-if [[ ! -f $synthetic ]]; then
-  mkdir -p "$root/results"
-  /usr/bin/python3 "$root/scripts/synthetic_logreg.py" "$synthetic"
-fi
 
 for model in "${models[@]}"; do
   case $model in
