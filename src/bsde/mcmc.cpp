@@ -71,7 +71,7 @@ Chains start_chains(const Target& target, const torch::Tensor& x, int64_t first)
 
 torch::Tensor hmc_step(const Target& target, Chains& chains, double step_size,
                        const torch::Tensor& preconditioner, int64_t leapfrog_steps,
-                       const NoiseKey& key, uint32_t step) {
+                       const NoiseKey& key, uint32_t step, const torch::Tensor& step_scale) {
   const int64_t c = chains.x.size(0);
   const int64_t d = chains.x.size(1);
   if (c == 0) return torch::zeros({0}, torch::kBool);
@@ -84,20 +84,24 @@ torch::Tensor hmc_step(const Target& target, Chains& chains, double step_size,
   // force √P ∇log π̃: positions move by ε √P p, momenta by ε √P ∇log π̃ (half steps at both
   // ends). One step proposes y = x + ½ε²P∇ + ε√P ξ, MALA's proposal, and the energy test
   // below is then MALA's acceptance ratio.
-  const auto root_p = preconditioner.sqrt();
-  auto momentum = xi + (0.5 * step_size) * root_p * chains.grad;
+  // ε √P per chain and coordinate: [C, d], or [d] for one step size.
+  const auto scaled_root_p = step_scale.defined()
+                                 ? (step_size * step_scale).unsqueeze(1) * preconditioner.sqrt()
+                                 : step_size * preconditioner.sqrt();
+  auto momentum = xi + 0.5 * scaled_root_p * chains.grad;
   auto y = chains.x;
   torch::Tensor log_prob_y, grad_y;
   for (int64_t l = 0; l < leapfrog_steps; ++l) {
-    y = y + step_size * root_p * momentum;
-    std::tie(log_prob_y, grad_y) = log_prob_and_gradient(target, y);
-    const double kick = l + 1 < leapfrog_steps ? step_size : 0.5 * step_size;
-    momentum = momentum + kick * root_p * grad_y;
+    y = y + scaled_root_p * momentum;
+    std::tie(log_prob_y, grad_y) = log_prob_and_gradient(target, y, NanGradient::kKeep);
+    const double kick = l + 1 < leapfrog_steps ? 1.0 : 0.5;
+    momentum = momentum + kick * scaled_root_p * grad_y;
   }
   const auto log_ratio =
       log_prob_y - chains.log_prob - 0.5 * momentum.pow(2).sum(1) + 0.5 * xi.pow(2).sum(1);
   // NaN compares false: a trajectory whose end point has a non-finite log π̃ or gradient is
-  // rejected (a NaN gradient on the way spreads to the end point).
+  // rejected (a NaN gradient on the way spreads to the end point; the start points' gradients
+  // are checked in start_chains).
   const auto accept =
       (uniform.log() < log_ratio) & torch::isfinite(log_prob_y) & torch::isfinite(grad_y).all(1);
   const auto keep = accept.unsqueeze(1);
@@ -105,6 +109,13 @@ torch::Tensor hmc_step(const Target& target, Chains& chains, double step_size,
   chains.grad = torch::where(keep, grad_y, chains.grad);
   chains.log_prob = torch::where(accept, log_prob_y, chains.log_prob);
   return accept;
+}
+
+torch::Tensor step_size_jitter(double smallest, int64_t chains, const NoiseKey& key, int64_t first,
+                               uint32_t step) {
+  auto u = torch::empty({chains}, torch::kFloat64);
+  fill_uniform(u.data_ptr<double>(), chains, key, first, step);
+  return (std::log(smallest) * u).exp();
 }
 
 double target_acceptance(int64_t leapfrog_steps) {

@@ -233,7 +233,8 @@ torch::Tensor Target::sample_exact(int64_t /*n*/, uint64_t /*seed*/) const {
 }
 
 std::pair<torch::Tensor, torch::Tensor> log_prob_and_gradient(const Target& target,
-                                                              const torch::Tensor& x) {
+                                                              const torch::Tensor& x,
+                                                              NanGradient nan_gradient) {
   torch::AutoGradMode enable(true);
   const auto input = x.detach().requires_grad_(true);
   const auto log_prob = target.log_prob(input);
@@ -241,6 +242,7 @@ std::pair<torch::Tensor, torch::Tensor> log_prob_and_gradient(const Target& targ
   // A NaN gradient where log π̃ is finite is a defect of the target (a sqrt, log or division
   // whose value is masked but not its derivative): it would silently stall HMC and poison the
   // score feature.
+  if (nan_gradient == NanGradient::kKeep) return {log_prob.detach(), gradient.detach()};
   const auto broken = torch::isfinite(log_prob) & torch::isnan(gradient).any(1);
   if (const int64_t count = broken.sum().item<int64_t>(); count > 0) {
     const auto at = x.index({broken.nonzero()[0][0]}).to(torch::kFloat64);

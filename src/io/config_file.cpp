@@ -1178,6 +1178,14 @@ const std::vector<Option>& options() {
             in.require(c.sample.hmc_step_size >= 0.0, "sample.hmc_step_size", ">= 0 (0: adapted)",
                        c.sample.hmc_step_size);
           }),
+      plain<&Config::sample, &SampleConfig::hmc_smallest_step>(
+          "sample.hmc_smallest_step", "in (0, 1]",
+          "HMC: each chain's step size is drawn log-uniform on [this x step size, step size] "
+          "every iteration (1: the same for every chain)",
+          [](const Reader& in, const Config& c) {
+            in.require(c.sample.hmc_smallest_step > 0.0 && c.sample.hmc_smallest_step <= 1.0,
+                       "sample.hmc_smallest_step", "in (0, 1]", c.sample.hmc_smallest_step);
+          }),
       plain<&Config::sample, &SampleConfig::psis>(
           "sample.psis", "true or false",
           "also the posterior moments with Pareto-smoothed weights (/estimates/psis_mean, _sd)"),

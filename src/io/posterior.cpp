@@ -149,6 +149,7 @@ Refinement refine_into(OutputFile& out, const Target& target, const SampleConfig
   const int64_t rounds = rounds_for(sample.count, sample.batch, comm);
   const NoiseKey key{sample.seed, NoiseStream::kMcmc, 0};
   const NoiseKey jitter_key{sample.seed, NoiseStream::kMcmc, 1};
+  const NoiseKey step_key{sample.seed, NoiseStream::kMcmc, 2};
   const bool adapt = sample.hmc_step_size == 0.0;
   const int64_t adapt_steps = adapt ? iterations / 2 : 0;
   const int64_t metric_step = adapt_steps / 2;  // the preconditioner is measured after it
@@ -203,10 +204,14 @@ Refinement refine_into(OutputFile& out, const Target& target, const SampleConfig
       fill_uniform(&u, 1, jitter_key, 0, static_cast<uint32_t>(t));
       const int64_t leapfrog_steps =
           1 + static_cast<int64_t>(u * static_cast<double>(2 * sample.leapfrog_steps - 1));
+      const auto step_scale = sample.hmc_smallest_step < 1.0
+                                  ? step_size_jitter(sample.hmc_smallest_step, n, step_key, begin,
+                                                     static_cast<uint32_t>(t))
+                                  : torch::Tensor();
       torch::Tensor accept;
       comm.all_or_none([&] {
         accept = hmc_step(target, chains, step_size, preconditioner, leapfrog_steps, key,
-                          static_cast<uint32_t>(t));
+                          static_cast<uint32_t>(t), step_scale);
       });
       const int64_t accepted_now = accept.sum().item<int64_t>();
       if (round == 0 && t < adapt_steps) {

@@ -74,6 +74,7 @@ const std::string kFull =
     "  hmc_steps: 20\n"
     "  leapfrog_steps: 5\n"
     "  hmc_step_size: 0.3\n"
+    "  hmc_smallest_step: 0.05\n"
     "  psis: true\n"
     "reference:\n"
     "  chains: 16\n"
@@ -191,6 +192,7 @@ void expect_same(const rbsde::Config& a, const rbsde::Config& b) {
   EXPECT_EQ(a.sample.hmc_steps, b.sample.hmc_steps);
   EXPECT_EQ(a.sample.leapfrog_steps, b.sample.leapfrog_steps);
   EXPECT_EQ(a.sample.hmc_step_size, b.sample.hmc_step_size);
+  EXPECT_EQ(a.sample.hmc_smallest_step, b.sample.hmc_smallest_step);
   EXPECT_EQ(a.sample.psis, b.sample.psis);
   EXPECT_EQ(a.reference.chains, b.reference.chains);
   EXPECT_EQ(a.reference.warmup, b.reference.warmup);
@@ -253,6 +255,7 @@ TEST(Config, ParsesFullConfig) {
   EXPECT_EQ(config.sample.hmc_steps, 20);
   EXPECT_EQ(config.sample.leapfrog_steps, 5);
   EXPECT_EQ(config.sample.hmc_step_size, 0.3);
+  EXPECT_EQ(config.sample.hmc_smallest_step, 0.05);
   EXPECT_TRUE(config.sample.psis);
   EXPECT_EQ(config.reference.chains, 16);
   EXPECT_EQ(config.reference.warmup, 100);
@@ -564,6 +567,8 @@ TEST(ConfigErrors, ValuesOutOfRangeNameKeyAndRange) {
   expect_override_error("sample.leapfrog_steps=0", "sample.leapfrog_steps", "in [1, 1000]");
   expect_override_error("sample.leapfrog_steps=1001", "sample.leapfrog_steps", "in [1, 1000]");
   expect_override_error("sample.hmc_step_size=-0.1", "sample.hmc_step_size", ">= 0");
+  expect_override_error("sample.hmc_smallest_step=0", "sample.hmc_smallest_step", "in (0, 1]");
+  expect_override_error("sample.hmc_smallest_step=1.5", "sample.hmc_smallest_step", "in (0, 1]");
   expect_override_error("reference.chains=1", "reference.chains", ">= 2");
   expect_override_error("reference.warmup=3", "reference.warmup", ">= 4");
   expect_override_error("reference.steps=0", "reference.steps", ">= 1");

@@ -53,11 +53,22 @@ struct Chains {
 Chains start_chains(const Target& target, const torch::Tensor& x, int64_t first);
 
 /// One HMC iteration (leapfrog_steps leapfrog steps, >= 1) of every chain with noise of `key`
-/// at `step`; returns the accept flags [C] (bool). A trajectory whose end point has a
-/// non-finite log π̃ or gradient is rejected.
+/// at `step`; returns the accept flags [C] (bool). Chain i takes steps of step_size ·
+/// step_scale[i] when step_scale [C] is given, else of step_size. A trajectory whose end
+/// point has a non-finite log π̃ or gradient is rejected.
 torch::Tensor hmc_step(const Target& target, Chains& chains, double step_size,
                        const torch::Tensor& preconditioner, int64_t leapfrog_steps,
-                       const NoiseKey& key, uint32_t step);
+                       const NoiseKey& key, uint32_t step, const torch::Tensor& step_scale = {});
+
+/// Step-size jitter: the factors smallest^u [chains] (float64), u uniform on (0, 1) of chain
+/// first + i at `step` of `key`, log-uniform on [smallest, 1]. A step size that is the same
+/// for every chain is too large in the neck of a funnel (a scale parameter near zero shrinks
+/// the other coordinates' scale), where no chain then enters, and the posterior of that scale
+/// comes out biased toward larger values; a step size drawn per chain and iteration (a
+/// mixture of kernels, each of which keeps the target) lets chains step into the neck and out
+/// again. Every draw, and so the mixture, is independent of the chains' state.
+torch::Tensor step_size_jitter(double smallest, int64_t chains, const NoiseKey& key, int64_t first,
+                               uint32_t step);
 /// Robbins–Monro adaptation of the step size toward an acceptance rate over a planned
 /// number of updates: log ε += (acceptance − target) / (t + 1)^0.6, where acceptance is
 /// the mean of one step's accept flags over all chains. final_step_size() is exp of the

@@ -127,7 +127,10 @@ struct SampleConfig {
   int64_t hmc_steps = kHmcStepsAuto;
   int64_t leapfrog_steps = 10;  ///< leapfrog steps per HMC iteration (1: MALA)
   double hmc_step_size = 0.0;   ///< leapfrog step size; 0 = adapted in the first half of the steps
-  bool psis = false;            ///< also the moments with Pareto-smoothed weights (psis.hpp)
+  /// Each chain's step size in an HMC iteration is ε·s^u, u ~ U(0, 1): log-uniform on
+  /// [s ε, ε], s this (1: every chain takes ε). Lets chains into the neck of a funnel.
+  double hmc_smallest_step = 0.1;
+  bool psis = false;  ///< also the moments with Pareto-smoothed weights (psis.hpp)
 };
 
 /// reference.*: the reference samplers of `rbsde reference`: long-run MALA (mcmc.hpp) or

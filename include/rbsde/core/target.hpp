@@ -54,9 +54,16 @@ class Target {
   virtual std::optional<Affine> prior() const { return std::nullopt; }
 };
 
+/// What log_prob_and_gradient does with a NaN gradient where log π̃ is finite: kError throws
+/// an Error naming the first such x (a defect of the target, such as a sqrt, log or division
+/// whose value is masked but not its derivative); kKeep returns it, for the far points an HMC
+/// trajectory can reach (where a floating-point overflow of the module is no defect), whose
+/// trajectory is then rejected.
+enum class NanGradient { kError, kKeep };
+
 /// log π̃(x) [B] and ∇log π̃(x) [B, d] by autograd for x [B, d], in x's dtype, without a graph.
-std::pair<torch::Tensor, torch::Tensor> log_prob_and_gradient(const Target& target,
-                                                              const torch::Tensor& x);
+std::pair<torch::Tensor, torch::Tensor> log_prob_and_gradient(
+    const Target& target, const torch::Tensor& x, NanGradient nan_gradient = NanGradient::kError);
 
 /// N(μ, Σ) with log π̃(x) = -½ (x-μ)ᵀ Σ⁻¹ (x-μ): log 𝒵 = ½ d log 2π + ½ log det Σ.
 /// Σ is a full matrix or a diagonal; the diagonal form stores no d x d matrix, so very high

@@ -47,7 +47,8 @@ int64_t hmc_iterations(const Config& config, double pareto_k, double threshold);
 /// the ranks and refined sample.batch chains at a time; the chain of row i draws its noise
 /// from the MCMC stream of sample.seed at chain index i. Each iteration takes a number of
 /// leapfrog steps drawn uniformly from 1 … 2 sample.leapfrog_steps − 1 (the same for every
-/// chain; a fixed number can make near-periodic trajectories that barely move).
+/// chain; a fixed number can make near-periodic trajectories that barely move), and each chain
+/// a step size ε·step_size_jitter(sample.hmc_smallest_step) of its own (mcmc.hpp).
 /// With sample.hmc_step_size 0 the first batch adapts over the first half of its iterations:
 /// ε toward target_acceptance(leapfrog_steps) with the preconditioner `variance` (the
 /// proposal's variance in the sampler's coordinates; 1 where it is not positive) for a
