@@ -13,6 +13,7 @@
 #include <system_error>
 #include <utility>
 
+#include "rbsde/core/affine_target.hpp"
 #include "rbsde/core/config.hpp"
 #include "rbsde/error.hpp"
 
@@ -245,7 +246,11 @@ std::pair<torch::Tensor, torch::Tensor> log_prob_and_gradient(const Target& targ
   if (nan_gradient == NanGradient::kKeep) return {log_prob.detach(), gradient.detach()};
   const auto broken = torch::isfinite(log_prob) & torch::isnan(gradient).any(1);
   if (const int64_t count = broken.sum().item<int64_t>(); count > 0) {
-    const auto at = x.index({broken.nonzero()[0][0]}).to(torch::kFloat64);
+    // The point in the target's own coordinates where the target runs preconditioned.
+    auto at = x.index({broken.nonzero()[0][0]}).to(torch::kFloat64);
+    if (const AffineTarget* affine = target.preconditioned()) {
+      at = affine->to_target_space(at.unsqueeze(0)).squeeze(0);
+    }
     std::string where;
     for (int64_t j = 0; j < std::min<int64_t>(at.size(0), 4); ++j) {
       where += (j ? ", " : "") + std::to_string(at[j].item<double>());

@@ -1,6 +1,7 @@
 // HMC (MALA with one leapfrog step), the reference sampler, self-normalised moments and
 // systematic resampling
 // (mcmc.hpp, posterior.hpp) against exact answers.
+#include <gmock/gmock.h>
 #include <gtest/gtest.h>
 #include <omp.h>
 
@@ -13,6 +14,7 @@
 #include "helpers.hpp"
 #include "rbsde/bsde/mcmc.hpp"
 #include "rbsde/bsde/sampler.hpp"
+#include "rbsde/core/affine_target.hpp"
 #include "rbsde/core/noise.hpp"
 #include "rbsde/core/target.hpp"
 #include "rbsde/error.hpp"
@@ -203,20 +205,22 @@ TEST(Hmc, RejectsTrajectoriesOutsideTheSupport) {
   EXPECT_TRUE(torch::isfinite(chains.log_prob).all().item<bool>());
 }
 
+// log π̃ = −x²/8 (sd 2), finite everywhere, whose gradient is NaN from x = 2 on (a masked
+// √(2 − x): the value masked, not its derivative), as a module's overflow far out in a tail
+// can be. A sixth of the mass lies beyond 2, where no chain may then stay.
+class NanBeyondTwo final : public Target {
+ public:
+  std::string name() const override { return "nan_beyond_two"; }
+  int64_t dim() const override { return 1; }
+  torch::Tensor log_prob(const torch::Tensor& x) const override {
+    const auto x0 = x.select(1, 0);
+    const auto masked = torch::where(x0 >= 2.0, torch::zeros_like(x0), torch::sqrt(2.0 - x0));
+    return -0.125 * x0 * x0 + 0.0 * masked;
+  }
+};
+
 TEST(Hmc, RejectsTrajectoriesToANanGradientAndRefusesToStartAtOne) {
-  // log π̃ = −x²/8 (sd 2), finite everywhere, whose gradient is NaN from x = 2 on (a masked
-  // √(2 − x): the value masked, not its derivative), as a module's overflow far out in a tail
-  // can be. A sixth of the mass lies beyond 2, where no chain may then stay.
-  class NanBeyondTwo final : public Target {
-   public:
-    std::string name() const override { return "nan_beyond_two"; }
-    int64_t dim() const override { return 1; }
-    torch::Tensor log_prob(const torch::Tensor& x) const override {
-      const auto x0 = x.select(1, 0);
-      const auto masked = torch::where(x0 >= 2.0, torch::zeros_like(x0), torch::sqrt(2.0 - x0));
-      return -0.125 * x0 * x0 + 0.0 * masked;
-    }
-  } target;
+  const NanBeyondTwo target;
   Chains chains = start_chains(target, torch::zeros({200, 1}, torch::kFloat64), 0);
   const auto preconditioner = torch::ones({1}, torch::kFloat64);
   int64_t accepted = 0;
@@ -229,6 +233,17 @@ TEST(Hmc, RejectsTrajectoriesToANanGradientAndRefusesToStartAtOne) {
   EXPECT_GT(accepted, 0);
   EXPECT_LT(chains.x.max().item<double>(), 2.0) << "no chain may stay where the gradient is NaN";
   EXPECT_THROW(start_chains(target, torch::full({4, 1}, 3.0, torch::kFloat64), 0), Error);
+  // Preconditioned (x = 3 + x̂), the message gives x, not x̂.
+  Affine map;
+  map.centre = Eigen::VectorXd::Constant(1, 3.0);
+  map.diagonal = Eigen::VectorXd::Ones(1);
+  const AffineTarget preconditioned(std::make_unique<NanBeyondTwo>(), map);
+  try {
+    start_chains(preconditioned, torch::full({4, 1}, 0.5, torch::kFloat64), 0);
+    ADD_FAILURE() << "no error";
+  } catch (const Error& e) {
+    EXPECT_THAT(std::string(e.what()), ::testing::HasSubstr("x = [3.500000]"));
+  }
 }
 
 TEST(Reference, RecoversTheMomentsOfAGaussian) {
