@@ -148,7 +148,7 @@ Refinement refine_into(OutputFile& out, const Target& target, const SampleConfig
   const PathRange mine = path_range(sample.count, comm.rank(), comm.size());
   const int64_t rounds = rounds_for(sample.count, sample.batch, comm);
   const NoiseKey key{sample.seed, NoiseStream::kMcmc, 0};
-  const NoiseKey jitter_key{sample.seed, NoiseStream::kMcmc, 1};
+  const NoiseKey length_key{sample.seed, NoiseStream::kMcmc, 1};
   const NoiseKey step_key{sample.seed, NoiseStream::kMcmc, 2};
   const bool adapt = sample.hmc_step_size == 0.0;
   const int64_t adapt_steps = adapt ? iterations / 2 : 0;
@@ -201,7 +201,7 @@ Refinement refine_into(OutputFile& out, const Target& target, const SampleConfig
     auto moments = torch::zeros({4, n, d}, torch::kFloat64);  // Σx, Σx² of each half
     for (int64_t t = 0; t < total; ++t) {
       double u = 0.0;
-      fill_uniform(&u, 1, jitter_key, 0, static_cast<uint32_t>(t));
+      fill_uniform(&u, 1, length_key, 0, static_cast<uint32_t>(t));
       const int64_t leapfrog_steps =
           1 + static_cast<int64_t>(u * static_cast<double>(2 * sample.leapfrog_steps - 1));
       const auto step_scale = sample.hmc_smallest_step < 1.0

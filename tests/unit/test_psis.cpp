@@ -53,6 +53,32 @@ TEST(Psis, LightTailsHaveSmallShape) {
   EXPECT_GT(fit_pareto_tail(descending(3.0 * z), m).k, pareto_k_threshold(m));
 }
 
+TEST(Psis, KHatEqualsThatOfThePublishedImplementation) {
+  // The R package loo 2.5.1 (Vehtari et al.), psis(lw, r_eff = 1), on two fixed sets of 1,000
+  // log weights: Pareto quantiles of shape 0.6 and a light, Weibull-like tail, each with a
+  // deterministic wiggle. Made by:
+  //   i <- 0:999; u <- (i + 0.5) / 1000
+  //   pareto_k_values(psis(-0.6 * log(u) + 0.3 * sin(i), r_eff = 1))            # 0.5964013283
+  //   pareto_k_values(psis(1.5 * log(-log(u)) + 0.1 * cos(3 * i), r_eff = 1))   # 0.1888844614
+  // A change to the tail length, the threshold, the fit or its shrinkage toward 0.5 moves k̂
+  // by far more than the tolerance.
+  const int64_t m = 1000;
+  auto heavy = torch::empty({m}, torch::kFloat64), light = torch::empty({m}, torch::kFloat64);
+  for (int64_t i = 0; i < m; ++i) {
+    const double u = (static_cast<double>(i) + 0.5) / static_cast<double>(m);
+    heavy[i] = -0.6 * std::log(u) + 0.3 * std::sin(static_cast<double>(i));
+    light[i] = 1.5 * std::log(-std::log(u)) + 0.1 * std::cos(3.0 * static_cast<double>(i));
+  }
+  const int64_t n = pareto_tail_length(m) + 1;
+  const auto largest = [&](const torch::Tensor& log_w) {
+    auto all = descending(log_w);
+    all.resize(static_cast<size_t>(n));
+    return all;
+  };
+  EXPECT_NEAR(fit_pareto_tail(largest(heavy), m).k, 0.5964013283, 1e-6);
+  EXPECT_NEAR(fit_pareto_tail(largest(light), m).k, 0.1888844614, 1e-6);
+}
+
 TEST(Psis, TooFewOrEqualWeightsAreNotFitted) {
   // A tail of ⌈M/5⌉ ≥ 5 weights needs M ≥ 21.
   EXPECT_TRUE(std::isnan(fit_pareto_tail(std::vector<double>(5, 0.0), 20).k));
