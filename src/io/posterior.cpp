@@ -181,6 +181,16 @@ Refinement refine_into(OutputFile& out, const Target& target, const SampleConfig
   };
   auto diagnostic_sums = torch::zeros({3, d}, torch::kFloat64);
   out.create_refined();
+  if (comm.is_root()) {
+    std::printf(
+        "refine: %lld chains from the %s, %lld iterations (the first %lld adapt) of 1 to %lld "
+        "leapfrog steps; each chain's step size log-uniform on [%g, 1] x the step size\n",
+        static_cast<long long>(sample.count),
+        from_proposal ? "proposal's draws" : "resampled draws", static_cast<long long>(iterations),
+        static_cast<long long>(adapt_steps), static_cast<long long>(2 * sample.leapfrog_steps - 1),
+        sample.hmc_smallest_step);
+    std::fflush(stdout);
+  }
   std::vector<float> rows(std::min(sample.batch, mine.count()) * d);
   std::vector<double> log_weights(from_proposal ? std::min(sample.batch, mine.count()) : 0);
   int64_t accepted = 0, proposals = 0;
@@ -214,6 +224,13 @@ Refinement refine_into(OutputFile& out, const Target& target, const SampleConfig
                           static_cast<uint32_t>(t), step_scale);
       });
       const int64_t accepted_now = accept.sum().item<int64_t>();
+      if (comm.is_root() && (t + 1) % progress_every == 0) {
+        std::printf("refine %6lld/%lld  batch %lld/%lld  step size %.4g%s\n",
+                    static_cast<long long>(t + 1), static_cast<long long>(total),
+                    static_cast<long long>(round + 1), static_cast<long long>(rounds), step_size,
+                    round == 0 && t < adapt_steps ? "  (adapting the step size and metric)" : "");
+        std::fflush(stdout);
+      }
       if (round == 0 && t < adapt_steps) {
         double fraction = static_cast<double>(accepted_now);
         comm.allreduce_sum(&fraction, 1);
@@ -236,12 +253,6 @@ Refinement refine_into(OutputFile& out, const Target& target, const SampleConfig
       }
       accepted += accepted_now;
       proposals += n;
-      if (comm.is_root() && (t + 1) % progress_every == 0) {
-        std::printf("refine %6lld/%lld  batch %lld/%lld  step size %.4g\n",
-                    static_cast<long long>(t + 1), static_cast<long long>(total),
-                    static_cast<long long>(round + 1), static_cast<long long>(rounds), step_size);
-        std::fflush(stdout);
-      }
       if (half < 2) continue;
       const int64_t kept = (t - adapt_steps) % block;
       if (kept == 0) moments.zero_();
