@@ -241,8 +241,8 @@ int run(int argc, char** argv, const rbsde::Communicator& comm) {
   for (int r = 0; r < o.sample_repetitions; ++r) {
     comm.barrier();
     const double before = MPI_Wtime();
-    rbsde::simulate_paths(*target, model, grid, config.sample.seed, comm.rank() * rows_per_rank,
-                          rows_per_rank);
+    rbsde::simulate_paths(*target, model, grid, {config.sample.seed, rbsde::NoiseStream::kSampling},
+                          comm.rank() * rows_per_rank, rows_per_rank);
     const double seconds = max_over_ranks(MPI_Wtime() - before, comm);
     sample_seconds = r == 0 ? seconds : std::min(sample_seconds, seconds);
   }

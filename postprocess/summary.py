@@ -118,6 +118,9 @@ def print_summary(path, run, truth):
                      f"{refined['start']} draws; split R^ {refined['rhat']:.4f}"
                      f"{'' if refined['rhat'] < 1.01 else ' (not mixed: above 1.01)'}, "
                      f"ESS {refined['ess']:.0f}")
+        if refined.get("model_moves", 0) > 0:
+            text += (f"; a model path proposed every {refined['model_moves']} iterations, "
+                     f"accepted {refined['model_acceptance_rate']:.4f}")
         lines.append(("HMC refined", text))
     loss = run["loss"]
     lines.append(("final loss", f"{loss[-1]:.6g} ({len(loss)} iterations)" if len(loss) else

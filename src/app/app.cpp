@@ -14,6 +14,7 @@
 #include <thread>
 #include <vector>
 
+#include "rbsde/bsde/independence.hpp"
 #include "rbsde/bsde/mcmc.hpp"
 #include "rbsde/bsde/model.hpp"
 #include "rbsde/bsde/psis.hpp"
@@ -690,22 +691,30 @@ Estimates sample_into(OutputFile& out, const Target& target, BsdeModel& model,
     // Where the weights are unreliable the resampled rows are a few repeated points: the
     // chains start from the proposal's own draws instead.
     const bool from_proposal = !(estimates.pareto_k <= estimates.pareto_k_threshold);
-    const Refinement refinement =
-        refine_into(out, target, sample, hmc_steps, sample.hmc_steps == kHmcStepsAuto,
-                    from_proposal, drawn.proposal_variance, comm);
+    // The model proposes paths only where their weights are exact.
+    const ModelProposal proposal{model, TimeGrid(schedule, config.sde.steps)};
+    const Refinement refinement = refine_into(
+        out, target, sample, hmc_steps, sample.hmc_steps == kHmcStepsAuto, from_proposal,
+        drawn.proposal_variance, sample.method == "sde" ? &proposal : nullptr, comm);
     written += ", /refined";
     if (comm.is_root()) {
+      char model_moves[96] = "";
+      if (refinement.model_moves > 0) {
+        std::snprintf(model_moves, sizeof model_moves, ", model moves (every %lld) accepted %.4f",
+                      static_cast<long long>(refinement.model_moves),
+                      refinement.model_acceptance_rate);
+      }
       std::printf(
           "HMC refinement%s: %lld iterations x %lld leapfrog steps (mean) from the %s, "
-          "acceptance %.3f, step size %.4g; split R^ %.4f, ESS %.0f (%lld chains)\n",
+          "acceptance %.3f, step size %.4g%s; split R^ %.4f, ESS %.0f (%lld chains)\n",
           sample.hmc_steps == kHmcStepsAuto
               ? " (sample.hmc_steps: auto, the weights are unreliable)"
               : "",
           static_cast<long long>(refinement.iterations),
           static_cast<long long>(sample.leapfrog_steps),
           from_proposal ? "proposal's draws (/samples)" : "resampled draws",
-          refinement.acceptance_rate, refinement.step_size, refinement.rhat, refinement.ess,
-          static_cast<long long>(sample.count));
+          refinement.acceptance_rate, refinement.step_size, model_moves, refinement.rhat,
+          refinement.ess, static_cast<long long>(sample.count));
       if (!(refinement.rhat < kMaxSplitRhat)) {
         std::printf(
             "warning: the refined chains have not mixed: split R^ = %.4f (trusted below %.2f); "

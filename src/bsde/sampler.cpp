@@ -92,10 +92,9 @@ SampleBatch simulate_flow(const Target& target, BsdeModel& model, const NoiseSch
 }
 
 SampleBatch simulate_paths(const Target& target, BsdeModel& model, const TimeGrid& grid,
-                           uint64_t seed, int64_t first_path, int64_t rows) {
+                           const NoiseKey& key, int64_t first_path, int64_t rows) {
   torch::InferenceMode inference;
   const int64_t d = model->dim();
-  const NoiseKey key{seed, NoiseStream::kSampling, 0};
   auto x = torch::empty({rows, d}, torch::kFloat64);
   auto xi = torch::empty({rows, d}, torch::kFloat64);
   fill_normal(x.data_ptr<double>(), rows, d, key, first_path, kInitialStep);
@@ -300,7 +299,8 @@ SampleSummary draw_samples(SampleSink& sink, const Target& target, BsdeModel& mo
     SampleBatch batch =
         flow ? simulate_flow(target, model, schedule, grid, sample.seed, first_path + done, rows,
                              divergence, sample.probes)
-             : simulate_paths(target, model, grid, sample.seed, first_path + done, rows);
+             : simulate_paths(target, model, grid, {sample.seed, NoiseStream::kSampling},
+                              first_path + done, rows);
     proposal.add(batch.samples, torch::zeros_like(batch.log_weights));
     if (affine) {
       // Back to the target's coordinates x = m + L x̂. The density of x is that of x̂ divided

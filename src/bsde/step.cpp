@@ -113,4 +113,27 @@ void weighted_step(const StepConstants& step, double* x, const float* z, const f
   });
 }
 
+void path_log_weight_step(const StepConstants& step, const double* x, const double* x_next,
+                          const float* z, const float* gain, double* log_weight, int64_t rows,
+                          int64_t dim) {
+  for_each_path(rows, [=](int64_t i) {
+    const double* x_row = x + i * dim;
+    const double* next_row = x_next + i * dim;
+    const float* z_row = z + i * dim;
+    double q_residual2 = 0.0, k_residual2 = 0.0, log_noises = 0.0;
+    for (int64_t j = 0; j < dim; ++j) {
+      const StepGains gains =
+          gain != nullptr ? gain_step(step, gain[i * dim + j]) : step.grid_gains;
+      const double q_residual =
+          (next_row[j] - LinearStep<double>(gains)(x_row[j], z_row[j], 0.0)) / gains.noise;
+      const double k_residual = x_row[j] - step.a * next_row[j];
+      q_residual2 += q_residual * q_residual;
+      k_residual2 += k_residual * k_residual;
+      if (gain != nullptr) log_noises += std::log(gains.noise);
+    }
+    log_weight[i] += log_weight_increment(
+        step, q_residual2, gain != nullptr ? log_noises : step.grid_log_noises, k_residual2);
+  });
+}
+
 }  // namespace rbsde

@@ -1186,6 +1186,19 @@ const std::vector<Option>& options() {
             in.require(c.sample.hmc_smallest_step > 0.0 && c.sample.hmc_smallest_step <= 1.0,
                        "sample.hmc_smallest_step", "in (0, 1]", c.sample.hmc_smallest_step);
           }),
+      plain<&Config::sample, &SampleConfig::model_moves>(
+          "sample.model_moves", ">= 0",
+          "refinement: every this many HMC iterations each chain proposes a fresh path of the "
+          "trained model, accepted on its exact weight (0: never; not with sample.method: ode)",
+          [](const Reader& in, const Config& c) {
+            in.require(c.sample.model_moves >= 0, "sample.model_moves", ">= 0",
+                       c.sample.model_moves);
+            // A move's index keys 27 bits of the noise counter's epoch (noise.hpp).
+            in.require(c.sample.model_moves == 0 || c.sample.hmc_steps == kHmcStepsAuto ||
+                           c.sample.hmc_steps / c.sample.model_moves < (int64_t{1} << 26),
+                       "sample.model_moves", ">= sample.hmc_steps / 2^26 (or 0)",
+                       c.sample.model_moves);
+          }),
       plain<&Config::sample, &SampleConfig::psis>(
           "sample.psis", "true or false",
           "also the posterior moments with Pareto-smoothed weights (/estimates/psis_mean, _sd)"),

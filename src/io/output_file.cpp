@@ -665,13 +665,15 @@ void OutputFile::write_refined_attributes(const Refinement& refinement) {
        {std::pair<const char*, double>{"acceptance_rate", refinement.acceptance_rate},
         {"step_size", refinement.step_size},
         {"rhat", refinement.rhat},
-        {"ess", refinement.ess}}) {
+        {"ess", refinement.ess},
+        {"model_acceptance_rate", refinement.model_acceptance_rate}}) {
     write_scalar_attribute(refined_samples_, name, H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, value,
                            tmp_path_);
   }
   for (const auto& [name, value] :
        {std::pair<const char*, int64_t>{"iterations", refinement.iterations},
-        {"leapfrog_steps", refinement.leapfrog_steps}}) {
+        {"leapfrog_steps", refinement.leapfrog_steps},
+        {"model_moves", refinement.model_moves}}) {
     write_scalar_attribute(refined_samples_, name, H5T_STD_I64LE, H5T_NATIVE_INT64, value,
                            tmp_path_);
   }

@@ -139,8 +139,10 @@ int64_t hmc_iterations(const Config& config, double pareto_k, double threshold) 
 
 Refinement refine_into(OutputFile& out, const Target& target, const SampleConfig& sample,
                        int64_t iterations, bool extend, bool from_proposal,
-                       const std::vector<double>& variance, const Communicator& comm) {
+                       const std::vector<double>& variance, const ModelProposal* proposal,
+                       const Communicator& comm) {
   const int64_t d = target.dim();
+  const int64_t model_moves = proposal != nullptr ? sample.model_moves : 0;
   auto preconditioner = torch::tensor(variance, torch::kFloat64);
   preconditioner = torch::where(torch::isfinite(preconditioner) & (preconditioner > 0),
                                 preconditioner, torch::ones_like(preconditioner));
@@ -184,16 +186,20 @@ Refinement refine_into(OutputFile& out, const Target& target, const SampleConfig
   if (comm.is_root()) {
     std::printf(
         "refine: %lld chains from the %s, %lld iterations (the first %lld adapt) of 1 to %lld "
-        "leapfrog steps; each chain's step size log-uniform on [%g, 1] x the step size\n",
+        "leapfrog steps; each chain's step size log-uniform on [%g, 1] x the step size; %s\n",
         static_cast<long long>(sample.count),
         from_proposal ? "proposal's draws" : "resampled draws", static_cast<long long>(iterations),
         static_cast<long long>(adapt_steps), static_cast<long long>(2 * sample.leapfrog_steps - 1),
-        sample.hmc_smallest_step);
+        sample.hmc_smallest_step,
+        model_moves > 0
+            ? ("a path of the model proposed every " + std::to_string(model_moves) + " iterations")
+                  .c_str()
+            : "no model moves");
     std::fflush(stdout);
   }
   std::vector<float> rows(std::min(sample.batch, mine.count()) * d);
   std::vector<double> log_weights(from_proposal ? std::min(sample.batch, mine.count()) : 0);
-  int64_t accepted = 0, proposals = 0;
+  int64_t accepted = 0, proposals = 0, model_accepted = 0, model_proposals = 0;
   for (int64_t round = 0; round < rounds; ++round) {
     const int64_t begin = std::min(mine.end, mine.begin + round * sample.batch);
     const int64_t n = std::min(mine.end, begin + sample.batch) - begin;
@@ -224,6 +230,15 @@ Refinement refine_into(OutputFile& out, const Target& target, const SampleConfig
                           static_cast<uint32_t>(t), step_scale);
       });
       const int64_t accepted_now = accept.sum().item<int64_t>();
+      if (model_moves > 0 && (t + 1) % model_moves == 0) {
+        comm.all_or_none([&] {
+          model_accepted += independence_step(target, *proposal, chains, sample.seed,
+                                              static_cast<uint32_t>(t / model_moves))
+                                .sum()
+                                .item<int64_t>();
+        });
+        model_proposals += n;
+      }
       if (comm.is_root() && (t + 1) % progress_every == 0) {
         std::printf("refine %6lld/%lld  batch %lld/%lld  step size %.4g%s\n",
                     static_cast<long long>(t + 1), static_cast<long long>(total),
@@ -281,8 +296,9 @@ Refinement refine_into(OutputFile& out, const Target& target, const SampleConfig
         (affine ? affine->to_target_space(chains.x) : chains.x).to(torch::kFloat32).contiguous();
     out.write_refined(begin, n, refined.data_ptr<float>());
   }
-  double totals[2] = {static_cast<double>(accepted), static_cast<double>(proposals)};
-  comm.allreduce_sum(totals, 2);
+  double totals[4] = {static_cast<double>(accepted), static_cast<double>(proposals),
+                      static_cast<double>(model_accepted), static_cast<double>(model_proposals)};
+  comm.allreduce_sum(totals, 4);
   comm.allreduce_sum(diagnostic_sums.data_ptr<double>(), diagnostic_sums.numel());
   Refinement refinement;
   refinement.iterations = total;
@@ -290,6 +306,9 @@ Refinement refine_into(OutputFile& out, const Target& target, const SampleConfig
   refinement.from_proposal = from_proposal;
   refinement.acceptance_rate = totals[0] / totals[1];
   refinement.step_size = step_size;
+  refinement.model_moves = model_moves;
+  refinement.model_acceptance_rate =
+      totals[3] > 0 ? totals[2] / totals[3] : std::numeric_limits<double>::quiet_NaN();
   refinement.rhat = refinement.ess = std::numeric_limits<double>::quiet_NaN();
   if (half >= 2) {
     std::tie(refinement.rhat, refinement.ess) =

@@ -541,11 +541,12 @@ fi
 # for N((3, -3), 4 I) are unreliable, so 2,000 chains start from the proposal's draws (about
 # N(0, I)) and 300 iterations bring their moments to the target's, within 5 standard errors
 # (2 / sqrt(2000) = 0.045 for the mean; 4 sqrt(2 / 2000) = 0.13 for the variance), with the
-# split R^ below 1.01. The proposal's draws are 1.5 sds off: the check can fail.
+# split R^ below 1.01, with an independence move every 10 iterations (sample.model_moves). The
+# proposal's draws are 1.5 sds off: the check can fail.
 if "$rbsde" run "$work/small.yaml" --set train.iterations=2 --set target.mean=[3,-3] \
   --set target.covariance=4 --set sample.count=2000 --set sample.batch=2000 \
   --set sample.hmc_steps=300 --set sample.seed=5 --set output.path="$work/out/refined.h5" \
-  > "$work/refined.log" 2>&1 \
+  --set sample.model_moves=10 > "$work/refined.log" 2>&1 \
   && grep -q "^HMC refinement: 300 iterations x 3 leapfrog steps (mean) from the proposal's draws" "$work/refined.log" \
   && /usr/bin/python3 - "$work/out/refined.h5" <<'PY'
 import sys, h5py, numpy as np
@@ -553,6 +554,8 @@ with h5py.File(sys.argv[1], "r") as f:
     refined, samples = f["refined/samples"][:].astype(np.float64), f["samples"][:]
     attrs = f["refined/samples"].attrs
     assert attrs["start"] == "proposal" and attrs["iterations"] == 300, dict(attrs)
+    # Independence moves every 10 iterations, some of them accepted.
+    assert attrs["model_moves"] == 10 and 0 < attrs["model_acceptance_rate"] < 1, dict(attrs)
     assert attrs["rhat"] < 1.01, attrs["rhat"]
     assert np.abs(samples.mean(0) - [3.0, -3.0]).min() > 2.0, samples.mean(0)
     assert np.abs(refined.mean(0) - [3.0, -3.0]).max() < 5 * 0.045, refined.mean(0)

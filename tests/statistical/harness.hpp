@@ -53,7 +53,8 @@ inline TrainedRun untrained_copy(const TrainedRun& run) {
 /// All `count` sample paths on this process (the tests run on one rank).
 inline SampleBatch sample_run(TrainedRun& run, int64_t count) {
   const TimeGrid grid(run.schedule, run.config.sde.steps);
-  return simulate_paths(*run.target, run.model, grid, run.config.sample.seed, 0, count);
+  return simulate_paths(*run.target, run.model, grid,
+                        {run.config.sample.seed, NoiseStream::kSampling}, 0, count);
 }
 
 inline Estimates estimate(const SampleBatch& batch) {

@@ -22,7 +22,8 @@ void expect_unbiased(const Config& config, double scale) {
   EvidenceAccumulator evidence;
   const int64_t batch = 500000;
   for (int64_t first = 0; first < 4 * batch; first += batch) {
-    const auto paths = simulate_paths(*target, model, grid, /*seed=*/11, first, batch);
+    const auto paths =
+        simulate_paths(*target, model, grid, {11, NoiseStream::kSampling}, first, batch);
     evidence.add(paths.log_weights, paths.y0_offset);
   }
   Communicator comm(MPI_COMM_WORLD);

@@ -75,6 +75,7 @@ const std::string kFull =
     "  leapfrog_steps: 5\n"
     "  hmc_step_size: 0.3\n"
     "  hmc_smallest_step: 0.05\n"
+    "  model_moves: 4\n"
     "  psis: true\n"
     "reference:\n"
     "  chains: 16\n"
@@ -193,6 +194,7 @@ void expect_same(const rbsde::Config& a, const rbsde::Config& b) {
   EXPECT_EQ(a.sample.leapfrog_steps, b.sample.leapfrog_steps);
   EXPECT_EQ(a.sample.hmc_step_size, b.sample.hmc_step_size);
   EXPECT_EQ(a.sample.hmc_smallest_step, b.sample.hmc_smallest_step);
+  EXPECT_EQ(a.sample.model_moves, b.sample.model_moves);
   EXPECT_EQ(a.sample.psis, b.sample.psis);
   EXPECT_EQ(a.reference.chains, b.reference.chains);
   EXPECT_EQ(a.reference.warmup, b.reference.warmup);
@@ -256,6 +258,7 @@ TEST(Config, ParsesFullConfig) {
   EXPECT_EQ(config.sample.leapfrog_steps, 5);
   EXPECT_EQ(config.sample.hmc_step_size, 0.3);
   EXPECT_EQ(config.sample.hmc_smallest_step, 0.05);
+  EXPECT_EQ(config.sample.model_moves, 4);
   EXPECT_TRUE(config.sample.psis);
   EXPECT_EQ(config.reference.chains, 16);
   EXPECT_EQ(config.reference.warmup, 100);
@@ -569,6 +572,10 @@ TEST(ConfigErrors, ValuesOutOfRangeNameKeyAndRange) {
   expect_override_error("sample.hmc_step_size=-0.1", "sample.hmc_step_size", ">= 0");
   expect_override_error("sample.hmc_smallest_step=0", "sample.hmc_smallest_step", "in (0, 1]");
   expect_override_error("sample.hmc_smallest_step=1.5", "sample.hmc_smallest_step", "in (0, 1]");
+  expect_override_error("sample.model_moves=-1", "sample.model_moves", ">= 0");
+  // A move's index keys 27 bits of the noise epoch: at most 2^26 moves.
+  expect_error(kMinimal, {"sample.hmc_steps=100000000", "sample.model_moves=1"},
+               {"sample.model_moves", "2^26"});
   expect_override_error("reference.chains=1", "reference.chains", ">= 2");
   expect_override_error("reference.warmup=3", "reference.warmup", ">= 4");
   expect_override_error("reference.steps=0", "reference.steps", ">= 1");

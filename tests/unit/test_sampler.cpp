@@ -27,7 +27,8 @@ double log_weight_spread(const std::string& integrator, int64_t d) {
   torch::manual_seed(1);
   BsdeModel model(d, NetworkConfig{}, schedule);  // output layer zero: Z = −√b x
   const auto target = Gaussian::diagonal(Eigen::VectorXd::Zero(d), Eigen::VectorXd::Ones(d));
-  const SampleBatch batch = simulate_paths(*target, model, grid, 5, 0, 200);
+  const SampleBatch batch =
+      simulate_paths(*target, model, grid, {5, NoiseStream::kSampling}, 0, 200);
   const double log_z = 0.5 * static_cast<double>(d) * std::log(2.0 * M_PI);
   return (batch.log_weights - log_z).abs().max().item<double>();
 }
@@ -85,8 +86,9 @@ TEST(Sampler, DrawSamplesWritesEveryPathOnceIntoItsSink) {
   const SampleSummary summary = draw_samples(sink, *target, model, schedule, config, comm);
 
   for (int count : sink.written) EXPECT_EQ(count, 1);
-  const SampleBatch direct = simulate_paths(*target, model, TimeGrid(schedule, config.sde.steps),
-                                            config.sample.seed, 0, config.sample.count);
+  const SampleBatch direct =
+      simulate_paths(*target, model, TimeGrid(schedule, config.sde.steps),
+                     {config.sample.seed, NoiseStream::kSampling}, 0, config.sample.count);
   for (int64_t i = 0; i < config.sample.count; ++i) {
     EXPECT_EQ(sink.log_weights[i], direct.log_weights[i].item<double>()) << i;
     EXPECT_EQ(sink.samples[i * 3], static_cast<float>(direct.samples[i][0].item<double>())) << i;

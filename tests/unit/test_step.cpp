@@ -2,6 +2,8 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <random>
+#include <vector>
 
 #include "rbsde/bsde/step.hpp"
 #include "rbsde/core/config.hpp"
@@ -36,6 +38,43 @@ TEST(Step, GainStepIsTheExactLinearStep) {
   EXPECT_NEAR(none.x_gain, grid.x_gain[7], 1e-12);
   EXPECT_NEAR(none.z_gain, grid.z_gain[7], 1e-12);
   EXPECT_NEAR(none.noise, grid.noise[7], 1e-12);
+}
+
+// path_log_weight_step scores a given pair of points; on the pair weighted_step made it must
+// return weighted_step's increment, with the grid's gains and with the gain head's.
+TEST(Step, ScoringAPairGivesTheIncrementOfTheStepThatMadeIt) {
+  SdeConfig config;
+  config.steps = 20;
+  const TimeGrid grid(NoiseSchedule::from_config(config), config.steps);
+  const int64_t rows = 5, d = 7;
+  std::mt19937 random(3);
+  std::normal_distribution<double> normal;
+  std::vector<double> x(rows * d), xi(rows * d);
+  std::vector<float> z(rows * d), gain(rows * d);
+  for (int64_t k = 0; k < rows * d; ++k) {
+    x[k] = 2.0 * normal(random);
+    xi[k] = normal(random);
+    z[k] = static_cast<float>(normal(random));
+    gain[k] = static_cast<float>(3.0 * normal(random));
+  }
+  for (const bool with_gain : {false, true}) {
+    for (const int64_t n : {0, 11, 19}) {
+      const StepConstants step(grid, n, d);
+      const float* g = with_gain ? gain.data() : nullptr;
+      std::vector<double> next = x, made(rows, 0.0), scored(rows, 0.0);
+      weighted_step(step, next.data(), z.data(), g, xi.data(), made.data(), rows, d);
+      path_log_weight_step(step, x.data(), next.data(), z.data(), g, scored.data(), rows, d);
+      for (int64_t i = 0; i < rows; ++i) {
+        EXPECT_NEAR(scored[i], made[i], 1e-9 * (1.0 + std::abs(made[i])))
+            << "gain " << with_gain << " step " << n << " row " << i;
+      }
+      // A different pair scores differently: the test sees the points.
+      next[0] += 0.1;
+      std::vector<double> moved(rows, 0.0);
+      path_log_weight_step(step, x.data(), next.data(), z.data(), g, moved.data(), rows, d);
+      EXPECT_GT(std::abs(moved[0] - made[0]), 1e-3);
+    }
+  }
 }
 
 }  // namespace

@@ -25,11 +25,12 @@ struct SampleBatch {
   torch::Tensor y0_offset;    ///< c_θ + r_θ(X₀), [rows] float64
 };
 
-/// Simulates global paths [first_path, first_path + rows) of the reverse SDE with noise from
-/// the sampling stream of `seed`, without a graph. X runs in float64 (the network sees
-/// float32) and every log-kernel term is float64, as method.md §5 requires.
+/// Simulates global paths [first_path, first_path + rows) of the reverse SDE with the noise of
+/// `key` (the sampling stream of sample.seed for the sample), without a graph. X runs in
+/// float64 (the network sees float32) and every log-kernel term is float64, as method.md §5
+/// requires.
 SampleBatch simulate_paths(const Target& target, BsdeModel& model, const TimeGrid& grid,
-                           uint64_t seed, int64_t first_path, int64_t rows);
+                           const NoiseKey& key, int64_t first_path, int64_t rows);
 
 /// How the ODE sampler evaluates div_x Z_θ.
 enum class Divergence {

@@ -105,6 +105,14 @@ void training_step(const StepConstants& step, YStep y_step, const float* x, cons
 void weighted_step(const StepConstants& step, double* x, const float* z, const float* gain,
                    const double* xi, double* log_weight, int64_t rows, int64_t dim);
 
+/// The log-weight increment log k_n(x_n | x_{n+1}) − log q_n(x_{n+1} | x_n) of a given pair of
+/// points of `rows` paths (float64, in place on log_weight): weighted_step's increment for a
+/// path that did not come from q_n (the noising process's path of an independence move,
+/// bsde/independence.hpp). On the pair weighted_step made, the two agree to rounding.
+void path_log_weight_step(const StepConstants& step, const double* x, const double* x_next,
+                          const float* z, const float* gain, double* log_weight, int64_t rows,
+                          int64_t dim);
+
 /// The probability-flow ODE's drift f = ½ b X + ½ √b Z at a time with coefficient b (method.md
 /// §5), on float64 tensors.
 template <typename X, typename Z>

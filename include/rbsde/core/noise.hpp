@@ -10,7 +10,9 @@ namespace rbsde {
 /// What a noise draw is for; different streams never share a counter. kProbes: the
 /// Rademacher probes of the ODE sampler's Hutchinson divergence (epoch = probe index);
 /// kMcmc keys the MALA chains (reference sampler and refinement), kResampling the one uniform
-/// of systematic resampling, kSmc the SMC reference (epoch = run).
+/// of systematic resampling, kSmc the SMC reference (epoch = run), kIndependence the
+/// independence moves of the refinement (epoch 2 m for move m's proposed paths, 2 m + 1 for
+/// its noising paths and accept test).
 enum class NoiseStream : uint32_t {
   kTraining = 1,
   kSampling = 2,
@@ -18,7 +20,8 @@ enum class NoiseStream : uint32_t {
   kMcmc = 4,
   kResampling = 5,
   kSmc = 6,
-  kVariational = 7
+  kVariational = 7,
+  kIndependence = 8
 };
 
 /// The step index that keys the initial point X₀ (steps 0 … N−1 key the increments ξ_n).

@@ -25,6 +25,8 @@ struct Refinement {
   bool from_proposal = false;    ///< started from /samples (else /resampled/samples)
   double acceptance_rate = 0.0;  ///< over the iterations taken with the final step size
   double step_size = 0.0;
+  int64_t model_moves = 0;  ///< an independence move every this many iterations (0: none)
+  double model_acceptance_rate = 0.0;  ///< of the independence moves (NaN without)
   /// Over the iterations after the adaptation, split in halves: the largest split R̂ and the
   /// smallest effective sample size over the coordinates the chains run in (NaN with fewer
   /// than 4 such iterations).
