@@ -1,6 +1,6 @@
 #pragma once
-// Helpers shared by the unit tests: a correlated Gaussian, Eigen/torch conversions, a fixed SPD
-// matrix, and a private temporary directory per test.
+// Helpers shared by the unit tests: a correlated Gaussian, a target given by a function,
+// Eigen/torch conversions, a fixed SPD matrix, and a private temporary directory per test.
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 #include <unistd.h>
@@ -8,11 +8,31 @@
 #include <Eigen/Dense>
 #include <filesystem>
 #include <fstream>
+#include <functional>
+#include <optional>
 #include <string>
+#include <utility>
 
 #include "rbsde/core/target.hpp"
 
 namespace rbsde::test {
+
+/// A target given by a function of the batch, with an optional prior.
+class FunctionTarget final : public Target {
+ public:
+  FunctionTarget(int64_t dim, std::function<torch::Tensor(const torch::Tensor&)> log_prob,
+                 std::optional<Affine> prior = std::nullopt)
+      : dim_(dim), log_prob_(std::move(log_prob)), prior_(std::move(prior)) {}
+  std::string name() const override { return "function"; }
+  int64_t dim() const override { return dim_; }
+  torch::Tensor log_prob(const torch::Tensor& x) const override { return log_prob_(x); }
+  std::optional<Affine> prior() const override { return prior_; }
+
+ private:
+  int64_t dim_;
+  std::function<torch::Tensor(const torch::Tensor&)> log_prob_;
+  std::optional<Affine> prior_;
+};
 
 /// A correlated Gaussian in d = 5 with a non-zero mean (covariance eigenvalues 0.09 to 2.1).
 inline Gaussian correlated_gaussian() {

@@ -187,15 +187,10 @@ TEST(Hmc, ChainsDoNotDependOnHowTheyAreSplit) {
 
 TEST(Hmc, RejectsTrajectoriesOutsideTheSupport) {
   // log π̃ = −∞ for x < 0 (a half-normal): no chain may ever step out of the support.
-  class HalfNormal final : public Target {
-   public:
-    std::string name() const override { return "half_normal"; }
-    int64_t dim() const override { return 1; }
-    torch::Tensor log_prob(const torch::Tensor& x) const override {
-      const auto x0 = x.select(1, 0);
-      return torch::where(x0 >= 0, -0.5 * x0 * x0, torch::full_like(x0, -INFINITY));
-    }
-  } target;
+  const test::FunctionTarget target(1, [](const torch::Tensor& x) {
+    const auto x0 = x.select(1, 0);
+    return torch::where(x0 >= 0, -0.5 * x0 * x0, torch::full_like(x0, -INFINITY));
+  });
   Chains chains = start_chains(target, torch::full({200, 1}, 0.1, torch::kFloat64), 0);
   const auto preconditioner = torch::ones({1}, torch::kFloat64);
   for (uint32_t t = 0; t < 50; ++t) {
@@ -208,19 +203,14 @@ TEST(Hmc, RejectsTrajectoriesOutsideTheSupport) {
 // log π̃ = −x²/8 (sd 2), finite everywhere, whose gradient is NaN from x = 2 on (a masked
 // √(2 − x): the value masked, not its derivative), as a module's overflow far out in a tail
 // can be. A sixth of the mass lies beyond 2, where no chain may then stay.
-class NanBeyondTwo final : public Target {
- public:
-  std::string name() const override { return "nan_beyond_two"; }
-  int64_t dim() const override { return 1; }
-  torch::Tensor log_prob(const torch::Tensor& x) const override {
-    const auto x0 = x.select(1, 0);
-    const auto masked = torch::where(x0 >= 2.0, torch::zeros_like(x0), torch::sqrt(2.0 - x0));
-    return -0.125 * x0 * x0 + 0.0 * masked;
-  }
-};
+torch::Tensor nan_beyond_two(const torch::Tensor& x) {
+  const auto x0 = x.select(1, 0);
+  const auto masked = torch::where(x0 >= 2.0, torch::zeros_like(x0), torch::sqrt(2.0 - x0));
+  return -0.125 * x0 * x0 + 0.0 * masked;
+}
 
 TEST(Hmc, RejectsTrajectoriesToANanGradientAndRefusesToStartAtOne) {
-  const NanBeyondTwo target;
+  const test::FunctionTarget target(1, nan_beyond_two);
   Chains chains = start_chains(target, torch::zeros({200, 1}, torch::kFloat64), 0);
   const auto preconditioner = torch::ones({1}, torch::kFloat64);
   int64_t accepted = 0;
@@ -237,7 +227,8 @@ TEST(Hmc, RejectsTrajectoriesToANanGradientAndRefusesToStartAtOne) {
   Affine map;
   map.centre = Eigen::VectorXd::Constant(1, 3.0);
   map.diagonal = Eigen::VectorXd::Ones(1);
-  const AffineTarget preconditioned(std::make_unique<NanBeyondTwo>(), map);
+  const AffineTarget preconditioned(std::make_unique<test::FunctionTarget>(1, nan_beyond_two),
+                                    map);
   try {
     start_chains(preconditioned, torch::full({4, 1}, 0.5, torch::kFloat64), 0);
     ADD_FAILURE() << "no error";

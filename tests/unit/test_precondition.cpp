@@ -27,28 +27,12 @@
 namespace rbsde {
 namespace {
 
+using test::FunctionTarget;
 using test::spd_3x3;
 using test::to_eigen;
 using test::to_torch;
 
 constexpr double kLog2Pi = 1.8378770664093454835606594728112;
-
-/// A target given by a function of the batch, for cases no built-in target covers.
-class FunctionTarget final : public Target {
- public:
-  FunctionTarget(int64_t dim, std::function<torch::Tensor(const torch::Tensor&)> log_prob,
-                 std::optional<Affine> prior = std::nullopt)
-      : dim_(dim), log_prob_(std::move(log_prob)), prior_(std::move(prior)) {}
-  std::string name() const override { return "function"; }
-  int64_t dim() const override { return dim_; }
-  torch::Tensor log_prob(const torch::Tensor& x) const override { return log_prob_(x); }
-  std::optional<Affine> prior() const override { return prior_; }
-
- private:
-  int64_t dim_;
-  std::function<torch::Tensor(const torch::Tensor&)> log_prob_;
-  std::optional<Affine> prior_;
-};
 
 torch::Tensor standard_normal_log_prob(const torch::Tensor& x) { return -0.5 * x.square().sum(1); }
 

@@ -24,6 +24,8 @@
 namespace rbsde {
 namespace {
 
+using test::FunctionTarget;
+
 /// The Gaussian N(μ, Σ) as an affine map: m = μ, L = chol(Σ).
 Affine exact_map(const Gaussian& target) {
   Affine map;
@@ -31,20 +33,6 @@ Affine exact_map(const Gaussian& target) {
   map.cholesky = Eigen::LLT<Eigen::MatrixXd>(target.covariance()).matrixL();
   return map;
 }
-
-/// A target given by a function of the batch.
-class FunctionTarget final : public Target {
- public:
-  FunctionTarget(int64_t dim, std::function<torch::Tensor(const torch::Tensor&)> log_prob)
-      : dim_(dim), log_prob_(std::move(log_prob)) {}
-  std::string name() const override { return "function"; }
-  int64_t dim() const override { return dim_; }
-  torch::Tensor log_prob(const torch::Tensor& x) const override { return log_prob_(x); }
-
- private:
-  int64_t dim_;
-  std::function<torch::Tensor(const torch::Tensor&)> log_prob_;
-};
 
 /// N(0, I) restricted to x_0 > 0 (a half-normal in x_0): log π̃ = −∞ outside.
 class HalfSpaceGaussian final : public Target {
