@@ -227,8 +227,7 @@ TEST(Hmc, RejectsTrajectoriesToANanGradientAndRefusesToStartAtOne) {
   Affine map;
   map.centre = Eigen::VectorXd::Constant(1, 3.0);
   map.diagonal = Eigen::VectorXd::Ones(1);
-  const AffineTarget preconditioned(std::make_unique<test::FunctionTarget>(1, nan_beyond_two),
-                                    map);
+  const AffineTarget preconditioned(std::make_unique<test::FunctionTarget>(1, nan_beyond_two), map);
   try {
     start_chains(preconditioned, torch::full({4, 1}, 0.5, torch::kFloat64), 0);
     ADD_FAILURE() << "no error";
