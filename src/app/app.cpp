@@ -691,11 +691,9 @@ Estimates sample_into(OutputFile& out, const Target& target, BsdeModel& model,
     // Where the weights are unreliable the resampled rows are a few repeated points: the
     // chains start from the proposal's own draws instead.
     const bool from_proposal = !(estimates.pareto_k <= estimates.pareto_k_threshold);
-    // The model proposes paths only where their weights are exact.
-    const ModelProposal proposal{model, TimeGrid(schedule, config.sde.steps)};
     const Refinement refinement = refine_into(
         out, target, sample, hmc_steps, sample.hmc_steps == kHmcStepsAuto, from_proposal,
-        drawn.proposal_variance, sample.method == "sde" ? &proposal : nullptr, comm);
+        drawn.proposal_variance, {model, TimeGrid(schedule, config.sde.steps)}, comm);
     written += ", /refined";
     if (comm.is_root()) {
       char model_moves[96] = "";

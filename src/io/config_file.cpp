@@ -1189,10 +1189,15 @@ const std::vector<Option>& options() {
       plain<&Config::sample, &SampleConfig::model_moves>(
           "sample.model_moves", ">= 0",
           "refinement: every this many HMC iterations each chain proposes a fresh path of the "
-          "trained model, accepted on its exact weight (0: never; not with sample.method: ode)",
+          "trained model, accepted on its exact weight (0: never; needs sample.method: sde)",
           [](const Reader& in, const Config& c) {
             in.require(c.sample.model_moves >= 0, "sample.model_moves", ">= 0",
                        c.sample.model_moves);
+            if (c.sample.model_moves > 0 && c.sample.method != "sde") {
+              in.fail("sample.model_moves",
+                      "needs sample.method: sde (the probability-flow ODE's weights are not "
+                      "exact); set sample.model_moves: 0");
+            }
             // A move's index keys 27 bits of the noise counter's epoch (noise.hpp).
             in.require(c.sample.model_moves == 0 || c.sample.hmc_steps == kHmcStepsAuto ||
                            c.sample.hmc_steps / c.sample.model_moves < (int64_t{1} << 26),

@@ -139,10 +139,10 @@ int64_t hmc_iterations(const Config& config, double pareto_k, double threshold) 
 
 Refinement refine_into(OutputFile& out, const Target& target, const SampleConfig& sample,
                        int64_t iterations, bool extend, bool from_proposal,
-                       const std::vector<double>& variance, const ModelProposal* proposal,
+                       const std::vector<double>& variance, const ModelProposal& proposal,
                        const Communicator& comm) {
   const int64_t d = target.dim();
-  const int64_t model_moves = proposal != nullptr ? sample.model_moves : 0;
+  const int64_t model_moves = sample.model_moves;
   auto preconditioner = torch::tensor(variance, torch::kFloat64);
   preconditioner = torch::where(torch::isfinite(preconditioner) & (preconditioner > 0),
                                 preconditioner, torch::ones_like(preconditioner));
@@ -232,7 +232,7 @@ Refinement refine_into(OutputFile& out, const Target& target, const SampleConfig
       const int64_t accepted_now = accept.sum().item<int64_t>();
       if (model_moves > 0 && (t + 1) % model_moves == 0) {
         comm.all_or_none([&] {
-          model_accepted += independence_step(target, *proposal, chains, sample.seed,
+          model_accepted += independence_step(target, proposal, chains, sample.seed,
                                               static_cast<uint32_t>(t / model_moves))
                                 .sum()
                                 .item<int64_t>();

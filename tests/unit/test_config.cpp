@@ -75,7 +75,6 @@ const std::string kFull =
     "  leapfrog_steps: 5\n"
     "  hmc_step_size: 0.3\n"
     "  hmc_smallest_step: 0.05\n"
-    "  model_moves: 4\n"
     "  psis: true\n"
     "reference:\n"
     "  chains: 16\n"
@@ -258,7 +257,6 @@ TEST(Config, ParsesFullConfig) {
   EXPECT_EQ(config.sample.leapfrog_steps, 5);
   EXPECT_EQ(config.sample.hmc_step_size, 0.3);
   EXPECT_EQ(config.sample.hmc_smallest_step, 0.05);
-  EXPECT_EQ(config.sample.model_moves, 4);
   EXPECT_TRUE(config.sample.psis);
   EXPECT_EQ(config.reference.chains, 16);
   EXPECT_EQ(config.reference.warmup, 100);
@@ -576,6 +574,8 @@ TEST(ConfigErrors, ValuesOutOfRangeNameKeyAndRange) {
   // A move's index keys 27 bits of the noise epoch: at most 2^26 moves.
   expect_error(kMinimal, {"sample.hmc_steps=100000000", "sample.model_moves=1"},
                {"sample.model_moves", "2^26"});
+  expect_error(kMinimal, {"sample.method=ode", "sample.model_moves=10"},
+               {"sample.model_moves", "needs sample.method: sde"});
   expect_override_error("reference.chains=1", "reference.chains", ">= 2");
   expect_override_error("reference.warmup=3", "reference.warmup", ">= 4");
   expect_override_error("reference.steps=0", "reference.steps", ">= 1");
@@ -654,15 +654,17 @@ TEST(ConfigErrors, YamlSyntaxErrorNamesFileAndLine) {
 }
 
 TEST(ConfigOverrides, ReplaceAndCreateValues) {
-  const rbsde::Config config =
-      rbsde::parse_config(kMinimal + "train:\n  paths: 8\n",
-                          {"train.paths=16", "target.mean=[1,2]", "network.y0_residual=true",
-                           "sample.model=m.pt", "sde.steps=7", "train.paths=32"});
+  const rbsde::Config config = rbsde::parse_config(
+      kMinimal + "train:\n  paths: 8\n",
+      {"train.paths=16", "target.mean=[1,2]", "network.y0_residual=true", "sample.model=m.pt",
+       "sde.steps=7", "train.paths=32", "sample.model_moves=4"});
   EXPECT_EQ(config.train.paths, 32);  // the last override of a key wins
   EXPECT_EQ(config.target.mean, Eigen::Vector2d(1, 2));
   EXPECT_TRUE(config.network.y0_residual);
   EXPECT_EQ(config.sample.model, "m.pt");
   EXPECT_EQ(config.sde.steps, 7);
+  EXPECT_EQ(config.sample.model_moves, 4);  // kFull's sample.method ode does not take it
+  expect_same(rbsde::parse_config(config.resolved_yaml), config);
 }
 
 TEST(ConfigOverrides, IntoAnEmptySectionOrDocument) {

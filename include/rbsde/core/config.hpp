@@ -131,8 +131,8 @@ struct SampleConfig {
   /// [s ε, ε], s this (1: every chain takes ε). Lets chains into the neck of a funnel.
   double hmc_smallest_step = 0.1;
   /// Every this many HMC iterations each refinement chain also proposes a fresh path of the
-  /// trained model, accepted on its exact weight (bsde/independence.hpp); 0: never. The SDE
-  /// sampler only: the ODE's weights are not exact.
+  /// trained model, accepted on its exact weight (bsde/independence.hpp); 0: never. Needs the
+  /// SDE sampler: the ODE's weights are not exact.
   int64_t model_moves = 0;
   bool psis = false;  ///< also the moments with Pareto-smoothed weights (psis.hpp)
 };

@@ -61,12 +61,12 @@ int64_t hmc_iterations(const Config& config, double pareto_k, double threshold);
 /// effective sample size over the chains' last block of iterations are reported; with
 /// `extend` (sample.hmc_steps: auto), the first batch runs further blocks of as many
 /// iterations, up to kMaxRefinementBlocks in all, until R̂ < kMaxSplitRhat, and every later
-/// batch as many iterations. With a `proposal` (the trained model, SDE sampler) and
-/// sample.model_moves m > 0, every m-th iteration is followed by an independence move of every
-/// chain (bsde/independence.hpp; move t / m of the kIndependence stream of sample.seed).
+/// batch as many iterations. With sample.model_moves m > 0 (the SDE sampler's runs), every
+/// m-th iteration is followed by an independence move of every chain with the trained model
+/// `proposal` (bsde/independence.hpp; move t / m of the kIndependence stream of sample.seed).
 Refinement refine_into(OutputFile& out, const Target& target, const SampleConfig& sample,
                        int64_t iterations, bool extend, bool from_proposal,
-                       const std::vector<double>& variance, const ModelProposal* proposal,
+                       const std::vector<double>& variance, const ModelProposal& proposal,
                        const Communicator& comm);
 
 /// The parameter names of the InferenceData group /posterior: target.names, else the
