@@ -15,7 +15,7 @@ torch::Tensor noised_path_log_weights(const Target& target, const ModelProposal&
   const TimeGrid& grid = proposal.grid;
   const int64_t c = x.size(0), d = x.size(1);
   auto log_weight = log_target.to(torch::kFloat64).clone();
-  auto next = x.to(torch::kFloat64).contiguous().clone();  // x_{n+1}
+  auto next = x.to(torch::kFloat64).contiguous();  // x_{n+1}, only read
   auto eta = torch::empty({c, d}, torch::kFloat64);
   for (int64_t n = grid.steps - 1; n >= 0; --n) {
     const StepConstants step(grid, n, d);
